@@ -1,0 +1,114 @@
+"""Every error the library raises, with its message template, in one place.
+
+Callers (the CLI, a Cinder driver) catch :class:`IscsiHelperError` and show
+``str(err)``: one line that names what went wrong. Templates use named
+``%(field)s`` placeholders so a message never depends on argument order, and
+a template that cannot be filled still yields a readable message rather than
+a second exception hiding the first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class IscsiHelperError(Exception):
+    """Base of every error raised on purpose by iscsi-helper."""
+
+    template: str = "An unknown iscsi-helper error occurred."
+
+    def __init__(self, message: str | None = None, **fields: Any) -> None:
+        self.fields = fields
+        if message is None:
+            try:
+                message = self.template % fields
+            except (KeyError, TypeError, ValueError):
+                message = f"{self.template} {fields!r}"
+        self.message = message
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidInput(IscsiHelperError):
+    """A value supplied by the caller cannot be used; nothing was changed."""
+
+    template = "Invalid %(field)s %(value)s: %(reason)s."
+
+
+class InvalidConnector(InvalidInput):
+    template = "Invalid connector: %(reason)s."
+
+
+class InvalidConfiguration(IscsiHelperError):
+    template = "Invalid configuration: %(reason)s."
+
+
+class UnknownTargetHelper(InvalidConfiguration):
+    template = (
+        "Unknown target_helper %(name)r; valid helpers are: %(valid)s."
+    )
+
+
+class ExportNotFound(IscsiHelperError):
+    template = "No export found for volume %(volume)s."
+
+
+class TargetCreateFailed(IscsiHelperError):
+    template = "Failed to create iSCSI target for volume %(volume_id)s: %(reason)s"
+
+
+class TargetRemoveFailed(IscsiHelperError):
+    template = "Failed to remove iSCSI target for volume %(volume_id)s: %(reason)s"
+
+
+class TargetUpdateFailed(IscsiHelperError):
+    template = "Failed to update iSCSI target for volume %(volume_id)s: %(reason)s"
+
+
+class PersistenceError(IscsiHelperError):
+    template = "Cannot use persisted export file %(path)s: %(reason)s"
+
+
+class CommandError(IscsiHelperError):
+    """Base for failures of an external target tool."""
+
+
+class CommandNotFound(CommandError):
+    template = "%(command)s not found on PATH; %(hint)s"
+
+
+class CommandNotExecutable(CommandError):
+    template = "%(command)s at %(path)s is not executable; %(hint)s"
+
+
+class CommandTimedOut(CommandError):
+    template = (
+        "%(command)s did not finish within %(timeout)s s and was killed "
+        "(option target_tool_timeout)"
+    )
+
+
+class CommandFailed(CommandError):
+    """A tool ran and exited with an unexpected code.
+
+    stdout/stderr are kept so a helper can recognise documented failure
+    strings (chiscsi's ``NOT found``) without parsing the message.
+    """
+
+    template = "%(command)s exited with code %(exit_code)s: %(detail)s"
+
+    def __init__(self, *, command: str, exit_code: int, stdout: str,
+                 stderr: str) -> None:
+        detail = (stderr.strip() or stdout.strip() or "no output").splitlines()
+        super().__init__(command=command, exit_code=exit_code,
+                         detail=detail[0] if detail else "no output")
+        self.command = command
+        self.exit_code = exit_code
+        self.stdout = stdout
+        self.stderr = stderr
+
+
+class ToolOutputError(CommandError):
+    template = "Unexpected output from %(command)s: %(reason)s"

@@ -1,0 +1,128 @@
+"""The objects helpers exchange: a volume as the caller gives it, an export as we build it.
+
+A caller may hand us a Cinder volume object or a plain mapping;
+:meth:`Volume.coerce` reads either once, so no helper code ever needs to
+know which. :class:`ExportSpec` is the complete, validated description of
+one export: helpers render it into their target's format and compare it
+with what they find live, which is what makes create, ensure and
+reconcile the same operation seen from different sides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from iscsi_helper.exception import InvalidInput
+from iscsi_helper.formats import (ChapCredentials, Portal, ProviderLocation,
+                                  validate_volume_id, validate_volume_name)
+
+_VOLUME_FIELDS = ("id", "name", "provider_location", "provider_auth",
+                  "provider_geometry", "encryption_key_id")
+
+
+def _read_field(volume: Any, name: str) -> Any:
+    """Attribute first (Cinder objects), then mapping access; absent means None.
+
+    Cinder's versioned objects raise on unset lazy fields, so any failure
+    to read an optional field is treated as "not set".
+    """
+    try:
+        value = getattr(volume, name)
+    except Exception:  # noqa: BLE001 - lazy-load failures of optional fields
+        value = None
+    if value is None and isinstance(volume, Mapping):
+        value = volume.get(name)
+    return value
+
+
+@dataclass(frozen=True)
+class Volume:
+    id: str
+    name: str
+    provider_location: str | None = None
+    provider_auth: str | None = None
+    provider_geometry: str | None = None
+    encryption_key_id: str | None = None
+
+    def __repr__(self) -> str:  # provider_auth carries a secret
+        auth = "'***'" if self.provider_auth else "None"
+        return (f"Volume(id={self.id!r}, name={self.name!r}, "
+                f"provider_location={self.provider_location!r}, provider_auth={auth})")
+
+    @classmethod
+    def coerce(cls, volume: Any) -> "Volume":
+        if isinstance(volume, Volume):
+            return volume
+        values = {name: _read_field(volume, name) for name in _VOLUME_FIELDS}
+        if values["id"] is None or values["name"] is None:
+            raise InvalidInput(field="volume", value=repr(type(volume).__name__),
+                               reason="needs at least 'id' and 'name'")
+        values["id"] = validate_volume_id(str(values["id"]))
+        values["name"] = validate_volume_name(str(values["name"]))
+        for key in _VOLUME_FIELDS[2:]:
+            if values[key] is not None:
+                values[key] = str(values[key])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    """Everything that defines one export; two equal specs are the same export."""
+
+    volume_id: str
+    volume_name: str
+    iqn: str
+    device_path: str
+    lun: int
+    portals: tuple[Portal, ...]
+    chap: ChapCredentials | None
+    target_chap: ChapCredentials | None = None
+    initiators: tuple[str, ...] = ()  # ACL; empty means any initiator may log in
+
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(c.password for c in (self.chap, self.target_chap) if c)
+
+    def with_initiators(self, initiators: tuple[str, ...]) -> "ExportSpec":
+        return ExportSpec(self.volume_id, self.volume_name, self.iqn, self.device_path,
+                          self.lun, self.portals, self.chap, self.target_chap,
+                          tuple(sorted(set(initiators))))
+
+
+@dataclass(frozen=True)
+class LiveTarget:
+    """What a target's own state says about one target (as far as it shows)."""
+
+    iqn: str
+    tid: int
+    portals: tuple[Portal, ...] | None = None  # None: this target tool does not show them
+    devices: tuple[str, ...] | None = None
+
+
+@dataclass
+class ExportStatus:
+    """A persisted export seen together with the live target, for list/show/reconcile."""
+
+    spec: ExportSpec
+    live: LiveTarget | None
+
+    @property
+    def provider_location(self) -> str | None:
+        if self.live is None:
+            return None
+        return str(ProviderLocation(self.spec.portals, self.live.tid, self.spec.iqn, self.spec.lun))
+
+
+@dataclass
+class EnsureReport:
+    """What a bulk ensure did, per volume id."""
+
+    started: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed

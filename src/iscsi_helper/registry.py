@@ -1,0 +1,47 @@
+"""Target helpers by name, through stevedore entry points (group ``iscsi_helper.target_helpers``).
+
+Every accepted spelling of a helper, Cinder's aliases included, is its own
+entry point, so a third-party helper joins (aliases and all) by declaring
+entry points in its own package, without touching this one.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+
+from oslo_config import cfg
+from stevedore import driver
+
+from iscsi_helper.exception import UnknownTargetHelper
+from iscsi_helper.executor import Executor
+from iscsi_helper.targets.base import Target
+
+NAMESPACE = "iscsi_helper.target_helpers"
+
+
+def helper_names() -> list[str]:
+    """Every registered name (aliases included), without importing any helper."""
+    return sorted({ep.name for ep in metadata.entry_points(group=NAMESPACE)})
+
+
+def helper_class(name: str) -> type[Target]:
+    if name not in helper_names():
+        raise UnknownTargetHelper(name=name, valid=", ".join(helper_names()))
+    manager = driver.DriverManager(NAMESPACE, name, invoke_on_load=False)
+    return manager.driver
+
+
+def canonical_names() -> list[str]:
+    """One name per helper class: the first of its ``names``."""
+    seen: dict[str, str] = {}
+    for name in helper_names():
+        cls = helper_class(name)
+        key = f"{cls.__module__}.{cls.__qualname__}"
+        seen.setdefault(key, cls.names[0] if cls.names else name)
+    return sorted(seen.values())
+
+
+def get_target(conf: cfg.ConfigOpts, executor: Executor | None = None,
+               name: str | None = None) -> Target:
+    """The helper selected by ``target_helper`` (or ``name``), ready to use."""
+    return helper_class(name or conf.target_helper)(conf, executor)

@@ -1,0 +1,314 @@
+"""The iSCSI behaviour shared by every helper; a helper only says how to talk to its target.
+
+The contract (which credentials to use, what to persist, when a live target
+is "right", locking, idempotency, masking secrets) is decided once here.
+A helper implements a handful of primitives: read/list its persisted
+records, realise a spec (persist + start or reload, rolling back on
+failure), look up one live target, list all live targets, and unrealise.
+Every public operation is then a fixed number of those primitives, so its
+cost does not depend on how many exports the node has.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import os
+import stat
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from iscsi_helper import locking, secretmask
+from iscsi_helper.connection import connector_initiator, iscsi_properties
+from iscsi_helper.exception import (ExportNotFound, InvalidInput, IscsiHelperError,
+                                    TargetCreateFailed)
+from iscsi_helper.formats import (ChapCredentials, ProviderLocation, format_provider_auth,
+                                  parse_provider_auth, portals_from_config,
+                                  validate_iscsi_name)
+from iscsi_helper.model import EnsureReport, ExportSpec, ExportStatus, LiveTarget, Volume
+from iscsi_helper.targets.base import Target
+
+LOG = logging.getLogger(__name__)
+
+_DEVICE_PATH_FORBIDDEN = {",": "a comma", '"': "a double quote", "\n": "a newline",
+                          "\r": "a carriage return", "\x00": "a NUL byte", "=": "'='"}
+
+
+def validate_device_path(path: str) -> str:
+    """An absolute path to an existing regular file or block device, safe in any target format."""
+    if not isinstance(path, str) or not path:
+        raise InvalidInput(field="device path", value=repr(path), reason="must be a non-empty path")
+    for char, name in _DEVICE_PATH_FORBIDDEN.items():
+        if char in path:
+            raise InvalidInput(field="device path", value=repr(path)[:80],
+                               reason=f"must not contain {name}")
+    if any(c.isspace() for c in path):
+        raise InvalidInput(field="device path", value=repr(path)[:80],
+                           reason="must not contain whitespace")
+    if not os.path.isabs(path):
+        raise InvalidInput(field="device path", value=repr(path), reason="must be absolute")
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise InvalidInput(field="device path", value=repr(path), reason="does not exist") from None
+    except OSError as err:
+        raise InvalidInput(field="device path", value=repr(path), reason=err.strerror) from None
+    if not (stat.S_ISREG(mode) or stat.S_ISBLK(mode)):
+        raise InvalidInput(field="device path", value=repr(path),
+                           reason="is neither a regular file nor a block device")
+    return path
+
+
+def is_block_device(path: str) -> bool:
+    try:
+        return stat.S_ISBLK(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+class ISCSITarget(Target):
+    """Shared iSCSI logic over a few helper-specific primitives."""
+
+    #: LUN of the exported disk (chiscsi and IET count from 0; tgt from 1).
+    lun: int = 0
+    #: Whether the helper restricts logins to initiators given to initialize_connection.
+    supports_acl: bool = False
+
+    # ----------------------------------------------------------- primitives
+
+    @abc.abstractmethod
+    def _read_record(self, volume_name: str) -> ExportSpec | None:
+        """The persisted export of ``volume_name``, or None; constant cost."""
+
+    @abc.abstractmethod
+    def _list_records(self) -> list[ExportSpec]:
+        """Every persisted export (used by list and restart, never per operation)."""
+
+    @abc.abstractmethod
+    def _realise(self, spec: ExportSpec, previous: ExportSpec | None) -> None:
+        """Persist ``spec`` and start (or reload) its target.
+
+        On failure it must leave persistence as ``previous`` and the live
+        target as it was, then raise.
+        """
+
+    @abc.abstractmethod
+    def _lookup(self, iqn: str) -> LiveTarget | None:
+        """One live target by exact IQN, or None; constant cost."""
+
+    @abc.abstractmethod
+    def _list_live(self) -> dict[str, LiveTarget]:
+        """All live targets by IQN: one call of the target tool."""
+
+    @abc.abstractmethod
+    def _unrealise(self, volume_name: str, iqn: str) -> None:
+        """Stop the target and drop its persisted record; quiet when either is gone."""
+
+    def _live_matches(self, spec: ExportSpec, live: LiveTarget) -> bool:
+        """Whether the live target shows what ``spec`` asks for (where the tool shows it)."""
+        if live.devices is not None and tuple(live.devices) != (spec.device_path,):
+            return False
+        if live.portals is not None and set(live.portals) != set(spec.portals):
+            return False
+        return True
+
+    # ------------------------------------------------------------ building
+
+    def iqn_for(self, volume_name: str) -> str:
+        return validate_iscsi_name(f"{self.conf.target_prefix}{volume_name}", "target IQN")
+
+    def _configured_chap(self) -> ChapCredentials | None:
+        if self.conf.use_chap_auth and self.conf.chap_username and self.conf.chap_password:
+            return ChapCredentials(self.conf.chap_username, self.conf.chap_password)
+        return None
+
+    def _desired_spec(self, volume: Volume, volume_path: str,
+                      record: ExportSpec | None) -> ExportSpec:
+        """Validate every input and decide credentials; nothing is touched yet.
+
+        Credentials come from the caller's provider_auth first (it is what
+        Cinder stored and gave the initiator), then our own record (the CLI
+        and restarts), then the configured account, and only then fresh
+        random ones.
+        """
+        iqn = self.iqn_for(volume.name)
+        device = validate_device_path(volume_path)
+        portals = tuple(portals_from_config(self.conf.target_ip_address,
+                                            list(self.conf.target_secondary_ip_addresses),
+                                            self.conf.target_port))
+        chap = (parse_provider_auth(volume.provider_auth)
+                or (record.chap if record else None)
+                or self._configured_chap()
+                or ChapCredentials.generate())
+        target_chap = None
+        if self.conf.iscsi_mutual_chap:
+            target_chap = (record.target_chap if record and record.target_chap
+                           else ChapCredentials.generate())
+        initiators = record.initiators if record else ()
+        return ExportSpec(volume.id, volume.name, iqn, device, self.lun, portals,
+                          chap, target_chap, initiators)
+
+    def _location(self, spec: ExportSpec, tid: int) -> str:
+        return str(ProviderLocation(spec.portals, tid, spec.iqn, spec.lun))
+
+    # ---------------------------------------------------------- operations
+
+    def create_export(self, context: Any, volume: Any, volume_path: str) -> dict[str, str]:
+        vol = Volume.coerce(volume)
+        with locking.named_lock(self.conf, vol.name):
+            record = self._read_record(vol.name)
+            spec = self._desired_spec(vol, volume_path, record)
+            with secretmask.handling_secrets(spec.secrets()):
+                self._realise(spec, record)
+                live = self._lookup(spec.iqn)
+                if live is None:
+                    self._undo(spec, record)
+                    raise TargetCreateFailed(
+                        volume_id=vol.id,
+                        reason="the target tool reported success but the target is not live")
+                LOG.info("Exported volume %s as %s (tid %s)", vol.id, spec.iqn, live.tid)
+                assert spec.chap is not None
+                return {"location": self._location(spec, live.tid),
+                        "auth": format_provider_auth(spec.chap)}
+
+    def _undo(self, spec: ExportSpec, previous: ExportSpec | None) -> None:
+        """Best effort return to ``previous`` after a create that half-happened."""
+        try:
+            if previous is None:
+                self._unrealise(spec.volume_name, spec.iqn)
+            else:
+                self._realise(previous, spec)
+        except IscsiHelperError as err:
+            LOG.error("Could not undo the export of %s: %s", spec.volume_id, err)
+
+    def ensure_export(self, context: Any, volume: Any, volume_path: str) -> None:
+        vol = Volume.coerce(volume)
+        with locking.named_lock(self.conf, vol.name):
+            record = self._read_record(vol.name)
+            spec = self._desired_spec(vol, volume_path, record)
+            with secretmask.handling_secrets(spec.secrets()):
+                live = self._lookup(spec.iqn)
+                if not self._in_place(spec, record, live):
+                    self._realise(spec, record)
+
+    def _in_place(self, spec: ExportSpec, record: ExportSpec | None,
+                  live: LiveTarget | None) -> bool:
+        return record == spec and live is not None and self._live_matches(spec, live)
+
+    def ensure_exports(self, context: Any, volumes: Iterable[tuple[Any, str]],
+                       progress: Callable[[], None] | None = None) -> EnsureReport:
+        """One listing of the target, then one realise per export that is missing or differs."""
+        live_targets = self._list_live()
+        report = EnsureReport()
+        for volume, volume_path in volumes:
+            self._ensure_one(volume, volume_path, live_targets, report, require_record=False)
+            if progress:
+                progress()
+        return report
+
+    def restore_exports(self, volume_names: Iterable[str] | None = None,
+                        progress: Callable[[], None] | None = None) -> EnsureReport:
+        """Bring persisted exports back live (service start, ``iscsi-helper ensure``).
+
+        The record is the truth here: it is re-read under the volume's lock,
+        so an export removed meanwhile by another process stays removed.
+        """
+        records = (self._list_records() if volume_names is None
+                   else [r for r in map(self._read_record, volume_names) if r is not None])
+        live_targets = self._list_live()
+        report = EnsureReport()
+        for record in records:
+            volume = Volume(record.volume_id, record.volume_name,
+                            provider_auth=format_provider_auth(record.chap) if record.chap else None)
+            self._ensure_one(volume, record.device_path, live_targets, report, require_record=True)
+            if progress:
+                progress()
+        return report
+
+    def _ensure_one(self, volume: Any, volume_path: str, live_targets: Mapping[str, LiveTarget],
+                    report: EnsureReport, *, require_record: bool) -> None:
+        volume_id = str(getattr(volume, "id", None) or (volume.get("id") if isinstance(volume, Mapping) else "?"))
+        try:
+            vol = Volume.coerce(volume)
+            with locking.named_lock(self.conf, vol.name):
+                record = self._read_record(vol.name)
+                if record is None and require_record:
+                    return  # removed by someone else since the listing
+                spec = self._desired_spec(vol, volume_path, record)
+                with secretmask.handling_secrets(spec.secrets()):
+                    live = live_targets.get(spec.iqn)
+                    if self._in_place(spec, record, live):
+                        report.unchanged.append(vol.id)
+                        return
+                    self._realise(spec, record)
+                    (report.started if live is None else report.updated).append(vol.id)
+        except IscsiHelperError as err:
+            LOG.error("Could not ensure the export of volume %s: %s", volume_id, err)
+            report.failed[volume_id] = str(err)
+
+    def remove_export(self, context: Any, volume: Any) -> None:
+        vol = Volume.coerce(volume)
+        iqn = self.iqn_for(vol.name)
+        with locking.named_lock(self.conf, vol.name):
+            self._unrealise(vol.name, iqn)
+        LOG.info("Removed the export of volume %s (%s)", vol.id, iqn)
+
+    def validate_connector(self, connector: Mapping[str, Any]) -> bool:
+        connector_initiator(connector)
+        return True
+
+    def initialize_connection(self, volume: Any, connector: Mapping[str, Any]) -> dict[str, Any]:
+        vol = Volume.coerce(volume)
+        properties = iscsi_properties(vol, connector, discard=self.conf.report_discard_supported)
+        if self.supports_acl:
+            self._set_initiator(vol, connector_initiator(connector), allowed=True)
+        return {"driver_volume_type": self.conf.target_protocol, "data": properties}
+
+    def terminate_connection(self, volume: Any, connector: Mapping[str, Any],
+                             **kwargs: Any) -> None:
+        if self.supports_acl and connector and connector.get("initiator"):
+            self._set_initiator(Volume.coerce(volume), connector_initiator(connector),
+                                allowed=False)
+
+    def _set_initiator(self, volume: Volume, initiator: str, *, allowed: bool) -> None:
+        """Add or drop ``initiator`` in the export's ACL, reloading the target only on change."""
+        with locking.named_lock(self.conf, volume.name):
+            record = self._read_record(volume.name)
+            if record is None:
+                if allowed:
+                    raise ExportNotFound(volume=volume.id)
+                return
+            current = set(record.initiators)
+            wanted = current | {initiator} if allowed else current - {initiator}
+            if wanted == current:
+                return
+            with secretmask.handling_secrets(record.secrets()):
+                self._realise(record.with_initiators(tuple(wanted)), record)
+
+    def extend_target(self, volume: Any) -> None:
+        vol = Volume.coerce(volume)
+        with locking.named_lock(self.conf, vol.name):
+            record = self._read_record(vol.name)
+            if record is None:
+                raise ExportNotFound(volume=vol.id)
+            with secretmask.handling_secrets(record.secrets()):
+                self._realise(record, record)
+
+    def list_exports(self) -> list[ExportStatus]:
+        live_targets = self._list_live()
+        return [ExportStatus(r, live_targets.get(r.iqn))
+                for r in sorted(self._list_records(), key=lambda r: r.volume_name)]
+
+    def get_export(self, volume: Any) -> ExportStatus | None:
+        vol = Volume.coerce(volume)
+        record = self._read_record(vol.name)
+        if record is None:
+            return None
+        return ExportStatus(record, self._lookup(record.iqn))
+
+    def live_orphans(self) -> list[LiveTarget]:
+        """Live targets named with our prefix that have no persisted record."""
+        recorded = {r.iqn for r in self._list_records()}
+        prefix = self.conf.target_prefix
+        return [t for iqn, t in sorted(self._list_live().items())
+                if iqn.startswith(prefix) and iqn not in recorded]
