@@ -22,7 +22,7 @@ from oslo_concurrency import processutils
 
 from iscsi_helper import exception, secretmask
 
-LOG = logging.getLogger(__name__)
+LOG = secretmask.get_logger(__name__)
 
 # What to tell an operator when a tool is missing: which product provides it.
 INSTALL_HINTS: dict[str, str] = {

@@ -51,7 +51,13 @@ class SecretMaskingFilter(logging.Filter):
         return True
 
 
-def install(logger_name: str = "iscsi_helper") -> None:
-    logger = logging.getLogger(logger_name)
+def get_logger(name: str) -> logging.Logger:
+    """A module logger whose records are masked whatever handler receives them.
+
+    Logger-level filters only see records created on that very logger, so
+    every iscsi-helper module takes its logger from here.
+    """
+    logger = logging.getLogger(name)
     if not any(isinstance(f, SecretMaskingFilter) for f in logger.filters):
         logger.addFilter(SecretMaskingFilter())
+    return logger

@@ -12,11 +12,11 @@ paths list all targets, once.
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import re
 from pathlib import Path
 
+from iscsi_helper import secretmask
 from iscsi_helper.exception import (CommandError, CommandFailed, PersistenceError,
                                     TargetCreateFailed, TargetRemoveFailed, ToolOutputError)
 from iscsi_helper.fileutil import (atomic_write, is_temp_file, read_text_or_none,
@@ -25,7 +25,7 @@ from iscsi_helper.formats import ChapCredentials, Portal, parse_portal, validate
 from iscsi_helper.model import ExportSpec, LiveTarget
 from iscsi_helper.targets.iscsi import ISCSITarget, is_block_device
 
-LOG = logging.getLogger(__name__)
+LOG = secretmask.get_logger(__name__)
 
 TOOL = "iscsictl"
 SUBDIR = "cxt"

@@ -12,7 +12,6 @@ cost does not depend on how many exports the node has.
 from __future__ import annotations
 
 import abc
-import logging
 import os
 import stat
 from collections.abc import Callable, Iterable, Mapping
@@ -28,7 +27,7 @@ from iscsi_helper.formats import (ChapCredentials, ProviderLocation, format_prov
 from iscsi_helper.model import EnsureReport, ExportSpec, ExportStatus, LiveTarget, Volume
 from iscsi_helper.targets.base import Target
 
-LOG = logging.getLogger(__name__)
+LOG = secretmask.get_logger(__name__)
 
 _DEVICE_PATH_FORBIDDEN = {",": "a comma", '"': "a double quote", "\n": "a newline",
                           "\r": "a carriage return", "\x00": "a NUL byte", "=": "'='"}
