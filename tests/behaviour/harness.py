@@ -4,8 +4,9 @@ A harness knows three things about its helper that the contract cannot
 say: how to configure it in a sandbox, how to simulate a host reboot (live
 state lost, persisted files kept), and how to read the target's *own*
 state, so the suite checks what the target really holds rather than what
-our helper believes. A new helper joins the suite by adding a harness to
-HARNESSES; the suite fails for a registered helper that has none.
+our helper believes. A new helper joins the suite with a module ``harness_<name>.py``
+beside this one whose harness class is decorated with :func:`register`;
+the suite fails for a registered helper that has none.
 """
 
 from __future__ import annotations
@@ -103,6 +104,27 @@ class Harness:
         return dict(os.environ)
 
 
+HARNESSES: dict[str, type[Harness]] = {}
+
+
+def register(name: str):
+    def wrap(cls: type[Harness]) -> type[Harness]:
+        HARNESSES[name] = cls
+        return cls
+    return wrap
+
+
+def load_all() -> dict[str, type[Harness]]:
+    """Import every ``harness_*.py`` beside this file (each registers itself)."""
+    import importlib
+    import pkgutil
+    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
+        if info.name.startswith("harness_"):
+            importlib.import_module(f"{__package__}.{info.name}")
+    return HARNESSES
+
+
+@register("fake")
 class FakeHarness(Harness):
     def reboot(self) -> None:
         import shutil
@@ -116,5 +138,3 @@ class FakeHarness(Harness):
         chap = (spec.chap.username, spec.chap.password) if spec.chap else None
         return LiveView(spec.iqn, {spec.lun: spec.device_path}, chap, frozenset(spec.initiators))
 
-
-HARNESSES: dict[str, type[Harness]] = {"fake": FakeHarness}

@@ -18,7 +18,9 @@ from iscsi_helper import registry
 from iscsi_helper.exception import ExportNotFound, InvalidConnector, InvalidInput
 from iscsi_helper.formats import ProviderLocation, parse_provider_auth
 
-from .harness import HARNESSES
+from .harness import load_all
+
+HARNESSES = load_all()
 
 IQN_PREFIX = "iqn.2010-10.org.openstack:"
 INITIATOR = "iqn.1993-08.org.debian:01:behaviour"
