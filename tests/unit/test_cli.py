@@ -1,0 +1,85 @@
+"""The command line, run as a user would (a subprocess), on the fake helper."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.fixture
+def cli(tmp_path):
+    def run(*args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "iscsi_helper", "--target-helper", "fake",
+                "--state-path", str(tmp_path / "state"), "--lock-path", str(tmp_path / "locks"),
+                "--target-ip-address", "127.0.0.1", *args]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        assert done.returncode == expect, (done.stdout, done.stderr)
+        return done
+    return run
+
+
+def test_export_show_list_connection_info_unexport(cli, device):
+    out = json.loads(cli("export", "1", device, "--json").stdout)
+    assert out["provider_location"] == "127.0.0.1:3260,1 iqn.2010-10.org.openstack:volume-1 0"
+    user = out["provider_auth"].split()[1]
+    assert out["provider_auth"] == f"CHAP {user} ***"
+    secret = json.loads(cli("show", "1", "--json", "--show-secrets").stdout)["provider_auth"].split()[2]
+    assert len(secret) == 16 and secret not in cli("show", "1").stdout
+    rows = json.loads(cli("list", "--json").stdout)
+    assert [(r["volume_id"], r["live"]) for r in rows] == [("1", True)]
+    info = json.loads(cli("connection-info", "1", "--initiator", "iqn.1993-08.org.debian:01:a",
+                          "--multipath", "--json").stdout)
+    assert info["driver_volume_type"] == "iscsi"
+    assert info["data"]["target_portals"] == ["127.0.0.1:3260"]
+    assert info["data"]["auth_password"] == "***"
+    shown = json.loads(cli("connection-info", "1", "--initiator", "iqn.1993-08.org.debian:01:a",
+                           "--json", "--show-secrets").stdout)
+    assert shown["data"]["auth_password"] == secret
+    again = json.loads(cli("export", "1", device, "--json", "--show-secrets").stdout)
+    assert again["provider_auth"].split()[2] == secret, "re-export keeps the credentials"
+    assert "export removed" in cli("unexport", "1").stdout
+    cli("unexport", "1")
+    assert json.loads(cli("list", "--json").stdout) == []
+
+
+def test_ensure_all_and_by_id(cli, device, tmp_path):
+    cli("export", "1", device)
+    cli("export", "10", device)
+    import shutil
+    shutil.rmtree(tmp_path / "state" / "volumes" / "fake-live")
+    assert [r["live"] for r in json.loads(cli("list", "--json").stdout)] == [False, False]
+    out = json.loads(cli("ensure", "1", "--json").stdout)
+    assert out["started"] == ["1"]
+    out = json.loads(cli("ensure", "--all", "--json").stdout)
+    assert out["started"] == ["10"] and out["unchanged"] == ["1"]
+
+
+@pytest.mark.parametrize("args,expect,message", [
+    (("show", "7"), 1, "No export found for volume 7"),
+    (("ensure", "7"), 1, "No export found for volume volume-7"),
+    (("export", "1", "/nonexistent/disk"), 2, "Invalid device path '/nonexistent/disk': does not exist"),
+    (("export", "Bad/Id", "/dev/null"), 2, "Invalid volume id"),
+    (("ensure",), 2, "give VOLUME_ID... or --all"),
+    (("frobnicate",), 2, "invalid choice"),
+    (("connection-info", "1"), 2, "--initiator"),
+])
+def test_failures_are_one_clear_line_with_the_right_exit_code(cli, args, expect, message):
+    done = cli(*args, expect=expect)
+    assert message in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_unknown_helper_exit_code_and_message(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "iscsi_helper", "--target-helper", "nope",
+                           "--state-path", str(tmp_path), "list"], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "Unknown target_helper 'nope'; valid helpers are:" in done.stderr
+
+
+def test_help_lists_every_command():
+    done = subprocess.run([sys.executable, "-m", "iscsi_helper", "--help"], capture_output=True, text=True)
+    for command in ("export", "unexport", "ensure", "list", "show", "connection-info"):
+        assert command in done.stdout
