@@ -85,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("volume_id")
     p.add_argument("--initiator", required=True, metavar="IQN", help="the initiator's IQN")
     p.add_argument("--multipath", action="store_true", help="ask for every portal")
+    p = command("reconcile", "Compare persisted exports with the live target: ok, "
+                             "missing-live, differs, orphan-live (only targets named with "
+                             "target_prefix are considered).")
+    p.add_argument("--fix", action="store_true",
+                   help="start missing exports, reload differing ones, stop orphans")
     command("helpers", "List the registered target helpers.")
     return parser
 
@@ -218,6 +223,17 @@ def _run(args: argparse.Namespace) -> int:
             [f"driver_volume_type {i['driver_volume_type']}"]
             + [f"{k:22} {v}" for k, v in sorted(i["data"].items())]))
         return EXIT_OK
+
+    if args.command == "reconcile":
+        drifts = target.reconcile(fix=args.fix)
+        rows = [{"volume_name": d.volume_name, "iqn": d.iqn, "state": d.state,
+                 "fixed": d.fixed, "error": d.error} for d in drifts]
+        _print(rows, args.json, lambda rs: "\n".join(
+            f"{r['state']:13} {r['volume_name']}"
+            + (" (fixed)" if r["fixed"] else "") + (f" ({r['error']})" if r["error"] else "")
+            for r in rs) or "no exports")
+        clean = all(d.state == "ok" or d.fixed for d in drifts)
+        return EXIT_OK if clean else EXIT_FAILED
 
     raise UsageError(f"unknown command {args.command}")
 

@@ -114,6 +114,22 @@ class ExportStatus:
         return str(ProviderLocation(self.spec.portals, self.live.tid, self.spec.iqn, self.spec.lun))
 
 
+@dataclass(frozen=True)
+class Drift:
+    """One line of a reconcile report.
+
+    ``state`` is ``ok``, ``missing-live`` (persisted, not live), ``differs``
+    (live, but not as persisted) or ``orphan-live`` (live, named with our
+    prefix, no record). ``fixed`` says whether ``--fix`` repaired it.
+    """
+
+    volume_name: str
+    iqn: str
+    state: str
+    fixed: bool = False
+    error: str | None = None
+
+
 @dataclass
 class EnsureReport:
     """What a bulk ensure did, per volume id."""

@@ -58,6 +58,10 @@ class Harness:
     def live(self, iqn: str) -> LiveView | None:
         raise NotImplementedError
 
+    def drop_record(self, volume_name: str) -> None:
+        """Delete the persisted record only (the live target stays): makes an orphan."""
+        raise NotImplementedError
+
     def state_dirs(self) -> list[Path]:
         """Directories whose every byte must be unchanged after a rejected input."""
         return [self.state_path]
@@ -129,6 +133,9 @@ class FakeHarness(Harness):
     def reboot(self) -> None:
         import shutil
         shutil.rmtree(self.state_path / "volumes" / "fake-live", ignore_errors=True)
+
+    def drop_record(self, volume_name: str) -> None:
+        (self.state_path / "volumes" / "fake" / volume_name).unlink()
 
     def live(self, iqn: str) -> LiveView | None:
         target = self.target()

@@ -278,3 +278,25 @@ def test_two_processes_exporting_twenty_volumes_each_end_with_all_forty(h):
     assert len(tids) == 40, "every target has its own id"
     statuses = h.target().list_exports()
     assert len(statuses) == 40 and all(s.live for s in statuses)
+
+
+def test_reconcile_reports_and_fixes_missing_and_orphans_but_not_foreign_targets(h):
+    target = h.target()
+    for n in (1, 2, 3):
+        target.create_export(None, volume(n), make_device(h, f"d{n}"))
+    assert {d.state for d in target.reconcile()} == {"ok"}
+    h.reboot()
+    target.create_export(None, volume(3), make_device(h, "d3"))
+    h.drop_record("volume-3")
+    foreign = h.target(target_prefix="iqn.2001-04.com.example:")
+    foreign.create_export(None, volume(9), make_device(h, "d9"))
+    h.drop_record("volume-9")  # now only live, and not named with our prefix
+    states = {d.volume_name: d.state for d in target.reconcile()}
+    assert states == {"volume-1": "missing-live", "volume-2": "missing-live",
+                      "volume-3": "orphan-live"}
+    fixed = target.reconcile(fix=True)
+    assert all(d.fixed for d in fixed)
+    assert {d.volume_name: d.state for d in target.reconcile()} == {
+        "volume-1": "ok", "volume-2": "ok"}
+    assert h.live(IQN_PREFIX + "volume-3") is None
+    assert h.live("iqn.2001-04.com.example:volume-9") is not None, "foreign target untouched"

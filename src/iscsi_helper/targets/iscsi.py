@@ -24,7 +24,7 @@ from iscsi_helper.exception import (ExportNotFound, InvalidInput, IscsiHelperErr
 from iscsi_helper.formats import (ChapCredentials, ProviderLocation, format_provider_auth,
                                   parse_provider_auth, portals_from_config,
                                   validate_iscsi_name)
-from iscsi_helper.model import EnsureReport, ExportSpec, ExportStatus, LiveTarget, Volume
+from iscsi_helper.model import Drift, EnsureReport, ExportSpec, ExportStatus, LiveTarget, Volume
 from iscsi_helper.targets.base import Target
 
 LOG = secretmask.get_logger(__name__)
@@ -305,9 +305,43 @@ class ISCSITarget(Target):
             return None
         return ExportStatus(record, self._lookup(record.iqn))
 
-    def live_orphans(self) -> list[LiveTarget]:
-        """Live targets named with our prefix that have no persisted record."""
-        recorded = {r.iqn for r in self._list_records()}
+    def reconcile(self, fix: bool = False) -> list[Drift]:
+        """Compare persisted exports with the live target; with ``fix``, repair the drift.
+
+        Only targets named with our ``target_prefix`` are ever considered:
+        other software's targets on the same node are not ours to touch.
+        Every repair re-reads the state under the volume's lock, so a
+        concurrent create or remove is never undone.
+        """
+        records = {r.iqn: r for r in self._list_records()}
+        live_targets = self._list_live()
         prefix = self.conf.target_prefix
-        return [t for iqn, t in sorted(self._list_live().items())
-                if iqn.startswith(prefix) and iqn not in recorded]
+        report: list[Drift] = []
+        for iqn in sorted(set(records) | {i for i in live_targets if i.startswith(prefix)}):
+            record, live = records.get(iqn), live_targets.get(iqn)
+            name = record.volume_name if record else iqn[len(prefix):]
+            if record is None:
+                state = "orphan-live"
+            elif live is None:
+                state = "missing-live"
+            else:
+                state = "ok" if self._live_matches(record, live) else "differs"
+            drift = Drift(name, iqn, state)
+            if fix and state != "ok":
+                drift = self._repair(drift)
+            report.append(drift)
+        return report
+
+    def _repair(self, drift: Drift) -> Drift:
+        try:
+            with locking.named_lock(self.conf, drift.volume_name):
+                record = self._read_record(drift.volume_name) if drift.state != "orphan-live" else None
+                if drift.state == "orphan-live":
+                    if self._read_record(drift.volume_name) is None:
+                        self._unrealise(drift.volume_name, drift.iqn)
+                elif record is not None:
+                    with secretmask.handling_secrets(record.secrets()):
+                        self._realise(record, record)
+        except IscsiHelperError as err:
+            return Drift(drift.volume_name, drift.iqn, drift.state, False, str(err))
+        return Drift(drift.volume_name, drift.iqn, drift.state, True)
