@@ -106,6 +106,13 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _decode(text: str, path: Path) -> Record:
+    try:
+        return Record.from_json(text)
+    except (ValueError, KeyError, TypeError):
+        raise StateError(f"corrupt state record {path}") from None
+
+
 class State:
     """Access to one state directory; callers hold :meth:`locked` around any sequence."""
 
@@ -154,7 +161,7 @@ class State:
             text = self._record_path(iqn).read_text(encoding="utf-8")
         except FileNotFoundError:
             return None
-        record = Record.from_json(text)
+        record = _decode(text, self._record_path(iqn))
         return record if record.iqn == iqn else None
 
     def save(self, record: Record) -> None:
@@ -177,7 +184,7 @@ class State:
                 continue
             try:
                 with open(entry.path, encoding="utf-8") as handle:
-                    records.append(Record.from_json(handle.read()))
+                    records.append(_decode(handle.read(), Path(entry.path)))
             except FileNotFoundError:  # pragma: no cover - only without the lock
                 continue
         records.sort(key=lambda r: r.tid)
