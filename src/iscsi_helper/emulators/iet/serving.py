@@ -119,7 +119,7 @@ def on_change(state_root: Path, before: TargetRecord | None, after: TargetRecord
             service.withdraw(before["name"])
     except IetError:
         raise
-    except Exception as exc:  # the wire daemon's failure must reach the ietadm caller
+    except Exception as exc:  # noqa: BLE001 -- the wire daemon's failure must reach the ietadm caller
         raise IetError(errno.EIO, f"state changed, but the data path failed: {exc}") from None
 
 
