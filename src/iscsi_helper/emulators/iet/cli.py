@@ -197,6 +197,7 @@ class Ietadm:
         exclusive = args.op != "show"
         with self.state.locked(exclusive=exclusive):
             if exclusive:
+                self.state.ensure_proc()  # readers should find the files after any change
                 with self.state.changing():
                     self._dispatch(args)
             else:
@@ -265,7 +266,6 @@ class Ietadm:
             raise einval(f"target name must be 1..{NAME_MAX} bytes")
         if any(c.isspace() or c == "," for c in name):
             raise einval(f"target name {name!r} holds whitespace or ',' (unknown parameter?)")
-        self.state.ensure_proc()
         if self.state.tid_for_name(name) is not None:
             # ietd's own check, before the kernel's: a duplicate name is EINVAL (exit 234).
             raise einval(f"duplicated target {name}")
