@@ -207,3 +207,30 @@ def test_missing_and_non_utf8_files(tmp_path: Path) -> None:
     with pytest.raises(ConfError) as info:
         parse_file(bad)
     assert info.value.line == 2 and "UTF-8" in info.value.problem
+
+
+# Configuration injection (a weakness of Cinder's CxtAdm): whatever a helper
+# substitutes into a value, the parser either rejects the block or reads back
+# exactly one target with exactly that value, never extra keys or blocks.
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(user=st.text(min_size=0, max_size=20), secret=st.text(min_size=0, max_size=20),
+       name=st.text(min_size=0, max_size=20))
+def test_substituted_values_cannot_inject(user: str, secret: str, name: str) -> None:
+    text = ("target:\n"
+            f"TargetName=iqn.2010-10.org.openstack:{name}\n"
+            "TargetDevice=/d/x\n"
+            "PortalGroup=1@10.0.0.1:3260\n"
+            "AuthMethod=CHAP\n"
+            f'Auth_CHAP_Initiator="{user}":"{secret}"\n')
+    try:
+        conf = parse_text(text)
+    except ConfError:
+        return
+    (target,) = conf.targets
+    assert target.name == f"iqn.2010-10.org.openstack:{name}"
+    assert [(c.user, c.secret) for c in target.chap_initiators] == [(user, secret)]
+    assert len(target.entries) == 5 and conf.globals == {}

@@ -526,3 +526,18 @@ def test_concurrent_starts_get_distinct_tids(shim_env: dict[str, str], cxt: CxtF
     state = Path(shim_env["CHISCSI_EMULATOR_STATE"])
     assert (state / "next_tid").read_text() == "101\n"
     assert not [p for p in (state / "targets").iterdir() if p.name.startswith(".")]
+
+
+def test_shim_with_interpreter_path_too_long_for_shebang(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    python = deep / "python"
+    python.symlink_to(sys.executable)
+    monkeypatch.setattr(sys, "executable", str(python))
+    bin_dir = install_shims(tmp_path / "bin")
+    script = (bin_dir / "iscsictl").read_text()
+    assert script.startswith("#!/bin/sh\n")
+    env = dict(os.environ, CHISCSI_EMULATOR_STATE=str(tmp_path / "s"))
+    res = subprocess.run([str(bin_dir / "iscsictl"), "-c", "target=nope"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert (res.returncode, res.stdout) == (1, "target nope NOT found.\n")
