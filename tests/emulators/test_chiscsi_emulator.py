@@ -434,8 +434,10 @@ def test_wire_hook_follows_start_stop_and_reset(state_dir: Path, cxt: CxtFiles, 
     assert published.initiator_credentials == [("user1", "secret1")]  # type: ignore[attr-defined]
     assert run(capsys, "-s", f"target={iqn(1)}")[0] == 0
     assert fake_wire[-1] == ("withdraw", iqn(1))
+    (state_dir / "wire" / "targets").mkdir(parents=True)  # what a daemon would reload on start
     reset(state_dir)
     assert fake_wire[-1] == ("stop", None)
+    assert not (state_dir / "wire").exists()
 
 
 def test_wire_failure_fails_the_start(state_dir: Path, cxt: CxtFiles, fake_wire: list,
