@@ -232,8 +232,6 @@ DEFAULT_MEM_MB = 16
 
 def _parse_device(value: str, line: int) -> Device:
     path, *options = value.split(",")
-    if not path.startswith("/"):
-        raise ValueError(f"device path {path!r} is not absolute")
     if not _SAFE_TEXT_RE.match(path):
         raise ValueError(f"device path {path!r} contains spaces, quotes or control characters")
     if '"' in path:
@@ -272,6 +270,8 @@ def _parse_device(value: str, line: int) -> Device:
                              "size=<n>MB, SN=, ID=, WWN=)")
     explicit = mode is not None
     mode = mode or "FILE"
+    if mode != "MEM" and not path.startswith("/"):  # a RAM disk's "path" is only a name
+        raise ValueError(f"device path {path!r} is not absolute")
     if sync and mode != "FILE":
         raise ValueError("SYNC is only valid in FILE mode")
     if size_mb is not None and mode != "MEM":
