@@ -48,12 +48,14 @@ PARAM_LIST_LENGTH_ERROR = (0x1A, 0x00)
 WRITE_PROTECTED = (0x27, 0x00)
 SAVING_PARAMS_NOT_SUPPORTED = (0x39, 0x00)
 READ_ERROR = (0x11, 0x00)
+RESET_OCCURRED = (0x29, 0x00)
 WRITE_ERROR = (0x0C, 0x00)
 MISCOMPARE_DURING_VERIFY = (0x1D, 0x00)
 
 MAX_TRANSFER_BYTES = 16 * 1024 * 1024
 MAX_UNMAP_DESCRIPTORS = 256
 MAX_WRITE_SAME_BYTES = 64 * 1024 * 1024
+MAX_COMPARE_AND_WRITE = 128
 
 FALLOC_FL_KEEP_SIZE = 0x01
 FALLOC_FL_PUNCH_HOLE = 0x02
@@ -71,15 +73,22 @@ def punch_hole(fd: int, offset: int, length: int) -> None:
 class SenseError(Exception):
     """A command ends in CHECK CONDITION with this sense."""
 
-    def __init__(self, key: int, asc_ascq: tuple[int, int], info: str = "") -> None:
-        super().__init__(info or f"sense {key:#x}/{asc_ascq[0]:#x}/{asc_ascq[1]:#x}")
+    def __init__(self, key: int, asc_ascq: tuple[int, int], information: int | None = None) -> None:
+        super().__init__(f"sense {key:#x}/{asc_ascq[0]:#x}/{asc_ascq[1]:#x}")
         self.key = key
         self.asc, self.ascq = asc_ascq
+        self.information = information
+
+    def sense(self) -> bytes:
+        return fixed_sense(self.key, self.asc, self.ascq, self.information)
 
 
-def fixed_sense(key: int, asc: int, ascq: int) -> bytes:
+def fixed_sense(key: int, asc: int, ascq: int, information: int | None = None) -> bytes:
     sense = bytearray(18)
     sense[0] = 0x70
+    if information is not None:
+        sense[0] |= 0x80
+        sense[3:7] = (information & 0xFFFFFFFF).to_bytes(4, "big")
     sense[2] = key
     sense[7] = 10
     sense[12] = asc
@@ -151,6 +160,7 @@ class LunBackend:
         if not (self.is_block or stat.S_ISREG(st.st_mode)):
             os.close(self.fd)
             raise OSError(errno.EINVAL, f"LUN {index} backing store {spec.path} is neither a file nor a block device")
+        self.write_lock = asyncio.Lock()
         self.can_unmap = not spec.read_only and not self.is_block and self._probe_punch()
 
     def _probe_punch(self) -> bool:
@@ -241,6 +251,8 @@ class LunBackend:
                 return 0 if cdb[1] & 0x01 else bs
             if op == 0x42:
                 return struct.unpack_from(">H", cdb, 7)[0]
+            if op == 0x89:
+                return 2 * cdb[13] * bs
         except struct.error:
             return 0
         return 0
@@ -253,7 +265,7 @@ class LunBackend:
             data = await handler(self, cdb, data_out)
             return ScsiOutcome(GOOD, data or b"")
         except SenseError as exc:
-            return ScsiOutcome(CHECK_CONDITION, b"", fixed_sense(exc.key, exc.asc, exc.ascq))
+            return ScsiOutcome(CHECK_CONDITION, b"", exc.sense())
         except (IndexError, struct.error):
             return ScsiOutcome(CHECK_CONDITION, b"", fixed_sense(ILLEGAL_REQUEST, *INVALID_FIELD_IN_CDB))
 
@@ -333,6 +345,7 @@ class LunBackend:
         out[1] = 0xB0
         out[2:4] = _be(0x3C, 2)
         out[4] = 0x01  # WSNZ: WRITE SAME with zero blocks is rejected, not "to the end"
+        out[5] = MAX_COMPARE_AND_WRITE
         out[6:8] = _be(1, 2)
         out[8:12] = _be(MAX_TRANSFER_BYTES // self.block_size, 4)
         out[12:16] = _be(min(1024 * 1024 // self.block_size, MAX_TRANSFER_BYTES // self.block_size), 4)
@@ -407,11 +420,15 @@ class LunBackend:
         self._check_transfer(blocks)
         if not blocks:
             return b""
-        need = blocks * self.block_size
-        if len(data) < need:
-            raise _illegal()
+        # An iSCSI expected length shorter than the CDB's (residual overflow)
+        # writes only the whole blocks that were actually transferred, as
+        # RFC 7143 11.4.5.2 and libiscsi's residual tests expect.
+        bs = self.block_size
+        usable = min(blocks * bs, len(data) - len(data) % bs)
         fua = cdb[0] != 0x0A and bool(cdb[1] & 0x08)
-        await self._pwrite(lba, data[:need], sync=fua)
+        if usable:
+            async with self.write_lock:
+                await self._pwrite(lba, data[:usable], sync=fua)
         return b""
 
     async def verify(self, cdb: bytes, data: bytes) -> bytes:
@@ -580,6 +597,37 @@ class LunBackend:
         return b""
 
 
+    async def compare_and_write(self, cdb: bytes, data: bytes) -> bytes:
+        self._check_writable()
+        if cdb[1] & 0xE0:
+            raise _illegal()
+        lba = struct.unpack_from(">Q", cdb, 2)[0]
+        blocks = cdb[13]
+        if blocks > MAX_COMPARE_AND_WRITE:
+            raise _illegal()
+        self._check_range(lba, blocks)
+        need = blocks * self.block_size
+        # The Data-Out buffer must be exactly verify + write data; anything else
+        # means initiator and device disagree on the length (SBC-4 5.3).
+        if len(data) != 2 * need:
+            raise _illegal()
+        if not blocks:
+            return b""
+        # Atomic against other writers of this LUN (other sessions, multipath).
+        async with self.write_lock:
+            stored = await self._pread(lba, blocks)
+            if stored != data[:need]:
+                offset = next(i for i in range(need) if stored[i] != data[i])
+                raise SenseError(MISCOMPARE, MISCOMPARE_DURING_VERIFY, information=offset)
+            await self._pwrite(lba, data[need:2 * need], sync=bool(cdb[1] & 0x08))
+        return b""
+
+    async def maintenance_in(self, cdb: bytes, data: bytes) -> bytes:
+        if cdb[1] & 0x1F != 0x0C:
+            raise _illegal()
+        return report_supported_opcodes(cdb, self.can_unmap)
+
+
 _HANDLERS = {
     0x00: LunBackend.test_unit_ready,
     0x03: LunBackend.request_sense,
@@ -597,6 +645,8 @@ _HANDLERS = {
     0x1A: LunBackend.mode_sense, 0x5A: LunBackend.mode_sense,
     0x1B: LunBackend.start_stop_unit,
     0x1E: LunBackend.prevent_allow,
+    0xA3: LunBackend.maintenance_in,
+    0x89: LunBackend.compare_and_write,
 }
 
 
@@ -632,9 +682,94 @@ async def execute(luns: list[LunBackend], lun: int, cdb: bytes, data_out: bytes)
         try:
             return ScsiOutcome(GOOD, report_luns(cdb, len(luns)))
         except SenseError as exc:
-            return ScsiOutcome(CHECK_CONDITION, b"", fixed_sense(exc.key, exc.asc, exc.ascq))
+            return ScsiOutcome(CHECK_CONDITION, b"", exc.sense())
         except (IndexError, struct.error):
             return ScsiOutcome(CHECK_CONDITION, b"", fixed_sense(ILLEGAL_REQUEST, *INVALID_FIELD_IN_CDB))
     if not 0 <= lun < len(luns):
         return no_such_lun(cdb)
     return await luns[lun].execute(cdb, data_out)
+
+
+def _usage(op: int, byte1: int, middle: bytes) -> bytes:
+    """CDB usage data: which bits of each CDB byte this device server honours."""
+    return bytes([op, byte1]) + middle + b"\x00"
+
+
+_FF = b"\xff"
+# (opcode, service action or None) -> CDB usage data; the command set REPORT
+# SUPPORTED OPERATION CODES advertises.  DPO/FUA are honoured (FUA syncs),
+# protection fields are not (they are rejected), hence the byte-1 masks.
+_USAGE: dict[tuple[int, int | None], bytes] = {
+    (0x00, None): _usage(0x00, 0x00, bytes(3)),
+    (0x03, None): _usage(0x03, 0x01, b"\x00\x00\xff"),
+    (0x08, None): _usage(0x08, 0x1F, _FF * 3),
+    (0x0A, None): _usage(0x0A, 0x1F, _FF * 3),
+    (0x12, None): _usage(0x12, 0x01, _FF * 3),
+    (0x1A, None): _usage(0x1A, 0x08, _FF * 3),
+    (0x1B, None): _usage(0x1B, 0x01, b"\x00\x0f\xf7"),
+    (0x1E, None): _usage(0x1E, 0x00, b"\x00\x00\x03"),
+    (0x25, None): _usage(0x25, 0x00, _FF * 4 + b"\x00\x00\x01"),
+    (0x28, None): _usage(0x28, 0x18, _FF * 4 + b"\x00" + _FF * 2),
+    (0x2A, None): _usage(0x2A, 0x18, _FF * 4 + b"\x00" + _FF * 2),
+    (0x2E, None): _usage(0x2E, 0x12, _FF * 4 + b"\x00" + _FF * 2),
+    (0x2F, None): _usage(0x2F, 0x16, _FF * 4 + b"\x00" + _FF * 2),
+    (0x34, None): _usage(0x34, 0x02, _FF * 4 + b"\x00" + _FF * 2),
+    (0x35, None): _usage(0x35, 0x02, _FF * 4 + b"\x00" + _FF * 2),
+    (0x41, None): _usage(0x41, 0x08, _FF * 4 + b"\x00" + _FF * 2),
+    (0x42, None): _usage(0x42, 0x00, bytes(5) + _FF * 2),
+    (0x5A, None): _usage(0x5A, 0x18, _FF * 2 + bytes(3) + _FF * 2),
+    (0x88, None): _usage(0x88, 0x18, _FF * 12 + b"\x00"),
+    (0x8A, None): _usage(0x8A, 0x18, _FF * 12 + b"\x00"),
+    (0x8E, None): _usage(0x8E, 0x12, _FF * 12 + b"\x00"),
+    (0x8F, None): _usage(0x8F, 0x16, _FF * 12 + b"\x00"),
+    (0x89, None): _usage(0x89, 0x18, _FF * 8 + bytes(3) + _FF + b"\x00"),
+    (0x90, None): _usage(0x90, 0x02, _FF * 12 + b"\x00"),
+    (0x91, None): _usage(0x91, 0x02, _FF * 12 + b"\x00"),
+    (0x93, None): _usage(0x93, 0x09, _FF * 12 + b"\x00"),
+    (0x9E, 0x10): _usage(0x9E, 0x10, _FF * 12 + b"\x00"),
+    (0xA0, None): _usage(0xA0, 0x00, b"\xff\x00\x00\x00" + _FF * 4 + b"\x00"),
+    (0xA3, 0x0C): _usage(0xA3, 0x0C, b"\x87" + _FF * 7 + b"\x00"),
+    (0xA8, None): _usage(0xA8, 0x18, _FF * 8 + b"\x00"),
+    (0xAA, None): _usage(0xAA, 0x18, _FF * 8 + b"\x00"),
+    (0xAE, None): _usage(0xAE, 0x12, _FF * 8 + b"\x00"),
+    (0xAF, None): _usage(0xAF, 0x16, _FF * 8 + b"\x00"),
+}
+_SA_OPCODES = {op for op, sa in _USAGE if sa is not None}
+_TIMEOUTS_DESCRIPTOR = _be(0x0A, 2) + bytes(10)
+
+
+def report_supported_opcodes(cdb: bytes, can_unmap: bool) -> bytes:
+    rctd = bool(cdb[2] & 0x80)
+    options = cdb[2] & 0x07
+    req_op = cdb[3]
+    req_sa = struct.unpack_from(">H", cdb, 4)[0]
+    alloc = struct.unpack_from(">I", cdb, 6)[0]
+    table = {k: v for k, v in _USAGE.items() if can_unmap or k[0] != 0x42}
+    if options == 0:
+        body = bytearray()
+        for (op, sa), usage in sorted(table.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
+            flags = (0x02 if rctd else 0) | (0x01 if sa is not None else 0)
+            body += bytes([op, 0]) + _be(sa or 0, 2) + bytes([0, flags]) + _be(len(usage), 2)
+            if rctd:
+                body += _TIMEOUTS_DESCRIPTOR
+        return (_be(len(body), 4) + bytes(body))[:alloc]
+    if options == 1:
+        if req_op in _SA_OPCODES:
+            raise _illegal()
+        key: tuple[int, int | None] = (req_op, None)
+    elif options == 2:
+        if req_op not in _SA_OPCODES:
+            raise _illegal()
+        key = (req_op, req_sa)
+    elif options == 3:
+        key = (req_op, req_sa if req_op in _SA_OPCODES else None)
+    else:
+        raise _illegal()
+    usage = table.get(key)
+    if usage is None:
+        out = bytes([0, 0x01, 0, 0])  # SUPPORT: not supported
+    else:
+        out = bytes([0, (0x80 if rctd else 0) | 0x03]) + _be(len(usage), 2) + usage
+        if rctd:
+            out += _TIMEOUTS_DESCRIPTOR
+    return out[:alloc]

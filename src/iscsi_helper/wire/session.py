@@ -128,6 +128,8 @@ class Connection:
         self.closed = False
         self.full_feature = False
         self.luns: list[scsi.LunBackend] = []
+        # Pending unit attention per LUN for this I_T nexus (SAM-5 5.14).
+        self.unit_attention: dict[int, tuple[int, int]] = {}
 
     # ------------------------------------------------------------------
     @property
@@ -535,7 +537,7 @@ class Connection:
             needed = self.luns[lun].data_out_length(cdb)
         else:
             needed = 0
-        outcome = await scsi.execute(self.luns, lun, cdb, data_out)
+        outcome = self._take_unit_attention(lun, cdb) or await scsi.execute(self.luns, lun, cdb, data_out)
         if write:
             residual_flags, residual = self._residual(edtl, needed)
             self._scsi_response(itt, outcome, residual_flags, residual, exp_data_sn)
@@ -548,6 +550,31 @@ class Connection:
             return
         sent = self._send_data_in(itt, lun_raw, data, 0, 0, with_status=False) if data else 0
         self._scsi_response(itt, outcome, residual_flags, residual, sent)
+
+    def _take_unit_attention(self, lun: int, cdb: bytes) -> scsi.ScsiOutcome | None:
+        """Report a pending unit attention instead of running the command, as SAM requires.
+
+        INQUIRY and REPORT LUNS pass through; REQUEST SENSE returns the
+        condition as its data.
+        """
+        ua = self.unit_attention.get(lun)
+        if ua is None or not cdb or cdb[0] in (0x12, 0xA0):
+            return None
+        del self.unit_attention[lun]
+        sense = scsi.fixed_sense(scsi.UNIT_ATTENTION, *ua)
+        if cdb[0] == 0x03:
+            return scsi.ScsiOutcome(scsi.GOOD, sense[:cdb[4]])
+        return scsi.ScsiOutcome(scsi.CHECK_CONDITION, b"", sense)
+
+    def _raise_unit_attention(self, luns: list[int]) -> None:
+        """A reset is reported to every nexus of the target, the issuer's included.
+
+        libiscsi's multipath reset test expects the issuing path to see it too.
+        """
+        assert self.target is not None
+        for conn in self.target.connections:
+            for lun in luns:
+                conn.unit_attention[lun] = scsi.RESET_OCCURRED
 
     @staticmethod
     def _residual(edtl: int, actual: int) -> tuple[int, int]:
@@ -686,8 +713,11 @@ class Connection:
             else:
                 for itt in [i for i, t in self.write_tasks.items() if t.lun == lun]:
                     del self.write_tasks[itt]
+                if function == 5:
+                    self._raise_unit_attention([lun])
         elif function in (6, 7):  # TARGET WARM/COLD RESET
             self.write_tasks.clear()
+            self._raise_unit_attention(list(range(len(self.luns))))
         elif function == 3:  # CLEAR ACA: we never establish ACA
             pass
         elif function == 8:
