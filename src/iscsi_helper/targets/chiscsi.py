@@ -17,7 +17,8 @@ import re
 from pathlib import Path
 
 from iscsi_helper import secretmask
-from iscsi_helper.exception import (CommandError, CommandFailed, PersistenceError,
+from iscsi_helper.exception import (CommandError, CommandFailed, CommandNotExecutable,
+                                    CommandNotFound, PersistenceError,
                                     TargetCreateFailed, TargetRemoveFailed, ToolOutputError)
 from iscsi_helper.fileutil import (atomic_write, is_temp_file, read_text_or_none,
                                    remove_file)
@@ -205,7 +206,9 @@ class ChiscsiTarget(ISCSITarget):
         validate_iscsi_name(spec.iqn, "target IQN")
         path = self._record_path(spec.volume_name)
         old_text = read_text_or_none(path)
-        new_text = render_block(spec, self._device_options(spec))
+        # A file that already says the same (one CxtAdm wrote, say) is adopted as it is.
+        new_text = old_text if (previous == spec and old_text is not None) else \
+            render_block(spec, self._device_options(spec))
         if new_text != old_text:
             atomic_write(path, new_text, mode=0o600)
         try:
@@ -216,6 +219,8 @@ class ChiscsiTarget(ISCSITarget):
                 remove_file(path)
             elif new_text != old_text:
                 atomic_write(path, old_text, mode=0o600)
+            if isinstance(err, (CommandNotFound, CommandNotExecutable)):
+                raise  # the tool is missing: that is the whole story
             raise TargetCreateFailed(volume_id=spec.volume_id, reason=str(err)) from None
 
     def _lookup(self, iqn: str) -> LiveTarget | None:

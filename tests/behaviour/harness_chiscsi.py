@@ -1,0 +1,55 @@
+"""The chiscsi helper in the behaviour suite, on the ``iscsictl`` emulator.
+
+The emulator stands where the product would: it is found as ``iscsictl``
+on PATH, and its own state (what ``iscsictl`` started, from which block) is
+read back here to check what the target really holds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from iscsi_helper.emulators import chiscsi as emulator
+from iscsi_helper.emulators.chiscsi.state import State
+from iscsi_helper.emulators.shims import install_shims
+
+from .harness import Harness, LiveView, register
+
+
+@register("chiscsi")
+class ChiscsiHarness(Harness):
+    def setup(self) -> None:
+        self.emulator_state = self.root / "chiscsi-state"
+        self.bin_dir = install_shims(self.root / "bin")
+        self.monkeypatch.setenv("PATH", f"{self.bin_dir}:{self.env()['PATH']}")
+        self.monkeypatch.setenv(emulator.STATE_ENV, str(self.emulator_state))
+        self.monkeypatch.setenv("CHISCSI_EMULATOR_WIRE", "0")
+        self.chiscsi_conf = self.root / "etc" / "chiscsi.conf"
+        self.chiscsi_conf.parent.mkdir()
+        self.chiscsi_conf.write_text("global:\n\tiscsi_offload_mode=AUTO\n")
+
+    def overrides(self) -> dict[str, object]:
+        return {"chiscsi_conf": str(self.chiscsi_conf)}
+
+    def reboot(self) -> None:
+        emulator.reset(self.emulator_state)
+
+    def teardown(self) -> None:
+        emulator.reset(self.emulator_state)
+
+    def live(self, iqn: str) -> LiveView | None:
+        record = State(self.emulator_state).load(iqn)
+        if record is None:
+            return None
+        block = record.target()
+        chap = None
+        if block.auth_method == "CHAP" and block.chap_initiators:
+            chap = (block.chap_initiators[0].user, block.chap_initiators[0].secret)
+        return LiveView(block.name, {n: d.path for n, d in enumerate(block.devices)}, chap,
+                        frozenset(a.iname for a in block.acls if a.iname))
+
+    def drop_record(self, volume_name: str) -> None:
+        (self.state_path / "volumes" / "cxt" / volume_name).unlink()
+
+    def state_dirs(self) -> list[Path]:
+        return [self.state_path, self.emulator_state, self.chiscsi_conf.parent]
