@@ -1,0 +1,115 @@
+"""Fixtures for the wire target: a daemon per test module, real libiscsi tools.
+
+The daemon is always stopped by PID in teardown, and the teardown asserts it
+really exited, so a failing test cannot leave a target process behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from iscsi_helper.wire.control import WireService, _alive
+from iscsi_helper.wire.model import WireLun, WireTarget
+
+LIBISCSI_TOOLS = ("iscsi-ls", "iscsi-inq", "iscsi-readcapacity16", "iscsi-test-cu")
+
+pytestmark = pytest.mark.skipif(any(shutil.which(t) is None for t in LIBISCSI_TOOLS),
+                                reason="libiscsi-bin is not installed")
+
+
+def dual_stack_port() -> int:
+    """A port free on both 127.0.0.1 and ::1, so one number serves both portals."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as v4:
+            v4.bind(("127.0.0.1", 0))
+            port = int(v4.getsockname()[1])
+            try:
+                with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as v6:
+                    v6.bind(("::1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no port free on both loopback families")
+
+
+def run(*args: str, timeout: float = 30.0, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+def make_image(path: Path, size: int) -> str:
+    with open(path, "wb") as f:
+        f.truncate(size)
+    return str(path)
+
+
+def stop_and_check(service: WireService) -> None:
+    pid = service.pid()
+    service.stop()
+    if pid is not None:
+        assert not _alive(pid), f"wire daemon {pid} survived stop()"
+
+
+@pytest.fixture(scope="module")
+def module_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("wire")
+
+
+@pytest.fixture(scope="module")
+def service(module_dir: Path) -> Iterator[WireService]:
+    svc = WireService(module_dir / "run", timeout=15.0)
+    try:
+        yield svc
+    finally:
+        stop_and_check(svc)
+
+
+@pytest.fixture(scope="module")
+def port() -> int:
+    return dual_stack_port()
+
+
+class Targets:
+    """Publishes uniquely named targets on the module's daemon and withdraws them afterwards."""
+
+    def __init__(self, service: WireService, directory: Path, port: int, name: str) -> None:
+        self.service = service
+        self.directory = directory
+        self.port = port
+        self.name = name
+        self.published: list[str] = []
+
+    def add(self, suffix: str = "t", size: int = 8 << 20, portals: list[tuple[str, int]] | None = None,
+            luns: list[WireLun] | None = None, **kwargs: object) -> WireTarget:
+        iqn = f"iqn.2024-01.org.example:{self.name}-{suffix}".lower().replace("_", "-")
+        if luns is None:
+            luns = [WireLun(make_image(self.directory / f"{self.name}-{suffix}.img", size))]
+        target = WireTarget(iqn, luns, portals or [("127.0.0.1", self.port)], **kwargs)  # type: ignore[arg-type]
+        self.service.publish(target)
+        self.published.append(iqn)
+        return target
+
+    def url(self, target: WireTarget, lun: int = 0, host: str = "127.0.0.1", cred: str = "") -> str:
+        h = f"[{host}]" if ":" in host else host
+        return f"iscsi://{cred + '@' if cred else ''}{h}:{self.port}/{target.iqn}/{lun}"
+
+    def cleanup(self) -> None:
+        for iqn in self.published:
+            self.service.withdraw(iqn)
+
+
+@pytest.fixture
+def targets(service: WireService, tmp_path: Path, port: int, request: pytest.FixtureRequest) -> Iterator[Targets]:
+    t = Targets(service, tmp_path, port, request.node.name[:40])
+    try:
+        yield t
+    finally:
+        t.cleanup()
