@@ -42,7 +42,8 @@ def dual_stack_port() -> int:
 def run(*args: str, timeout: float = 30.0, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     full_env = dict(os.environ)
     full_env.update(env or {})
-    return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, env=full_env)
+    return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, env=full_env,
+                          check=False)
 
 
 def make_image(path: Path, size: int) -> str:

@@ -31,7 +31,7 @@ FAMILIES = [
 MUST_NOT_SKIP = {"SCSI.Unmap", "SCSI.Read10", "SCSI.Write10", "SCSI.CompareAndWrite", "SCSI.Inquiry",
                  "SCSI.ReadCapacity16", "iSCSI.iSCSIResiduals", "iSCSI.iSCSITMF"}
 
-SUMMARY = re.compile(r"^\s*tests\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)", re.M)
+SUMMARY = re.compile(r"^\s*tests\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)", re.MULTILINE)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def conformance_urls(service, port: int, module_dir: Path):  # type: ignore[no-u
 def _check(output: str, family: str) -> None:
     match = SUMMARY.search(output)
     assert match, f"{family}: no run summary\n{output[-2000:]}"
-    total, ran, passed, failed = map(int, match.groups())
+    _total, ran, passed, failed = map(int, match.groups())
     assert ran > 0 and failed == 0 and passed == ran, f"{family}: {passed}/{ran} passed\n{output[-4000:]}"
     assert "FAILED" not in output, output[-4000:]
     if family in MUST_NOT_SKIP:

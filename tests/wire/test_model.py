@@ -10,9 +10,9 @@ from iscsi_helper.wire.negotiation import SessionParams, parse_text
 
 
 def _target(**kwargs: object) -> WireTarget:
-    base: dict[str, object] = dict(iqn="iqn.2010-10.org.openstack:volume-1",
-                                   luns=[WireLun("/dev/null", serial="SN1", wwn="5000c50000000001")],
-                                   portals=[("10.0.0.1", 3260), ("[fd00::1]", 3261)])
+    base: dict[str, object] = {"iqn": "iqn.2010-10.org.openstack:volume-1",
+                                   "luns": [WireLun("/dev/null", serial="SN1", wwn="5000c50000000001")],
+                                   "portals": [("10.0.0.1", 3260), ("[fd00::1]", 3261)]}
     base.update(kwargs)
     return WireTarget(**base)  # type: ignore[arg-type]
 
@@ -33,13 +33,13 @@ def test_repr_hides_chap_secrets() -> None:
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(auth_method="Kerberos"), "auth_method"),
-    (dict(chap_policy="Sometimes"), "chap_policy"),
-    (dict(auth_method="CHAP"), "initiator credential"),
-    (dict(chap_policy="Mutual", initiator_credentials=[("u", "s")]), "target_credential"),
-    (dict(iqn="volume 1"), "target name"),
-    (dict(portals=[("127.0.0.1", 0)]), "portal"),
-    (dict(luns=[WireLun("/x", block_size=999)]), "block_size"),
+    ({"auth_method": "Kerberos"}, "auth_method"),
+    ({"chap_policy": "Sometimes"}, "chap_policy"),
+    ({"auth_method": "CHAP"}, "initiator credential"),
+    ({"chap_policy": "Mutual", "initiator_credentials": [("u", "s")]}, "target_credential"),
+    ({"iqn": "volume 1"}, "target name"),
+    ({"portals": [("127.0.0.1", 0)]}, "portal"),
+    ({"luns": [WireLun("/x", block_size=999)]}, "block_size"),
 ])
 def test_validation_rejects_bad_definitions(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -78,3 +78,32 @@ def test_negotiation_follows_rfc_result_functions() -> None:
     assert p.negotiate("X-com.example.Foo", "1") == "NotUnderstood"
     assert p.negotiate("MaxBurstLength", "banana") == "Reject"
     assert parse_text(b"A=1\0B=x=y\0") == [("A", "1"), ("B", "x=y")]
+
+
+def test_crc32c_known_vector_and_digest_framing() -> None:
+    """CRC32C is used for negotiated digests; a wrong polynomial would corrupt every PDU."""
+    import asyncio
+
+    from iscsi_helper.wire.pdu import OP_NOP_IN, PDUError, PDUStream, crc32c, new_pdu
+
+    assert crc32c(b"123456789") == 0xE3069283  # RFC 3720 appendix B.4 check value
+
+    async def roundtrip(corrupt: bool) -> bytes:
+        reader = asyncio.StreamReader()
+
+        class Sink:
+            def write(self, data: bytes) -> None:
+                if corrupt:
+                    data = data[:-1] + bytes([data[-1] ^ 1])
+                reader.feed_data(data)
+
+        stream = PDUStream(reader, Sink())  # type: ignore[arg-type]
+        stream.header_digest = stream.data_digest = True
+        pdu = new_pdu(OP_NOP_IN, itt=7)
+        pdu.data = b"ping"
+        stream.write(pdu)
+        return (await stream.read()).data
+
+    assert asyncio.run(roundtrip(False)) == b"ping"
+    with pytest.raises(PDUError, match="data digest"):
+        asyncio.run(roundtrip(True))

@@ -24,8 +24,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from iscsi_helper.wire.daemon import (LOCK_FILE, LOG_FILE, PID_FILE, SOCKET_FILE, START_LOCK_FILE,
-                                      ensure_dirs, socket_path, target_file)
+from iscsi_helper.wire.daemon import (
+    LOCK_FILE,
+    LOG_FILE,
+    PID_FILE,
+    SOCKET_FILE,
+    START_LOCK_FILE,
+    ensure_dirs,
+    socket_path,
+    target_file,
+)
 from iscsi_helper.wire.model import WireTarget
 
 LOG = logging.getLogger(__name__)
@@ -183,14 +191,12 @@ class WireService:
             if self._ping():
                 return
             if not self._daemon_running():
-                log = open(self.run_dir / LOG_FILE, "ab")
-                try:
+                # Early failures (before logging is set up) still land in the log.
+                with open(self.run_dir / LOG_FILE, "ab") as log:
                     proc = subprocess.Popen(
                         [sys.executable, "-m", "iscsi_helper.wire", "--run-dir", str(self.run_dir), "--detach"],
                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
                         start_new_session=True, close_fds=True, cwd="/")
-                finally:
-                    log.close()
                 try:
                     proc.wait(timeout=self.start_timeout)
                 except subprocess.TimeoutExpired:
@@ -244,7 +250,7 @@ class WireService:
                         raise WireServiceError(f"wire daemon closed the connection during {request['op']}; "
                                                f"see {self.run_dir / LOG_FILE}")
                     buf += chunk
-            except socket.timeout:
+            except TimeoutError:
                 raise WireServiceError(f"wire daemon did not answer {request['op']} within {timeout:.0f}s; "
                                        f"see {self.run_dir / LOG_FILE}") from None
             except OSError as exc:

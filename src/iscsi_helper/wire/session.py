@@ -19,14 +19,41 @@ from typing import TYPE_CHECKING
 
 from iscsi_helper.wire import chap, scsi
 from iscsi_helper.wire.model import format_portal
-from iscsi_helper.wire.negotiation import (OUR_MAX_RECV_DATA_SEGMENT, SECURITY_KEYS, SessionParams,
-                                           TextFormatError, encode_text, parse_text)
-from iscsi_helper.wire.pdu import (OP_DATA_IN, OP_DATA_OUT, OP_LOGIN_REQ, OP_LOGIN_RSP, OP_LOGOUT_REQ,
-                                   OP_LOGOUT_RSP, OP_NOP_IN, OP_NOP_OUT, OP_R2T, OP_REJECT, OP_SCSI_CMD,
-                                   OP_SCSI_RSP, OP_SNACK_REQ, OP_TASK_MGMT_REQ, OP_TASK_MGMT_RSP,
-                                   OP_TEXT_REQ, OP_TEXT_RSP, PDU, REJECT_CMD_NOT_SUPPORTED,
-                                   REJECT_PROTOCOL_ERROR, RESERVED_TAG, PDUError, PDUStream, decode_lun,
-                                   new_pdu)
+from iscsi_helper.wire.negotiation import (
+    OUR_MAX_RECV_DATA_SEGMENT,
+    SECURITY_KEYS,
+    SessionParams,
+    TextFormatError,
+    encode_text,
+    parse_text,
+)
+from iscsi_helper.wire.pdu import (
+    OP_DATA_IN,
+    OP_DATA_OUT,
+    OP_LOGIN_REQ,
+    OP_LOGIN_RSP,
+    OP_LOGOUT_REQ,
+    OP_LOGOUT_RSP,
+    OP_NOP_IN,
+    OP_NOP_OUT,
+    OP_R2T,
+    OP_REJECT,
+    OP_SCSI_CMD,
+    OP_SCSI_RSP,
+    OP_SNACK_REQ,
+    OP_TASK_MGMT_REQ,
+    OP_TASK_MGMT_RSP,
+    OP_TEXT_REQ,
+    OP_TEXT_RSP,
+    PDU,
+    REJECT_CMD_NOT_SUPPORTED,
+    REJECT_PROTOCOL_ERROR,
+    RESERVED_TAG,
+    PDUError,
+    PDUStream,
+    decode_lun,
+    new_pdu,
+)
 
 if TYPE_CHECKING:
     from iscsi_helper.wire.server import ServedTarget, WireServer
@@ -162,7 +189,7 @@ class Connection:
                          self.initiator_name or "?", self.target.target.iqn if self.target else "?",
                          exc, exc.status)
                 return
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 LOG.info("login from %s timed out", self.peer)
                 return
             self.full_feature = True
@@ -259,9 +286,11 @@ class Connection:
             if final:
                 self.stream.header_digest = self.params.header_digest
                 self.stream.data_digest = self.params.data_digest
-                LOG.info("login: %s from %s to %s (%s)", self.initiator_name, self.peer,
+                LOG.info("login: %s from %s to %s (%s), header digest %s, data digest %s",
+                         self.initiator_name, self.peer,
                          "discovery" if self.discovery else self.target.target.iqn,  # type: ignore[union-attr]
-                         format_portal(*self.portal))
+                         format_portal(*self.portal), "CRC32C" if self.params.header_digest else "None",
+                         "CRC32C" if self.params.data_digest else "None")
             return final
         except LoginFailed as exc:
             rsp = new_pdu(OP_LOGIN_RSP, flags=(csg << 2) & 0x0C, itt=pdu.itt)
