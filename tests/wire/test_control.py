@@ -131,6 +131,10 @@ def test_publish_cost_does_not_grow_with_the_number_of_targets(own: WireService,
     own.withdraw("iqn.2024-01.org.example:scale-150")
     assert time.perf_counter() - start < 0.5
     assert len(own.served()) == 300
+    # Discovery of ~300 targets is a text response far beyond 8 KiB.
+    listing = run("iscsi-ls", f"iscsi://127.0.0.1:{port}/")
+    assert listing.returncode == 0, listing.stderr
+    assert listing.stdout.count("Target:iqn.2024-01.org.example:scale-") == 299
 
 
 def test_bad_target_is_refused_with_a_clear_error(own: WireService, tmp_path: Path) -> None:

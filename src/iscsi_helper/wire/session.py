@@ -472,6 +472,11 @@ class Connection:
         if pdu.ahs:
             cdb += self._extended_cdb(pdu.ahs)
         lun = decode_lun(pdu.lun_raw)
+        if write and edtl > scsi.MAX_TRANSFER_BYTES + 65536:
+            # Refuse before allocating: the EDTL comes from the network.
+            sense = scsi.fixed_sense(scsi.ILLEGAL_REQUEST, *scsi.INVALID_FIELD_IN_CDB)
+            self._scsi_response(pdu.itt, scsi.ScsiOutcome(scsi.CHECK_CONDITION, b"", sense), 0, 0, 0)
+            return
         if write and edtl:
             task = WriteTask(pdu.itt, lun, pdu.lun_raw, cdb, pdu.u32(24), edtl, bytearray(edtl))
             immediate = pdu.data[:edtl]
