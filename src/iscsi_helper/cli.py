@@ -91,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fix", action="store_true",
                    help="start missing exports, reload differing ones, stop orphans")
     command("helpers", "List the registered target helpers.")
+    p = command("demo", "Run the main job on this machine: export a 64 MiB file through the "
+                        "chiscsi helper on the embedded emulator, log in with a real "
+                        "initiator, write and read back, list, remove.", json_flag=False)
+    p.add_argument("--workdir", metavar="DIR", help="keep everything in DIR (default: a "
+                                                      "temporary directory, removed afterwards)")
     return parser
 
 
@@ -145,6 +150,11 @@ def _require_iscsi(target: Any) -> ISCSITarget:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        from pathlib import Path
+
+        from iscsi_helper import demo
+        return demo.run(Path(args.workdir) if args.workdir else None)
     if args.command == "helpers":
         names = registry.helper_names()
         _print(names, args.json, lambda n: "\n".join(n))
