@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -423,16 +422,20 @@ class IetTarget(ISCSITarget):
             return None
         return result.stdout.split() == [direction, creds.username, creds.password]
 
+    def _vouched_tid(self, volume_name: str, iqn: str) -> int | None:
+        """The recorded tid, if the target there is provably this export's (one ietadm call)."""
+        data = self._load_index(volume_name)
+        if data is None or data.get("iqn") != iqn or not data.get("chap") or not data.get("tid"):
+            return None
+        tid = int(data["tid"])
+        return tid if self._probe_account(tid, "IncomingUser", ChapCredentials(*data["chap"])) else None
+
     def _lookup(self, iqn: str) -> LiveTarget | None:
         prefix = self.conf.target_prefix
         if not iqn.startswith(prefix):
             return None
-        data = self._load_index(iqn[len(prefix):])
-        if data is None or data.get("iqn") != iqn or not data.get("chap"):
-            return None
-        if self._probe_account(int(data["tid"]), "IncomingUser", ChapCredentials(*data["chap"])):
-            return LiveTarget(iqn, int(data["tid"]))
-        return None
+        tid = self._vouched_tid(iqn[len(prefix):], iqn)
+        return None if tid is None else LiveTarget(iqn, tid)
 
     def _proc_text(self, name: str) -> str:
         return read_text_or_none(Path(self.conf.iet_proc_dir) / name) or ""
@@ -611,11 +614,7 @@ class IetTarget(ISCSITarget):
                             stderr=f"target {tid} kept getting new sessions")
 
     def _unrealise(self, volume_name: str, iqn: str) -> None:
-        data = self._load_index(volume_name)
-        tid: int | None = None
-        if data is not None and data.get("iqn") == iqn and data.get("chap") and data.get("tid"):
-            if self._probe_account(int(data["tid"]), "IncomingUser", ChapCredentials(*data["chap"])):
-                tid = int(data["tid"])
+        tid = self._vouched_tid(volume_name, iqn)
         if tid is None:
             # No record (an orphan, or Cinder's), or the recorded tid now holds
             # another target: never delete by a tid we cannot vouch for.
