@@ -1,0 +1,209 @@
+"""The tgt helper in the behaviour suite, on a private, real ``tgtd``.
+
+Each harness starts its own tgtd on a free loopback portal and a free
+control port (``tgtadm -C``), so suites and other tgtd on the host never
+meet. The target's own state is read with ``tgtadm --op show``.
+
+tgtd never reveals a CHAP secret (``--mode account --op show`` lists user
+names only). So :meth:`TgtHarness.live` takes the user name tgtd reports as
+bound to the target, takes the candidate secret from the persisted record,
+and keeps it only if a real CHAP login with libiscsi (``iscsi-inq``) as that
+user succeeds: the secret in the view is one the target accepted, not one
+the helper claims.
+
+``target_port`` is deliberately left at the suite's 3260: the suite checks
+that number in provider_location, and the helper only writes it there (it
+never dials the portal), while the login check uses tgtd's real port.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from oslo_config import cfg
+
+from iscsi_helper.targets import tgt
+
+from ..conftest import free_port
+from .harness import Harness, LiveView, register
+
+START_TIMEOUT = 10.0
+STOP_TIMEOUT = 5.0
+LOGIN_TIMEOUT = 20
+CONTROL_PORT_MIN, CONTROL_PORT_MAX = 1024, 32767  # tgtd refuses -C above 32767
+START_ATTEMPTS = 5
+
+
+class TgtdStartError(RuntimeError):
+    pass
+
+
+class TgtdProcess:
+    """One tgtd in the foreground, owned by PID; usable outside pytest too (the e2e test)."""
+
+    def __init__(self, log_path: Path, portal_port: int | None = None,
+                 control_port: int | None = None) -> None:
+        self.log_path = log_path
+        self.portal_port = portal_port or free_port()
+        self.control_port = control_port or self._free_control_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.started_once = False
+
+    @staticmethod
+    def _free_control_port() -> int:
+        """A control port (0-32767) whose lock no tgtd holds.
+
+        The "port" only names tgtd's unix socket ``/var/run/tgtd/socket.<n>``
+        and the lockf lock beside it; an unheld lock means no tgtd uses n.
+        A race with another starter is caught by :meth:`start` retrying.
+        """
+        for _ in range(100):
+            port = random.randint(CONTROL_PORT_MIN, CONTROL_PORT_MAX)
+            lock = Path(f"/var/run/tgtd/socket.{port}.lock")
+            try:
+                fd = os.open(lock, os.O_RDWR)
+            except FileNotFoundError:
+                return port
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # held: a tgtd runs there
+            else:
+                fcntl.lockf(fd, fcntl.LOCK_UN)
+                return port
+            finally:
+                os.close(fd)
+        raise RuntimeError("no free tgtd control port found")
+
+    def tgtadm(self, *args: str, check: bool = True, env: dict[str, str] | None = None
+               ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["tgtadm", "-C", str(self.control_port), "--lld", "iscsi", *args],
+                              capture_output=True, text=True, check=check, timeout=30, env=env)
+
+    def start(self) -> None:
+        """Start tgtd; on a lost race for the ports, try fresh ones (a first start only)."""
+        for attempt in range(START_ATTEMPTS):
+            try:
+                return self._start_once()
+            except TgtdStartError:
+                if self.started_once or attempt == START_ATTEMPTS - 1:
+                    raise
+                self.portal_port, self.control_port = free_port(), self._free_control_port()
+
+    def _start_once(self) -> None:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                ["tgtd", "-f", "--iscsi", f"portal=127.0.0.1:{self.portal_port}",
+                 "-C", str(self.control_port)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if self.proc.poll() is not None:
+                raise TgtdStartError(f"tgtd exited with {self.proc.returncode}: "
+                                   + self.log_path.read_text(errors="replace")[-2000:])
+            if self.tgtadm("--mode", "target", "--op", "show", check=False).returncode == 0:
+                self.started_once = True
+                return
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TgtdStartError("tgtd did not answer on its control port in time")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL: tgtd ignores SIGTERM while it still has targets."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=STOP_TIMEOUT)
+
+    def restart(self) -> None:
+        """A host reboot as tgtd sees it: all live state gone, same ports afterwards."""
+        self.stop()
+        self.start()
+
+
+def chap_login_works(portal_port: int, iqn: str, lun: int, user: str, secret: str,
+                     initiator: str) -> bool:
+    """A real login and INQUIRY with libiscsi; the secret travels in its environment, not argv."""
+    env = dict(os.environ, LIBISCSI_CHAP_PASSWORD=secret)
+    result = subprocess.run(
+        ["iscsi-inq", "-i", initiator, f"iscsi://{user}@127.0.0.1:{portal_port}/{iqn}/{lun}"],
+        capture_output=True, text=True, env=env, timeout=LOGIN_TIMEOUT)
+    return result.returncode == 0
+
+
+@register("tgt")
+class TgtHarness(Harness):
+    LOGIN_INITIATOR = "iqn.1993-08.org.debian:01:tgt-harness"
+
+    def setup(self) -> None:
+        self.tgtd = TgtdProcess(self.root / "tgtd.log")
+        self.tgtd.start()
+
+    def teardown(self) -> None:
+        self.tgtd.stop()
+
+    def conf(self, **overrides: object) -> cfg.ConfigOpts:
+        """The shared conf plus tgt_control_port, an option only the helper module registers."""
+        conf = super().conf(**overrides)
+        tgt.register_opts(conf)
+        conf.set_override("tgt_control_port", self.tgtd.control_port)
+        return conf
+
+    def config_file(self, **overrides: object) -> Path:
+        path = super().config_file(**overrides)
+        text = path.read_text().replace(
+            "[DEFAULT]\n", f"[DEFAULT]\ntgt_control_port = {self.tgtd.control_port}\n", 1)
+        path.write_text(text)
+        return path
+
+    def reboot(self) -> None:
+        self.tgtd.restart()
+
+    def drop_record(self, volume_name: str) -> None:
+        (self.state_path / "volumes" / tgt.SUBDIR / volume_name).unlink()
+
+    def live(self, iqn: str) -> LiveView | None:
+        shown = tgt.parse_show(self.tgtd.tgtadm("--mode", "target", "--op", "show").stdout)
+        target = shown.get(iqn)
+        if target is None:
+            return None
+        names = frozenset(a for a in target.acl if a != "ALL")
+        chap = None
+        if target.accounts:
+            user = target.accounts[0]
+            secret = self._accepted_secret(target, user, names)
+            chap = (user, secret)
+        return LiveView(target.iqn, dict(target.luns), chap, names)
+
+    def _accepted_secret(self, target: tgt.TgtLiveTarget, user: str,
+                         names: frozenset[str]) -> str:
+        """The recorded secret if tgtd accepts it in a real login; "" if none is known or it fails."""
+        candidates = []
+        records = self.state_path / "volumes" / tgt.SUBDIR
+        for path in records.iterdir() if records.is_dir() else ():
+            if path.is_file() and not path.name.startswith("."):
+                text = path.read_text()
+                if f"<target {target.iqn}>" in text:
+                    candidates += [line.split()[2] for line in text.splitlines()
+                                   if line.split()[:2] == ["incominguser", user]]
+        initiator = min(names) if names else self.LOGIN_INITIATOR
+        for secret in candidates:
+            if chap_login_works(self.tgtd.portal_port, target.iqn, tgt.DISK_LUN, user, secret,
+                                initiator):
+                return secret
+        return ""
+
+    def state_dirs(self) -> list[Path]:
+        return [self.state_path]
