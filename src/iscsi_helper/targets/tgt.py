@@ -363,10 +363,10 @@ class TgtTarget(ISCSITarget):
         return self.executor.run(*argv, "--lld", self._lld, *args, ok_codes=ok_codes,
                                  secrets=secrets)
 
-    def _tgtadm_quiet(self, message: str, *args: str) -> bool:
+    def _tgtadm_quiet(self, message: str, *args: str, secrets: tuple[str, ...] = ()) -> bool:
         """Run; True if done, False if tgtadm refused with ``message`` (already so)."""
         try:
-            self._tgtadm(*args)
+            self._tgtadm(*args, secrets=secrets)
         except CommandFailed as err:
             if message in err.stderr:
                 return False
@@ -697,8 +697,8 @@ class TgtTarget(ISCSITarget):
                 self._delete_target(live.tid)
             # The live bindings count too: a record may be gone (an orphan) while
             # our marker for the account it used is still there.
-            users = {c.username for c in (record.spec.chap, record.spec.target_chap)
-                     if record and c}
+            held = (record.spec.chap, record.spec.target_chap) if record else ()
+            users = {c.username for c in held if c}
             if live is not None:
                 users |= set(live.accounts) | set(live.outgoing)
             for user in sorted(users):
