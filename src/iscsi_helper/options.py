@@ -87,6 +87,10 @@ TARGET_OPTS = [
     cfg.FloatOpt("target_tool_timeout", default=60.0, min=0.1,
                  help="Seconds a target tool (iscsictl, ietadm, tgtadm) may "
                       "run before it is killed. iscsi-helper only."),
+    cfg.PortOpt("tgt_control_port", default=None,
+                help="Control port of the tgtd to manage (tgtadm -C), so several "
+                     "tgtd can run on one host. Unset: tgtadm's default. "
+                     "iscsi-helper only."),
     cfg.StrOpt("iet_proc_dir", default="/proc/net/iet",
                help="Directory holding IET's volume and session files. "
                     "iscsi-helper only."),

@@ -26,7 +26,6 @@ import subprocess
 import time
 from pathlib import Path
 
-from oslo_config import cfg
 
 from iscsi_helper.targets import tgt
 
@@ -154,19 +153,8 @@ class TgtHarness(Harness):
     def teardown(self) -> None:
         self.tgtd.stop()
 
-    def conf(self, **overrides: object) -> cfg.ConfigOpts:
-        """The shared conf plus tgt_control_port, an option only the helper module registers."""
-        conf = super().conf(**overrides)
-        tgt.register_opts(conf)
-        conf.set_override("tgt_control_port", self.tgtd.control_port)
-        return conf
-
-    def config_file(self, **overrides: object) -> Path:
-        path = super().config_file(**overrides)
-        text = path.read_text().replace(
-            "[DEFAULT]\n", f"[DEFAULT]\ntgt_control_port = {self.tgtd.control_port}\n", 1)
-        path.write_text(text)
-        return path
+    def overrides(self) -> dict[str, object]:
+        return {"tgt_control_port": self.tgtd.control_port}
 
     def reboot(self) -> None:
         self.tgtd.restart()

@@ -83,7 +83,7 @@ class FakeTarget(ISCSITarget):
 
     def _next_tid(self) -> int:
         counter = self.live_dir / ".next-tid"
-        with locking.named_lock(self.conf, "fake-tid"):
+        with locking.named_lock(self.conf, "fake_tid"):  # "_" is never in a volume name
             tid = int(read_text_or_none(counter) or "1")
             atomic_write(counter, str(tid + 1))
         return tid

@@ -77,25 +77,6 @@ NO_TARGET = "can't find the target"
 NO_ACCOUNT = "can't find the account"
 NO_ACL = "access control rule does not exist"
 
-TGT_OPTS = [
-    cfg.PortOpt("tgt_control_port", default=None,
-                help="Control port of the tgtd to manage (tgtadm -C), so several "
-                     "tgtd can run on one host. Unset: tgtadm's default. "
-                     "iscsi-helper only."),
-]
-
-
-def register_opts(conf: cfg.ConfigOpts) -> None:
-    """Register this helper's own options; a second call on the same conf is a no-op.
-
-    They belong in options.py; until they move there the helper registers
-    them itself, so a config file naming them is read as soon as the
-    helper is created.
-    """
-    try:
-        conf.register_opts(TGT_OPTS)
-    except cfg.DuplicateOptError:
-        pass
 
 
 # ------------------------------------------------------------------ records
@@ -316,7 +297,6 @@ class TgtTarget(ISCSITarget):
     supports_acl = True
 
     def __init__(self, conf: cfg.ConfigOpts, executor: Executor | None = None) -> None:
-        register_opts(conf)
         super().__init__(conf, executor)
 
     # -- paths and small helpers
