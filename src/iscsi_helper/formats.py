@@ -32,10 +32,11 @@ _IQN = re.compile(
 _EUI = re.compile(r"eui\.[0-9A-F]{16}")
 _NAA = re.compile(r"naa\.(?:[0-9A-F]{16}|[0-9A-F]{32})")
 _VOLUME_NAME = re.compile(r"[a-z0-9][a-z0-9.:-]*")
-# Printable ASCII without space, quote or backslash: survives every target
-# format we write (chiscsi quotes it, ietd.conf and provider_auth split on
-# whitespace, tgtadm takes it as one word).
-_CHAP_CHARS = frozenset(string.ascii_letters + string.digits + "!#$%&'()*+,-./:;<=>?@[]^_`{|}~")
+# Printable ASCII without space, quote, backslash or comma: survives every
+# target format we write (chiscsi quotes it, ietd.conf and provider_auth split
+# on whitespace, tgtadm takes it as one word, and ietadm's
+# --params=IncomingUser=<user>,Password=<secret> splits on commas).
+_CHAP_CHARS = frozenset(string.ascii_letters + string.digits + "!#$%&'()*+-./:;<=>?@[]^_`{|}~")
 _GENERATED_ALPHABET = string.ascii_letters + string.digits
 
 
@@ -75,21 +76,34 @@ def validate_iscsi_name(name: str, field: str = "iSCSI name") -> str:
 
 
 def validate_volume_name(name: str) -> str:
-    """A volume name becomes a file name and the tail of an IQN: keep it to both alphabets."""
+    """A volume name becomes a file name and the tail of an IQN: keep it to both alphabets.
+
+    The length is checked here, not only through the IQN, because the name
+    also names the volume's lock file, which is taken before the IQN is
+    built: a name the file system cannot hold must fail as invalid input.
+    """
     if not isinstance(name, str) or not _VOLUME_NAME.fullmatch(name):
         raise InvalidInput(
             field="volume name", value=_show(name),
             reason="must start with a lower-case letter or digit and contain only "
                    "lower-case letters, digits, '.', '-' and ':' (it becomes part of an IQN)")
+    if len(name) > MAX_ISCSI_NAME_BYTES:
+        raise InvalidInput(field="volume name", value=_show(name),
+                           reason=f"longer than {MAX_ISCSI_NAME_BYTES} bytes (it becomes part "
+                                  "of an IQN)")
     return name
 
 
 def validate_volume_id(volume_id: str) -> str:
+    """A volume id is written into records and log lines; Cinder's are 36-character UUIDs."""
     if not isinstance(volume_id, str) or not volume_id:
         raise InvalidInput(field="volume id", value=_show(volume_id), reason="must be a non-empty string")
     if not _VOLUME_NAME.fullmatch(volume_id):
         raise InvalidInput(field="volume id", value=_show(volume_id),
                            reason="must contain only lower-case letters, digits, '.', '-' and ':'")
+    if len(volume_id) > MAX_ISCSI_NAME_BYTES:
+        raise InvalidInput(field="volume id", value=_show(volume_id),
+                           reason=f"longer than {MAX_ISCSI_NAME_BYTES} characters")
     return volume_id
 
 
@@ -111,6 +125,8 @@ def validate_chap_credential(value: str, field: str, *, secret: bool) -> str:
             kinds.append("control characters")
         if any(ord(c) > 127 for c in bad):
             kinds.append("non-ASCII characters")
+        if "," in bad:
+            kinds.append("',' (ietadm splits its parameters on commas)")
         raise InvalidInput(field=field, value=shown,
                            reason="must not contain " + (", ".join(kinds) or "those characters"))
     limit = CHAP_SECRET_MAX if secret else CHAP_NAME_MAX
