@@ -23,14 +23,18 @@ from iscsi_helper.exception import (ExportNotFound, InvalidInput, IscsiHelperErr
                                     TargetCreateFailed)
 from iscsi_helper.formats import (ChapCredentials, ProviderLocation, format_provider_auth,
                                   parse_provider_auth, portals_from_config,
-                                  validate_iscsi_name)
+                                  validate_chap_credential, validate_iscsi_name)
 from iscsi_helper.model import Drift, EnsureReport, ExportSpec, ExportStatus, LiveTarget, Volume
 from iscsi_helper.targets.base import Target
 
 LOG = secretmask.get_logger(__name__)
 
+# Each of these is syntax in some target's format: ',' and '=' separate
+# device options (chiscsi, ietd.conf), '"' quotes, '#' starts a comment in
+# chiscsi.conf and ietd.conf, '\\' escapes.
 _DEVICE_PATH_FORBIDDEN = {",": "a comma", '"': "a double quote", "\n": "a newline",
-                          "\r": "a carriage return", "\x00": "a NUL byte", "=": "'='"}
+                          "\r": "a carriage return", "\x00": "a NUL byte", "=": "'='",
+                          "#": "'#'", "\\": "a backslash"}
 
 
 def validate_device_path(path: str) -> str:
@@ -44,6 +48,10 @@ def validate_device_path(path: str) -> str:
     if any(c.isspace() for c in path):
         raise InvalidInput(field="device path", value=repr(path)[:80],
                            reason="must not contain whitespace")
+    if not path.isascii() or not path.isprintable():
+        # Target configuration files are read as bytes or ASCII (chiscsi refuses others).
+        raise InvalidInput(field="device path", value=repr(path)[:80],
+                           reason="must be printable ASCII")
     if not os.path.isabs(path):
         raise InvalidInput(field="device path", value=repr(path), reason="must be absolute")
     try:
@@ -117,9 +125,23 @@ class ISCSITarget(Target):
         return validate_iscsi_name(f"{self.conf.target_prefix}{volume_name}", "target IQN")
 
     def _configured_chap(self) -> ChapCredentials | None:
-        if self.conf.use_chap_auth and self.conf.chap_username and self.conf.chap_password:
-            return ChapCredentials(self.conf.chap_username, self.conf.chap_password)
-        return None
+        """The configured account when ``use_chap_auth`` asks for it, checked as the option names.
+
+        An empty or unusable value is refused rather than silently replaced
+        by generated credentials: the deployer asked for this account, and
+        the error names the option to fix (never the secret itself).
+        """
+        if not self.conf.use_chap_auth:
+            return None
+        for option, value, secret in (("chap_username", self.conf.chap_username, False),
+                                      ("chap_password", self.conf.chap_password, True)):
+            try:
+                validate_chap_credential(value, option, secret=secret)
+            except InvalidInput as err:
+                raise InvalidInput(field=f"{option} (use_chap_auth = True)",
+                                   value=err.fields.get("value", "<secret>"),
+                                   reason=err.fields.get("reason", "unusable")) from None
+        return ChapCredentials(self.conf.chap_username, self.conf.chap_password)
 
     def _desired_spec(self, volume: Volume, volume_path: str,
                       record: ExportSpec | None) -> ExportSpec:
