@@ -1,0 +1,42 @@
+"""Fixtures of the reliability suite: one harness per registered helper, as the behaviour suite has."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.behaviour.harness import Harness, load_all
+
+from . import figures
+
+HARNESSES = load_all()
+IQN_PREFIX = "iqn.2010-10.org.openstack:"
+
+
+def volume(n: int | str, **extra: Any) -> dict[str, Any]:
+    return {"id": str(n), "name": f"volume-{n}", **extra}
+
+
+def make_device(h: Harness, name: str = "disk", size: int = 1 << 20) -> str:
+    path = h.root / f"{name}.img"
+    with open(path, "wb") as handle:
+        handle.truncate(size)
+    return str(path)
+
+
+@pytest.fixture(params=sorted(HARNESSES))
+def h(request: pytest.FixtureRequest, tmp_path, monkeypatch) -> Iterator[Harness]:
+    harness = HARNESSES[request.param](tmp_path, monkeypatch, name=request.param)
+    yield harness
+    teardown = getattr(harness, "teardown", None)
+    if teardown:
+        teardown()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ANN001
+    if figures.FIGURES:
+        terminalreporter.section("reliability figures")
+        terminalreporter.write_line(figures.render())
+        figures.write_report()

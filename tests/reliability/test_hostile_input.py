@@ -1,0 +1,329 @@
+"""Hostile input changes nothing: every case is refused, naming its field, before any file or tool.
+
+Cases are data: (id, the field the error must name, how to build the call).
+A case builds configuration overrides, a volume and a device path; it is
+tried against create_export (and, for names, remove/ensure too) on every
+helper, with an export of another volume already in place. After the
+refusal every file of the sandbox and the target's own state are
+byte-identical, the target tool was not run, and the bystander export is
+untouched. The property test at the end throws generated names, secrets and
+paths at create: each is either refused with nothing changed or accepted
+and round-trips exactly through the record, the live target and a restore.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import string
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from iscsi_helper.exception import InvalidInput
+from iscsi_helper.formats import parse_provider_auth
+
+from . import figures
+from .conftest import IQN_PREFIX, make_device, volume
+
+Build = Callable[[Any], tuple[dict[str, object], dict[str, Any], str]]
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    field: str  # regex the error message must contain: the field's name
+    build: Build
+    secret: str | None = None  # a value that must not be echoed in the error
+    ops: tuple[str, ...] = ("create",)
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def dev(h: Any) -> str:
+    return make_device(h, "good")
+
+
+def name_case(cid: str, name: str) -> Case:
+    return Case(cid, "volume name", lambda h: ({}, {"id": "1", "name": name}, dev(h)),
+                ops=("create", "ensure", "remove"))
+
+
+def id_case(cid: str, volume_id: str) -> Case:
+    return Case(cid, "volume id", lambda h: ({}, {"id": volume_id, "name": "volume-1"}, dev(h)),
+                ops=("create", "ensure", "remove"))
+
+
+def auth_case(cid: str, auth: str, field_re: str, secret: str | None = None) -> Case:
+    return Case(cid, field_re, lambda h: ({}, volume(1, provider_auth=auth), dev(h)), secret=secret,
+                ops=("create", "ensure"))
+
+
+def conf_chap_case(cid: str, user: str, password: str, field_re: str) -> Case:
+    return Case(cid, field_re, lambda h: ({"use_chap_auth": True, "chap_username": user,
+                                           "chap_password": password}, volume(1), dev(h)),
+                secret=password or None, ops=("create", "ensure"))
+
+
+def conf_case(cid: str, field_re: str, **overrides: object) -> Case:
+    return Case(cid, field_re, lambda h: (dict(overrides), volume(1), dev(h)),
+                ops=("create", "ensure"))
+
+
+def path_case(cid: str, make: Callable[[Any], str]) -> Case:
+    return Case(cid, "device path", lambda h: ({}, volume(1), make(h)), ops=("create", "ensure"))
+
+
+def touch(h: Any, name: str) -> str:
+    """Create a real file with a hostile name, so only the name can be the reason to refuse."""
+    path = h.root / "hostile" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\0" * 4096)
+    return str(path)
+
+
+LONG = "v" * 300
+CASES: list[Case] = [
+    # volume names: they become file names and IQN tails
+    name_case("name-slash", "volume/1"),
+    name_case("name-dotdot", "../volume-1"),
+    name_case("name-dotdot-only", ".."),
+    name_case("name-abs", "/etc/passwd"),
+    name_case("name-newline", "volume-1\nTargetName=iqn.2001-04.com.evil:x"),
+    name_case("name-nul", "volume-1\x00"),
+    name_case("name-dquote", 'volume-"1'),
+    name_case("name-squote", "volume-'1"),
+    name_case("name-equals", "volume=1"),
+    name_case("name-comma", "volume-1,RO"),
+    name_case("name-space", "volume 1"),
+    name_case("name-tab", "volume-1\t"),
+    name_case("name-cyrillic-e", "volum\u0435-1"),
+    name_case("name-fullwidth", "\uff56olume-1"),
+    name_case("name-upper", "Volume-1"),
+    name_case("name-empty", ""),
+    name_case("name-leading-dash", "-volume-1"),
+    name_case("name-hash", "volume-1#x"),
+    name_case("name-semicolon", "volume-1;x"),
+    Case("name-300-bytes", "volume name", lambda h: ({}, {"id": "1", "name": LONG}, dev(h)),
+         ops=("create", "ensure", "remove")),
+    Case("name-too-long-for-iqn", "target IQN",
+         lambda h: ({}, {"id": "1", "name": "v" * 210}, dev(h)), ops=("create", "ensure")),
+    # volume ids: written into records and log lines
+    id_case("id-newline", "1\n# iscsi-helper volume_id=2"),
+    id_case("id-slash", "1/2"),
+    id_case("id-nul", "1\x00"),
+    id_case("id-space", "1 2"),
+    id_case("id-empty", ""),
+    id_case("id-cyrillic", "\u04351"),
+    id_case("id-300-bytes", "1" * 300),
+    # target names built from a bad target_prefix (IQN and EUI forms)
+    conf_case("prefix-no-iqn", "target IQN", target_prefix="volumes:"),
+    conf_case("prefix-month-13", "target IQN", target_prefix="iqn.2010-13.org.openstack:"),
+    conf_case("prefix-upper", "target IQN", target_prefix="iqn.2010-10.org.OpenStack:"),
+    conf_case("prefix-space", "target IQN", target_prefix="iqn.2010-10.org.openstack :"),
+    conf_case("prefix-newline", "target IQN", target_prefix="iqn.2010-10.org.openstack:\n"),
+    conf_case("prefix-underscore", "target IQN", target_prefix="iqn.2010-10.org_openstack:"),
+    conf_case("prefix-short-year", "target IQN", target_prefix="iqn.10-10.org.openstack:"),
+    conf_case("prefix-eui-short", "target IQN", target_prefix="eui.0123"),
+    conf_case("prefix-eui-lower", "target IQN", target_prefix="eui.02004567a42"),
+    conf_case("prefix-naa", "target IQN", target_prefix="naa.6"),
+    conf_case("prefix-too-long", "target IQN", target_prefix="iqn.2010-10.org.openstack:" + "x" * 200),
+    # CHAP through provider_auth (what Cinder stored)
+    auth_case("auth-one-word", "CHAP only-user", "provider_auth"),
+    auth_case("auth-four-words", "CHAP user secret-12345678 extra", "provider_auth"),
+    auth_case("auth-not-chap", "None user secret-12345678", "provider_auth"),
+    auth_case("auth-short-secret", "CHAP user tiny-secret", "CHAP secret", "tiny-secret"),
+    auth_case("auth-11-bytes", "CHAP user 12345678901", "CHAP secret", "12345678901"),
+    auth_case("auth-long-secret", "CHAP user " + "s" * 256, "CHAP secret", "s" * 256),
+    auth_case("auth-long-name", "CHAP " + "u" * 256 + " secret-12345678", "CHAP username"),
+    auth_case("auth-quote-secret", 'CHAP user sec"ret-12345678', "CHAP secret", 'sec"ret-12345678'),
+    auth_case("auth-quote-name", 'CHAP us"er secret-12345678', "CHAP username"),
+    auth_case("auth-backslash", "CHAP user secret\\12345678", "CHAP secret", "secret\\12345678"),
+    auth_case("auth-nonascii", "CHAP user secret-\u00e912345678", "CHAP secret", "secret-\u00e912345678"),
+    auth_case("auth-comma-secret", "CHAP user secret,Password=x", "CHAP secret", "secret,Password=x"),
+    auth_case("auth-comma-name", "CHAP user,Password=x secret-12345678", "CHAP username"),
+    auth_case("auth-control", "CHAP user secret-\x0712345678", "CHAP secret", "secret-\x0712345678"),
+    # CHAP through chap_username/chap_password with use_chap_auth
+    conf_chap_case("conf-chap-empty-secret", "operator", "", "chap_password"),
+    conf_chap_case("conf-chap-empty-name", "", "secret-12345678", "chap_username"),
+    conf_chap_case("conf-chap-short", "operator", "s3cr3t!x", "chap_password"),
+    conf_chap_case("conf-chap-long", "operator", "p" * 256, "chap_password"),
+    conf_chap_case("conf-chap-space", "operator", "secret 12345678", "chap_password"),
+    conf_chap_case("conf-chap-quote", "operator", 'secret"12345678', "chap_password"),
+    conf_chap_case("conf-chap-name-space", "oper ator", "secret-12345678", "chap_username"),
+    conf_chap_case("conf-chap-name-quote", 'oper"ator', "secret-12345678", "chap_username"),
+    conf_chap_case("conf-chap-tab", "operator", "secret\t12345678", "chap_password"),
+    # portals
+    conf_case("ip-octet-999", "portal address", target_ip_address="999.0.2.10"),
+    conf_case("ip-hostname", "portal address", target_ip_address="target.example.com"),
+    conf_case("ip-empty", "portal address", target_ip_address=""),
+    conf_case("ip-zone-id", "portal address", target_ip_address="fe80::1%eth0"),
+    conf_case("ip-with-port", "portal address", target_ip_address="192.0.2.10:3260"),
+    conf_case("ip-cidr", "portal address", target_ip_address="192.0.2.0/24"),
+    conf_case("ip-space", "portal address", target_ip_address="192.0.2.10 "),
+    conf_case("secondary-bad", "portal address", target_secondary_ip_addresses=["192.0.2.300"]),
+    conf_case("secondary-zone", "portal address", target_secondary_ip_addresses=["fe80::2%1"]),
+    conf_case("port-0", "portal port", target_port=0),
+    # device paths
+    path_case("dev-missing", lambda h: str(h.root / "missing.img")),
+    path_case("dev-directory", lambda h: str(h.root)),
+    path_case("dev-comma", lambda h: touch(h, "disk,RO")),
+    path_case("dev-comma-options", lambda h: dev(h) + ",BLK,SN=1"),
+    path_case("dev-relative", lambda h: "disk.img"),
+    path_case("dev-empty", lambda h: ""),
+    path_case("dev-newline", lambda h: touch(h, "disk\nTargetName=x")),
+    path_case("dev-space", lambda h: touch(h, "disk 1.img")),
+    path_case("dev-dquote", lambda h: touch(h, 'disk"1.img')),
+    path_case("dev-equals", lambda h: touch(h, "Type=blockio")),
+    path_case("dev-hash", lambda h: touch(h, "disk#1.img")),
+    path_case("dev-nul", lambda h: dev(h) + "\x00"),
+    path_case("dev-char-device", lambda h: "/dev/null"),
+    path_case("dev-nonascii", lambda h: touch(h, "disk-\u0435.img")),
+    path_case("dev-backslash", lambda h: touch(h, "disk\\1.img")),
+    path_case("dev-dangling-link", lambda h: _dangling(h)),
+]
+
+
+def _dangling(h: Any) -> str:
+    link = h.root / "dangling.img"
+    if not os.path.lexists(link):
+        os.symlink(h.root / "nowhere.img", link)
+    return str(link)
+
+
+def _run(h: Any, op: str, overrides: dict[str, object], vol: dict[str, Any], device: str) -> None:
+    target = h.target(**overrides)
+    if op == "create":
+        target.create_export(None, vol, device)
+    elif op == "ensure":
+        target.ensure_export(None, vol, device)
+    elif op == "remove":
+        target.remove_export(None, vol)
+    else:  # pragma: no cover
+        raise AssertionError(op)
+
+
+def test_corpus_is_large_enough():
+    assert len(CASES) >= 40
+    assert len({c.id for c in CASES}) == len(CASES)
+
+
+def _check(h: Any, case: Case, op: str, kept_chap: tuple[str, ...]) -> str | None:
+    """Why ``case`` failed its promise under ``op``, or None when it held."""
+    overrides, vol, device = case.build(h)
+    before, calls_before = h.snapshot(), len(h.calls)
+    live_before = h.live(IQN_PREFIX + "volume-5")
+    try:
+        _run(h, op, overrides, vol, device)
+    except InvalidInput as err:
+        message = str(err)
+    except Exception as err:  # noqa: BLE001 - any other failure is what we are hunting
+        return f"raised {type(err).__name__}: {err}"
+    else:
+        return "accepted"
+    if not re.search(case.field, message):
+        return f"{message!r} does not name {case.field!r}"
+    if "\n" in message:
+        return f"{message!r} is not one line"
+    if case.secret and case.secret in message:
+        return "the error echoes the secret"
+    if h.snapshot() != before:
+        return "a file changed"
+    if h.calls[calls_before:]:
+        return f"the target tool ran: {h.calls[calls_before:]}"
+    live = h.live(IQN_PREFIX + "volume-5")
+    if live != live_before or live.chap != kept_chap:
+        return "the bystander export changed"
+    return None
+
+
+def test_hostile_input_is_refused_naming_its_field_and_changes_nothing(h):
+    """One helper, every case and operation, against one bystander export (tool calls are slow)."""
+    kept = h.target().create_export(None, volume(5), make_device(h, "kept"))
+    kept_chap = tuple(kept["auth"].split()[1:])
+    problems = {}
+    tried = 0
+    for case in CASES:
+        for op in case.ops:
+            tried += 1
+            problem = _check(h, case, op, kept_chap)
+            if problem:
+                problems[f"{case.id}-{op}"] = problem
+    assert not problems, problems
+    figures.add(f"hostile inputs refused, nothing changed [{h.name}]", tried)
+
+
+# ------------------------------------------------------------------ property
+
+# Each value is legal three times in four (so round trips get exercised) and
+# otherwise drawn with every kind of hostile character mixed in.
+LEGAL_NAME = string.ascii_lowercase + string.digits + ".:-"
+HOSTILE_NAME = LEGAL_NAME + "/\n\x00\"'=, #;\\\u0435\uff56_A"
+LEGAL_CHAP = string.ascii_letters + string.digits + "!#$%&'()*+-./:;<=>?@[]^_`{|}~"
+HOSTILE_CHAP = LEGAL_CHAP + " \t\n\",\\\u00e9\x07"
+LEGAL_PATH = string.ascii_letters + string.digits + "._-+@:;'%~"
+HOSTILE_PATH = LEGAL_PATH + ", \"=#\\\u0435\n"
+
+
+def mostly_legal(legal: st.SearchStrategy[str], hostile: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    return st.one_of(legal, legal, legal, hostile)
+
+
+@st.composite
+def inputs(draw: st.DrawFn) -> tuple[str, str, str, str]:
+    name = draw(mostly_legal(
+        st.from_regex(r"[a-z0-9][a-z0-9.:-]{0,30}", fullmatch=True),
+        st.text(HOSTILE_NAME, max_size=40)))
+    user = draw(mostly_legal(st.text(LEGAL_CHAP, min_size=1, max_size=24),
+                             st.text(HOSTILE_CHAP, max_size=24)))
+    secret = draw(mostly_legal(st.text(LEGAL_CHAP, min_size=12, max_size=40),
+                               st.text(HOSTILE_CHAP, max_size=40)))
+    path = draw(mostly_legal(st.text(LEGAL_PATH, min_size=1, max_size=30),
+                             st.text(HOSTILE_PATH, min_size=1, max_size=30)).filter(
+        lambda p: "\x00" not in p and "/" not in p and p not in (".", "..")))
+    return name, user, secret, path
+
+
+@settings(max_examples=20, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=inputs())
+def test_generated_names_secrets_and_paths_round_trip_or_change_nothing(h, data):
+    name, user, secret, path_name = data
+    device_dir = h.root / "gen"
+    device_dir.mkdir(exist_ok=True)
+    device = device_dir / path_name
+    device.write_bytes(b"\0" * 4096)
+    vol = {"id": name or "x", "name": f"volume-{name}", "provider_auth": f"CHAP {user} {secret}"}
+    target = h.target()
+    before, calls_before = h.snapshot(), len(h.calls)
+    try:
+        result = target.create_export(None, vol, str(device))
+    except InvalidInput as err:
+        assert h.snapshot() == before and h.calls[calls_before:] == []
+        if len(secret) >= 4 and secret not in name + vol["name"] + str(device) + user:
+            assert secret not in str(err), "the error echoes the secret"
+        figures.add(f"property: generated inputs refused, nothing changed [{h.name}]")
+        device.unlink()
+        return
+    try:
+        assert parse_provider_auth(result["auth"]) == parse_provider_auth(vol["provider_auth"])
+        iqn = IQN_PREFIX + vol["name"]
+        record = target.get_export(vol)
+        assert record is not None and record.live is not None
+        assert (record.spec.volume_id, record.spec.volume_name) == (vol["id"], vol["name"])
+        assert record.spec.device_path == str(device)
+        assert (record.spec.chap.username, record.spec.chap.password) == (user, secret)
+        live = h.live(iqn)
+        assert live.chap == (user, secret) and live.luns[target.lun] == str(device)
+        h.reboot()
+        report = h.target().restore_exports()
+        assert report.ok and vol["id"] in report.started
+        assert h.live(iqn) == live
+        figures.add(f"property: generated inputs accepted, round-tripped [{h.name}]")
+    finally:
+        h.target().remove_export(None, vol)
+        device.unlink()
