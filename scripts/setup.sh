@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debs=(tgt libiscsi-bin qemu-utils qemu-block-extra)
+debs=(tgt libiscsi-bin qemu-utils qemu-block-extra redis-server)
 missing=()
 for pkg in "${debs[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -18,3 +18,6 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+
+# Real Cinder for tests/ecosystem/cinder, in its own venv (about 45 s the first time).
+bash scripts/cinder-venv.sh >/dev/null
