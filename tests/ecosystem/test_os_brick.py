@@ -1,0 +1,149 @@
+"""Our connection properties, read by the real os-brick (7.1.1) iSCSI connector.
+
+os-brick is what Nova and Cinder run on the initiator host; if it reads our
+``initialize_connection`` output differently from what we meant, attaches
+go to the wrong portal or LUN, or log in without CHAP. Each test builds the
+properties with the chiscsi helper on its emulator and asks os-brick's own
+parsing code what it will connect to: ``_get_ips_iqns_luns`` /
+``_get_all_targets`` (the targets), ``_get_device_path`` (the udev paths it
+waits for) and ``_connect_to_iscsi_portal`` (the iscsiadm calls that set up
+and log in a node, CHAP included), with iscsiadm replaced by a recorder since
+the kernel initiator cannot run here.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from os_brick.initiator.connectors.iscsi import ISCSIConnector
+from oslo_config import cfg
+
+from iscsi_helper import options, registry
+from iscsi_helper.emulators import chiscsi as emulator
+from iscsi_helper.emulators.shims import install_shims
+from iscsi_helper.executor import Executor
+
+PREFIX = "iqn.2010-10.org.openstack:"
+INITIATOR = "iqn.1993-08.org.debian:01:compute1"
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    bin_dir = install_shims(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv(emulator.STATE_ENV, str(tmp_path / "chiscsi-state"))
+    monkeypatch.setenv("CHISCSI_EMULATOR_WIRE", "0")
+    yield tmp_path
+    emulator.reset(tmp_path / "chiscsi-state")
+
+
+def connection_info(tmp_path, device, *, multipath: bool, **overrides) -> dict:
+    conf = options.new_config(overrides={
+        "target_helper": "chiscsi", "state_path": str(tmp_path / "state"),
+        "target_ip_address": "192.0.2.10", "chiscsi_conf": str(tmp_path / "chiscsi.conf"),
+        "oslo_concurrency.lock_path": str(tmp_path / "locks"), **overrides})
+    target = registry.get_target(conf, Executor())
+    volume = {"id": "7", "name": "volume-7"}
+    model = target.create_export(None, volume, device)
+    stored = {**volume, "provider_location": model["location"], "provider_auth": model["auth"]}
+    return target.initialize_connection(stored, {"initiator": INITIATOR, "multipath": multipath})
+
+
+class IscsiadmRecorder:
+    """Stands in for ``iscsiadm``: records argv; a login creates the session os-brick then finds."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, ...]] = []
+        self.sessions: list[str] = []
+
+    def __call__(self, *argv: str, **kwargs: object) -> tuple[str, str]:
+        assert argv[0] == "iscsiadm" and kwargs.get("run_as_root") is True
+        self.calls.append(argv)
+        if argv[1:3] == ("-m", "session"):
+            return "\n".join(self.sessions), ""
+        if "--login" in argv:
+            portal, iqn = argv[argv.index("-p") + 1], argv[argv.index("-T") + 1]
+            self.sessions.append(f"tcp: [1] {portal},1 {iqn} (non-flash)")
+        if argv[1:3] == ("-m", "node") and len(argv) == 7:  # the bare node lookup
+            assert kwargs.get("check_exit_code") == (0, 21, 255)
+            return "", "iscsiadm: No records found"
+        return "", ""
+
+    def updates(self) -> dict[str, str]:
+        return {argv[argv.index("-n") + 1]: argv[argv.index("-v") + 1]
+                for argv in self.calls if "update" in argv}
+
+
+def test_single_path_is_one_target_portal_lun_and_device(env, device):
+    info = connection_info(env, device, multipath=False)
+    assert info["driver_volume_type"] == "iscsi"
+    props = info["data"]
+    connector = ISCSIConnector(root_helper="", execute=IscsiadmRecorder())
+    iqn = f"{PREFIX}volume-7"
+    assert connector._get_all_targets(props) == [("192.0.2.10:3260", iqn, 0)]
+    assert connector._get_device_path(props) == [
+        f"/dev/disk/by-path/ip-192.0.2.10:3260-iscsi-{iqn}-lun-0"]
+
+
+def test_multipath_over_ipv4_and_ipv6_portals(env, device):
+    info = connection_info(env, device, multipath=True,
+                           target_secondary_ip_addresses=["2001:db8::10", "198.51.100.10"])
+    props = info["data"]
+    connector = ISCSIConnector(root_helper="", execute=IscsiadmRecorder(), use_multipath=True)
+    iqn = f"{PREFIX}volume-7"
+    expected = [("192.0.2.10:3260", iqn, 0), ("[2001:db8::10]:3260", iqn, 0),
+                ("198.51.100.10:3260", iqn, 0)]
+    # With target_portals and target_iqns present os-brick needs no discovery at all.
+    assert connector._get_ips_iqns_luns(props, discover=False) == expected
+    assert connector._get_device_path(props) == [
+        f"/dev/disk/by-path/ip-192.0.2.10:3260-iscsi-{iqn}-lun-0",
+        f"/dev/disk/by-path/ip-2001:db8::10:3260-iscsi-{iqn}-lun-0",
+        f"/dev/disk/by-path/ip-198.51.100.10:3260-iscsi-{iqn}-lun-0"]
+    # Each per-path property set os-brick iterates over is a complete single path.
+    paths = list(connector._iterate_all_targets(props))
+    assert [(p["target_portal"], p["target_iqn"], p["target_lun"]) for p in paths] == expected
+    assert all(p["auth_method"] == "CHAP" for p in paths)
+
+
+def test_chap_credentials_reach_iscsiadm_before_login(env, device, tmp_path):
+    info = connection_info(env, device, multipath=False)
+    props = info["data"]
+    iqn = f"{PREFIX}volume-7"
+    recorder = IscsiadmRecorder()
+    connector = ISCSIConnector(root_helper="", execute=recorder)
+    cfg.CONF.set_override("lock_path", str(tmp_path / "brick-locks"), group="os_brick")
+    try:
+        session_id, _manual_scan = connector._connect_to_iscsi_portal(props)
+    finally:
+        cfg.CONF.clear_override("lock_path", group="os_brick")
+    assert session_id == "1"
+    assert recorder.updates() == {
+        "node.session.scan": "manual",
+        "node.session.auth.authmethod": "CHAP",
+        "node.session.auth.username": props["auth_username"],
+        "node.session.auth.password": props["auth_password"],
+        "node.startup": "automatic"}
+    user, secret = props["auth_username"], props["auth_password"]
+    assert props["auth_method"] == "CHAP" and len(secret) >= 12 and user
+    # Every call addressed our node: -T <our iqn> -p <our portal>.
+    for argv in recorder.calls:
+        if argv[1:3] == ("-m", "node"):
+            assert argv[3:7] == ("-T", iqn, "-p", "192.0.2.10:3260")
+    login = [i for i, argv in enumerate(recorder.calls) if "--login" in argv]
+    secret_set = [i for i, argv in enumerate(recorder.calls) if "node.session.auth.password" in argv]
+    assert login and secret_set and secret_set[0] < login[0]
+
+
+def test_a_volume_without_chap_logs_in_without_auth_settings(env, device):
+    info = connection_info(env, device, multipath=False)
+    props = {k: v for k, v in info["data"].items() if not k.startswith("auth_")}
+    recorder = IscsiadmRecorder()
+    connector = ISCSIConnector(root_helper="", execute=recorder)
+    cfg.CONF.set_override("lock_path", str(env / "brick-locks"), group="os_brick")
+    try:
+        connector._connect_to_iscsi_portal(props)
+    finally:
+        cfg.CONF.clear_override("lock_path", group="os_brick")
+    assert not any(k.startswith("node.session.auth") for k in recorder.updates())
+
