@@ -96,6 +96,14 @@ TARGET_OPTS = [
                     "iscsi-helper only."),
 ]
 
+COORDINATION_OPTS = [
+    cfg.StrOpt("coordination_url", default="", secret=True,
+               help="tooz coordination backend URL (e.g. redis://host:6379) for locks "
+                    "shared by several hosts managing the same exports; empty uses "
+                    "local file locks under [oslo_concurrency] lock_path. "
+                    "iscsi-helper only."),
+]
+
 LOCK_OPTS = [
     cfg.StrOpt("lock_path", default="$state_path/lock",
                help="Directory for inter-process lock files (the "
@@ -107,6 +115,7 @@ def register_opts(conf: cfg.ConfigOpts) -> cfg.ConfigOpts:
     """Register every option on ``conf``; safe to call more than once."""
     conf.register_opts(HOST_OPTS)
     conf.register_opts(TARGET_OPTS)
+    conf.register_opts(COORDINATION_OPTS)
     conf.register_opts(LOCK_OPTS, group="oslo_concurrency")
     return conf
 
@@ -133,4 +142,4 @@ def new_config(config_files: list[str] | None = None,
 
 def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
     """For oslo-config-generator: every option with its group."""
-    return [("DEFAULT", HOST_OPTS + TARGET_OPTS), ("oslo_concurrency", LOCK_OPTS)]
+    return [("DEFAULT", HOST_OPTS + TARGET_OPTS + COORDINATION_OPTS), ("oslo_concurrency", LOCK_OPTS)]
