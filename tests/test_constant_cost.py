@@ -1,0 +1,119 @@
+"""Target-tool invocations per operation do not depend on how many exports exist.
+
+Counts, never times: a count is exact on any machine, and it is what makes
+an operation constant-cost (benchmarks/run.py measures the times). Every
+helper with a behaviour harness is covered, on its own target (emulator or
+a private tgtd), with 1 and then 200 exports beside the measured one.
+Population and the 200-export restore run the emulators in process: the
+helper issues the same argv, only the interpreter start per call is saved.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+from collections.abc import Callable, Sequence
+
+import pytest
+
+from iscsi_helper import registry
+from iscsi_helper.exception import CommandFailed
+from iscsi_helper.executor import CommandResult, Executor
+from iscsi_helper.targets.iscsi import ISCSITarget
+
+from .behaviour.harness import HARNESSES, Harness, load_all
+
+load_all()
+
+EXISTING = 200
+
+#: (tool calls per export brought back, calls for the one listing) of a restore.
+#: chiscsi: one ``iscsictl -S`` each after one ``-c target=ALL``, i.e. missing + 1.
+#: iet: a probe of the recorded tid (is our target there?), then target, LUN and
+#: CHAP account (ietadm has no single "load this" call); the listing is a read
+#: of /proc/net/iet/volume, not an ietadm call.
+#: tgt: listing, target, LUN, account, bind, ACL per export (tgtadm builds a
+#: target step by step) after one ``--op show``.
+RESTORE_COST = {"chiscsi": (1, 1), "iet": (4, 0), "tgt": (6, 1)}
+
+IN_PROCESS = {"chiscsi": "iscsi_helper.emulators.chiscsi.cli",
+              "iet": "iscsi_helper.emulators.iet.cli"}
+
+HELPERS = sorted(name for name in HARNESSES if name in RESTORE_COST)
+
+
+class InProcessExecutor(Executor):
+    """The emulator's main() in this process, for population only: same argv, same observers."""
+
+    def __init__(self, main: Callable[[list[str]], int], **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self._main = main
+
+    def run(self, *argv: str, ok_codes: Sequence[int] = (0,), stdin: str | None = None,
+            secrets: Sequence[str] = ()) -> CommandResult:
+        for observer in self.observers:
+            observer(tuple(argv))
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = self._main(list(argv[1:]))
+        if code not in ok_codes:
+            raise CommandFailed(command=" ".join(argv[:2]), exit_code=code,
+                                stdout=out.getvalue(), stderr=err.getvalue())
+        return CommandResult(tuple(argv), code, out.getvalue(), err.getvalue())
+
+
+def fast_target(h: Harness) -> ISCSITarget:
+    """The helper on the harness's target, without a process per call where that is possible."""
+    if h.name not in IN_PROCESS:
+        return h.target()  # type: ignore[return-value]
+    main = importlib.import_module(IN_PROCESS[h.name]).main
+    return registry.get_target(h.conf(), InProcessExecutor(main, observers=[h.calls.append]))  # type: ignore[return-value]
+
+
+@pytest.fixture(params=HELPERS)
+def h(request, tmp_path, monkeypatch):
+    harness = HARNESSES[request.param](tmp_path, monkeypatch, name=request.param)
+    yield harness
+    teardown = getattr(harness, "teardown", None)
+    if teardown:
+        teardown()
+
+
+def _calls_per_operation(h: Harness, device: str) -> tuple[int, int]:
+    target = h.target()
+    h.calls.clear()
+    target.create_export(None, {"id": "measured", "name": "volume-measured"}, device)
+    created = len(h.calls)
+    h.calls.clear()
+    target.remove_export(None, {"id": "measured", "name": "volume-measured"})
+    return created, len(h.calls)
+
+
+def test_create_and_remove_cost_the_same_with_1_or_200_exports(h, device):
+    populate = fast_target(h)
+    populate.create_export(None, {"id": "p0", "name": "volume-p0"}, device)
+    at_one = _calls_per_operation(h, device)
+    for n in range(1, EXISTING):
+        populate.create_export(None, {"id": f"p{n}", "name": f"volume-p{n}"}, device)
+    at_many = _calls_per_operation(h, device)
+    assert at_many == at_one, f"{h.name}: (create, remove) calls {at_one} at 1, {at_many} at {EXISTING}"
+    assert min(at_one) >= 1
+
+
+def test_restore_costs_a_fixed_number_of_calls_per_missing_export(h, device):
+    target = fast_target(h)
+    for n in range(EXISTING):
+        target.create_export(None, {"id": f"p{n}", "name": f"volume-p{n}"}, device)
+    per_export, listing = RESTORE_COST[h.name]
+
+    h.reboot()  # every export is missing
+    h.calls.clear()
+    report = target.restore_exports()
+    assert sorted(report.started) == sorted(f"p{n}" for n in range(EXISTING)) and not report.failed
+    assert len(h.calls) == per_export * EXISTING + listing
+
+    h.calls.clear()  # nothing missing: the listing alone
+    report = target.restore_exports()
+    assert len(report.unchanged) == EXISTING
+    assert len(h.calls) == listing
