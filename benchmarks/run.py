@@ -1,0 +1,777 @@
+#!/usr/bin/env python3
+"""Benchmark: does each operation cost the same with 10 or 5000 exports on the node?
+
+    python3 benchmarks/run.py [--sizes 10,100,1000,5000] [--helpers chiscsi,iet,tgt] [--quick]
+
+Not part of the pytest run (timings are machine-dependent); tests/test_constant_cost.py
+asserts the invocation counts instead. See docs/performance.md for what is
+measured, how, and the results.
+
+Two ways of running the target tool are measured, because they answer
+different questions:
+
+* ``process``: the real :class:`~iscsi_helper.executor.Executor`, spawning
+  the tool as production does. For the emulators each spawn is a Python
+  interpreter start (about 0.1 s), which a C ``iscsictl``/``ietadm`` does not
+  have, and which hides any growth in our own code under a large constant.
+* ``inproc``: the same helper code and the same argv, but the emulator's
+  ``main()`` runs in this process, so the figure is our library plus the
+  emulator's own work. This is where an O(N) cost in either would show.
+  tgt is a real daemon with a C client, so it is measured in ``process`` only.
+
+The "list everything" reference (:class:`CxtAdmReference`) is Cinder's
+CxtAdm strategy, written here so the comparison is measured: it lists every
+target (``iscsictl -c target=ALL``) three times per create and per restored
+export, and scans the listing for the IQN.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from iscsi_helper import locking, options, registry
+from iscsi_helper.exception import CommandFailed
+from iscsi_helper.executor import CommandResult, Executor
+from iscsi_helper.formats import ChapCredentials, Portal
+from iscsi_helper.model import EnsureReport, ExportSpec, LiveTarget, Volume
+from iscsi_helper.targets.chiscsi import ChiscsiTarget, render_block
+from iscsi_helper.targets.iscsi import ISCSITarget
+
+PREFIX = "iqn.2010-10.org.openstack:"
+INITIATOR = "iqn.1993-08.org.debian:01:bench"
+POPULATE_CHAP = ChapCredentials("populateuser", "populate-secret-1")
+
+
+# ------------------------------------------------------------------ timing
+
+class _SpawnClock:
+    """Seconds spent inside target-tool processes, from Popen() to communicate() returning.
+
+    Everything else in an operation (locks, files, parsing, the executor's
+    own bookkeeping) is the library's overhead.
+    """
+
+    seconds = 0.0
+    #: of the library's time, how much went to fsync (crash safety, not computation)
+    fsync = 0.0
+
+
+_real_fsync = os.fsync
+
+
+def _timed_fsync(fd: int) -> None:
+    t0 = time.perf_counter()
+    try:
+        _real_fsync(fd)
+    finally:
+        _SpawnClock.fsync += time.perf_counter() - t0
+
+
+class _TimedPopen(subprocess.Popen):  # type: ignore[type-arg]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._bench_t0 = time.perf_counter()
+        super().__init__(*args, **kwargs)
+
+    def communicate(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().communicate(*args, **kwargs)
+        finally:
+            _SpawnClock.seconds += time.perf_counter() - self._bench_t0
+
+
+@contextlib.contextmanager
+def timed_spawns() -> Iterator[None]:
+    original = subprocess.Popen
+    subprocess.Popen = _TimedPopen  # type: ignore[misc]
+    os.fsync = _timed_fsync
+    try:
+        yield
+    finally:
+        subprocess.Popen = original  # type: ignore[misc]
+        os.fsync = _real_fsync
+
+
+class InProcessExecutor(Executor):
+    """Same argv and observers as the real executor; the emulator's main() runs here.
+
+    Time inside the emulator counts as "tool" time, like a subprocess would.
+    """
+
+    def __init__(self, main: Callable[[list[str]], int], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._main = main
+
+    def run(self, *argv: str, ok_codes: Sequence[int] = (0,), stdin: str | None = None,
+            secrets: Sequence[str] = ()) -> CommandResult:
+        for observer in self.observers:
+            observer(tuple(argv))
+        out, err = io.StringIO(), io.StringIO()
+        t0, fsync0 = time.perf_counter(), _SpawnClock.fsync
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = self._main(list(argv[1:]))
+        _SpawnClock.seconds += time.perf_counter() - t0
+        _SpawnClock.fsync = fsync0  # the emulator's own fsyncs are the tool's time
+        if code not in ok_codes:
+            raise CommandFailed(command=" ".join(argv[:2]), exit_code=code,
+                                stdout=out.getvalue(), stderr=err.getvalue())
+        return CommandResult(tuple(argv), code, out.getvalue(), err.getvalue())
+
+
+@dataclass
+class Measure:
+    wall: float
+    calls: int
+    tool: float
+    fsync: float = 0.0
+
+    @property
+    def overhead(self) -> float:
+        return self.wall - self.tool
+
+
+@contextlib.contextmanager
+def measuring(calls: list[tuple[str, ...]], sink: list[Measure]) -> Iterator[None]:
+    calls.clear()
+    tool0, fsync0 = _SpawnClock.seconds, _SpawnClock.fsync
+    t0 = time.perf_counter()
+    yield
+    sink.append(Measure(time.perf_counter() - t0, len(calls), _SpawnClock.seconds - tool0,
+                        _SpawnClock.fsync - fsync0))
+
+
+# -------------------------------------------------- the list-everything reference
+
+class CxtAdmReference(ChiscsiTarget):
+    """REFERENCE ONLY, not shipped: Cinder's CxtAdm "list everything per call" strategy.
+
+    Same files and ``iscsictl -S`` as the chiscsi helper, but, as
+    cinder/volume/targets/cxt.py did, a create lists every target before
+    and after starting it and then once more to find the tid by scanning
+    the listing for the IQN; ensure_export (a restart) runs that same create
+    for every export. Removal is the helper's (CxtAdm's did not list all).
+    """
+
+    def _scan_all(self, iqn: str) -> LiveTarget | None:
+        out = self.executor.run("iscsictl", "-c", "target=ALL").stdout
+        for line in out.split("\n"):
+            if iqn in line:  # CxtAdm's substring match, kept as it was
+                tid = line.split()[2]
+                return LiveTarget(iqn, int(tid[3:].rstrip(",")))
+        return None
+
+    def _realise(self, spec: ExportSpec, previous: ExportSpec | None) -> None:
+        self.executor.run("iscsictl", "-c", "target=ALL")  # "Targets prior to update"
+        super()._realise(spec, previous)
+        self.executor.run("iscsictl", "-c", "target=ALL")  # "Targets after update"
+
+    def _lookup(self, iqn: str) -> LiveTarget | None:
+        return self._scan_all(iqn)
+
+    def cinder_ensure(self, record: ExportSpec) -> None:
+        """CxtAdm.ensure_export: create_iscsi_target again, live or not."""
+        with locking.named_lock(self.conf, record.volume_name):
+            self._realise(record, record)
+            if self._lookup(record.iqn) is None:
+                raise RuntimeError(f"{record.iqn} not live after ensure")
+
+
+# ------------------------------------------------------------- per helper
+
+class HelperBench:
+    """One helper in a sandbox: conf, fast population, simulated reboot."""
+
+    name = ""
+    modes: tuple[str, ...] = ("process", "inproc")
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.state_path = root / "state"
+        self.state_path.mkdir(parents=True)
+        self.device = root / "shared.img"
+        self.device.write_bytes(b"\0" * 4096)
+        self.populated = 0
+        self.calls: list[tuple[str, ...]] = []
+
+    def start(self) -> None:
+        """Prepare tools and environment."""
+
+    def stop(self) -> None:
+        """Release what start() took."""
+
+    def overrides(self) -> dict[str, object]:
+        return {}
+
+    def conf(self):  # type: ignore[no-untyped-def]
+        return options.new_config(overrides={
+            "target_helper": self.name, "state_path": str(self.state_path),
+            "target_ip_address": "127.0.0.1", "target_port": 3260,
+            "oslo_concurrency.lock_path": str(self.root / "locks"), **self.overrides()})
+
+    def emulator_main(self) -> Callable[[list[str]], int]:
+        raise NotImplementedError
+
+    def executor(self, mode: str) -> Executor:
+        if mode == "inproc":
+            return InProcessExecutor(self.emulator_main(), observers=[self.calls.append])
+        return Executor(observers=[self.calls.append])
+
+    def target(self, mode: str, cls: type[ISCSITarget] | None = None) -> ISCSITarget:
+        conf = self.conf()
+        if cls is not None:
+            return cls(conf, self.executor(mode))
+        target = registry.get_target(conf, self.executor(mode))
+        assert isinstance(target, ISCSITarget)
+        return target
+
+    def populate(self, upto: int) -> None:
+        raise NotImplementedError
+
+    def reboot(self) -> None:
+        raise NotImplementedError
+
+    def volume_names(self) -> list[str]:
+        return [f"volume-p{n}" for n in range(self.populated)]
+
+
+class ChiscsiBench(HelperBench):
+    name = "chiscsi"
+
+    def start(self) -> None:
+        from iscsi_helper.emulators.shims import install_shims
+        bin_dir = install_shims(self.root / "bin")
+        os.environ["PATH"] = f"{bin_dir}:{os.environ['PATH']}"
+        os.environ["CHISCSI_EMULATOR_STATE"] = str(self.root / "chiscsi-state")
+        os.environ["CHISCSI_EMULATOR_WIRE"] = "0"
+        self.chiscsi_conf = str(self.root / "chiscsi.conf")
+
+    def overrides(self) -> dict[str, object]:
+        return {"chiscsi_conf": self.chiscsi_conf}
+
+    def emulator_main(self) -> Callable[[list[str]], int]:
+        from iscsi_helper.emulators.chiscsi import cli
+        return cli.main
+
+    def populate(self, upto: int) -> None:
+        """Our file format plus an in-process ``iscsictl -S`` per export: no spawns."""
+        records = self.state_path / "volumes" / "cxt"
+        records.mkdir(parents=True, exist_ok=True)
+        main = self.emulator_main()
+        for n in range(self.populated, upto):
+            spec = ExportSpec(f"p{n}", f"volume-p{n}", f"{PREFIX}volume-p{n}", str(self.device),
+                              0, (Portal("127.0.0.1", 3260),), POPULATE_CHAP)
+            path = records / spec.volume_name
+            path.write_text(render_block(spec))
+            path.chmod(0o600)
+            with contextlib.redirect_stdout(io.StringIO()):
+                code = main(["-S", f"target={spec.iqn}", "-f", str(path), "-x", self.chiscsi_conf])
+            assert code == 0, f"population failed at {n}"
+        self.populated = max(self.populated, upto)
+
+    def reboot(self) -> None:
+        from iscsi_helper.emulators import chiscsi
+        chiscsi.reset(os.environ["CHISCSI_EMULATOR_STATE"])
+
+
+class IetBench(HelperBench):
+    name = "iet"
+
+    def start(self) -> None:
+        from iscsi_helper.emulators.iet.state import PROC_ENV, STATE_ENV
+        from iscsi_helper.emulators.shims import install_shims
+        bin_dir = install_shims(self.root / "bin")
+        os.environ["PATH"] = f"{bin_dir}:{os.environ['PATH']}"
+        self.emulator_state = self.root / "iet-state"
+        self.proc_dir = self.root / "proc-net-iet"
+        os.environ[STATE_ENV] = str(self.emulator_state)
+        os.environ[PROC_ENV] = str(self.proc_dir)
+        os.environ["IET_EMULATOR_WIRE"] = "0"
+        self.iet_conf = self.root / "etc" / "ietd.conf"
+        self.iet_conf.parent.mkdir(parents=True)
+        self.iet_conf.write_text("# ietd.conf of the benchmark host\n")
+
+    def overrides(self) -> dict[str, object]:
+        return {"iet_conf": str(self.iet_conf), "iet_proc_dir": str(self.proc_dir)}
+
+    def emulator_main(self) -> Callable[[list[str]], int]:
+        from iscsi_helper.emulators.iet import cli
+        return cli.main
+
+    def populate(self, upto: int) -> None:
+        """The helper itself with the emulator in process (ietd.conf and index written as in use)."""
+        target = self.target("inproc")
+        for n in range(self.populated, upto):
+            target.create_export(None, {"id": f"p{n}", "name": f"volume-p{n}"}, str(self.device))
+        self.populated = max(self.populated, upto)
+
+    def reboot(self) -> None:
+        """The kernel module's state is gone; ietd.conf and our records stay (as the harness does)."""
+        shutil.rmtree(self.emulator_state, ignore_errors=True)
+        shutil.rmtree(self.proc_dir, ignore_errors=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _raise_fd_limit() -> None:
+    """tgtd keeps one open file per LUN: thousands of targets need more than the usual 1024."""
+    import resource
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+class Tgtd:
+    """A private tgtd in the foreground on free loopback ports, owned and stopped by its PID."""
+
+    def __init__(self, log_path: Path) -> None:
+        self.log_path = log_path
+        self.portal_port = _free_port()
+        # -C names an abstract unix socket, and tgtd takes numbers up to 32767 only.
+        self.control_port = random.randint(1024, 32767)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                ["tgtd", "-f", "--iscsi", f"portal=127.0.0.1:{self.portal_port}",
+                 "-C", str(self.control_port)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                preexec_fn=_raise_fd_limit)
+        deadline = time.monotonic() + 10
+        time.sleep(0.05)
+        while subprocess.run(["tgtadm", "-C", str(self.control_port), "--lld", "iscsi",
+                              "--mode", "target", "--op", "show"],
+                             capture_output=True).returncode != 0 or self.proc.poll() is not None:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("tgtd did not start: " + self.log_path.read_text()[-500:])
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL by PID: tgtd ignores SIGTERM while it has targets."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+class TgtBench(HelperBench):
+    """A private tgtd, the helper's records as it writes them."""
+
+    name = "tgt"
+    modes = ("process",)
+
+    def start(self) -> None:
+        self.tgtd = Tgtd(self.root / "tgtd.log")
+        self.tgtd.start()
+
+    def stop(self) -> None:
+        self.tgtd.stop()
+
+    def overrides(self) -> dict[str, object]:
+        return {"tgt_control_port": self.tgtd.control_port}
+
+    def populate(self, upto: int) -> None:
+        """tgtadm in a tight loop (4 calls a target), plus the record files the helper would write.
+
+        One shared CHAP account (Cinder's use_chap_auth), so population does
+        not pay an account per target; its per-user marker index is kept as
+        the helper keeps it.
+        """
+        from iscsi_helper.targets import tgt
+        records = self.state_path / "volumes" / tgt.SUBDIR
+        records.mkdir(parents=True, exist_ok=True)
+        account = records / tgt.ACCOUNTS_DIR / tgt.TgtTarget._account_key(POPULATE_CHAP.username)
+        account.mkdir(parents=True, exist_ok=True)
+        base = ["tgtadm", "-C", str(self.tgtd.control_port), "--lld", "iscsi"]
+
+        def run(*args: str) -> None:
+            result = subprocess.run([*base, *args], capture_output=True, text=True)
+            if result.returncode:
+                raise RuntimeError(f"{' '.join(args)}: exit {result.returncode}: {result.stderr.strip()}")
+        if self.populated == 0:
+            run("--mode", "account", "--op", "new", "--user", POPULATE_CHAP.username,
+                "--password", POPULATE_CHAP.password)
+        for n in range(self.populated, upto):
+            tid = 100000 + n  # far from the helper's own counter
+            spec = ExportSpec(f"p{n}", f"volume-p{n}", f"{PREFIX}volume-p{n}", str(self.device),
+                              tgt.DISK_LUN, (Portal("127.0.0.1", 3260),), POPULATE_CHAP)
+            run("--mode", "target", "--op", "new", "--tid", str(tid), "-T", spec.iqn)
+            run("--mode", "logicalunit", "--op", "new", "--tid", str(tid), "--lun", "1",
+                "-b", str(self.device))
+            run("--mode", "account", "--op", "bind", "--tid", str(tid), "--user",
+                POPULATE_CHAP.username)
+            run("--mode", "target", "--op", "bind", "--tid", str(tid), "-I", "ALL")
+            path = records / spec.volume_name
+            path.write_text(tgt.render_record(spec, tid, driver="iscsi", write_cache="on",
+                                              bsoflags=""))
+            path.chmod(0o600)
+            (account / spec.volume_name).touch()
+        self.populated = max(self.populated, upto)
+
+    def reboot(self) -> None:
+        self.tgtd.restart()
+
+
+BENCHES: dict[str, type[HelperBench]] = {"chiscsi": ChiscsiBench, "iet": IetBench, "tgt": TgtBench}
+
+
+# ------------------------------------------------------------- measurements
+
+@dataclass
+class OpStats:
+    samples: list[Measure] = field(default_factory=list)
+
+    def median(self, attr: str = "wall") -> float:
+        return statistics.median(getattr(m, attr) for m in self.samples) if self.samples else float("nan")
+
+    def calls(self) -> int:
+        counts = {m.calls for m in self.samples}
+        return max(counts) if counts else 0
+
+
+def latency(bench: HelperBench, target: ISCSITarget, n: int, samples: int,
+            tag: str) -> dict[str, OpStats]:
+    """create, initialize_connection, remove of fresh volumes beside ``n`` existing exports."""
+    stats = {op: OpStats() for op in ("create", "connect", "remove")}
+    for k in range(samples + 1):  # the first round warms caches and imports
+        volume = {"id": f"b{tag}{n}x{k}", "name": f"volume-b{tag}{n}x{k}"}
+        sink: dict[str, list[Measure]] = {op: [] for op in stats}
+        with measuring(bench.calls, sink["create"]):
+            model = target.create_export(None, volume, str(bench.device))
+        attached = Volume(volume["id"], volume["name"], model["location"], model["auth"])
+        with measuring(bench.calls, sink["connect"]):
+            target.initialize_connection(attached, {"initiator": INITIATOR})
+        with measuring(bench.calls, sink["remove"]):
+            target.remove_export(None, volume)
+        if k:
+            for op in stats:
+                stats[op].samples += sink[op]
+    return stats
+
+
+def restore(bench: HelperBench, target: ISCSITarget) -> tuple[Measure, EnsureReport]:
+    bench.reboot()
+    sink: list[Measure] = []
+    with measuring(bench.calls, sink):
+        report = target.restore_exports()
+    assert not report.failed, report.failed
+    return sink[0], report
+
+
+def reference_restore(bench: HelperBench, n: int, mode: str, points: int | None
+                      ) -> tuple[float, int, bool]:
+    """CxtAdm's restart after a reboot: (seconds, invocations, sampled?).
+
+    The i-th export's cost grows with the i targets already live, so the
+    whole is quadratic. With ``points``, only that many exports (spread
+    evenly) are restored the CxtAdm way and timed; the others are started
+    with one plain ``-S`` each, and the total is the measured per-export
+    costs interpolated over all N steps.
+    """
+    bench.reboot()
+    reference = bench.target(mode, CxtAdmReference)
+    assert isinstance(reference, CxtAdmReference)
+    records = sorted(reference._list_records(), key=lambda r: int(r.volume_id[1:]))
+    if points is None or points >= len(records):
+        sampled_at = set(range(len(records)))
+    else:
+        sampled_at = {round(i * (len(records) - 1) / (points - 1)) for i in range(points)}
+    costs: dict[int, float] = {}
+    invocations: list[int] = []
+    for i, record in enumerate(records):
+        if i in sampled_at:
+            sink: list[Measure] = []
+            with measuring(bench.calls, sink):
+                reference.cinder_ensure(record)
+            costs[i] = sink[0].wall
+            invocations.append(sink[0].calls)
+        else:
+            ChiscsiTarget._realise(reference, record, record)
+    if len(costs) == len(records):
+        return sum(costs.values()), sum(invocations), False
+    xs = sorted(costs)
+    total = 0.0
+    for a, b in zip(xs, xs[1:]):
+        total += (costs[a] + costs[b]) / 2 * (b - a)  # trapezoid over steps a..b
+    total += costs[xs[0]]  # the first step itself
+    return total, round(statistics.mean(invocations) * len(records)), True
+
+
+def spawn_cost(bench: HelperBench) -> float:
+    """One tool process doing almost nothing: the constant a spawn adds (median of 5)."""
+    argv = {"chiscsi": ["iscsictl", "-c", f"target={PREFIX}absent"],
+            "iet": ["ietadm", "--op", "show", "--tid=999999"],
+            "tgt": ["tgtadm", "-C", str(getattr(getattr(bench, "tgtd", None), "control_port", 0)),
+                    "--mode", "target", "--op", "show", "--tid", "999999"]}[bench.name]
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        subprocess.run(argv, capture_output=True)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+# ---------------------------------------------------------------- driver
+
+def run_helper(name: str, sizes: list[int], samples: int, ref_points: int | None,
+               ref_full_max: int, tgt_restore_max: int, log: Callable[[str], None]
+               ) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix=f"iscsi-bench-{name}-") as tmp:
+        bench = BENCHES[name](Path(tmp))
+        bench.start()
+        saved_path = os.environ["PATH"]
+        try:
+            spawn = spawn_cost(bench)
+            for n in sizes:
+                t0 = time.perf_counter()
+                bench.populate(n)
+                log(f"{name}: populated {n} in {time.perf_counter() - t0:.1f} s")
+                for mode in bench.modes:
+                    target = bench.target(mode)
+                    with timed_spawns():
+                        ops = latency(bench, target, n, samples, mode[0])
+                    row: dict[str, Any] = {"helper": name, "mode": mode, "n": n, "spawn": spawn}
+                    for op, st in ops.items():
+                        row[op] = st.median()
+                        row[f"{op}_calls"] = st.calls()
+                        row[f"{op}_overhead"] = st.median("overhead")
+                        row[f"{op}_fsync"] = st.median("fsync")
+                    if name == "chiscsi":
+                        ref = bench.target(mode, CxtAdmReference)
+                        with timed_spawns():
+                            ref_ops = latency(bench, ref, n, samples, "r" + mode[0])
+                        row["ref_create"] = ref_ops["create"].median()
+                        row["ref_create_calls"] = ref_ops["create"].calls()
+                    restore_here = mode == "inproc" or name == "tgt"
+                    if restore_here and (name != "tgt" or n <= tgt_restore_max):
+                        t1 = time.perf_counter()
+                        with timed_spawns():
+                            measure, report = restore(bench, bench.target(mode))
+                        row["restore"] = measure.wall
+                        row["restore_library"] = measure.overhead
+                        row["restore_calls"] = measure.calls
+                        row["restore_missing"] = len(report.started) + len(report.updated)
+                        log(f"{name}/{mode} N={n}: restore {measure.wall:.2f} s "
+                            f"({measure.calls} calls) [{time.perf_counter() - t1:.0f} s]")
+                        if name == "chiscsi":
+                            t1 = time.perf_counter()
+                            points = None if n <= ref_full_max else ref_points
+                            seconds, calls, sampled = reference_restore(bench, n, mode, points)
+                            row["ref_restore"] = seconds
+                            row["ref_restore_calls"] = calls
+                            row["ref_restore_sampled"] = sampled
+                            log(f"{name}/{mode} N={n}: reference restore {seconds:.2f} s "
+                                f"{'(sampled) ' if sampled else ''}[{time.perf_counter() - t1:.0f} s]")
+                    rows.append(row)
+                    log(f"{name}/{mode} N={n}: create {row['create'] * 1e3:.1f} ms, "
+                        f"remove {row['remove'] * 1e3:.1f} ms, connect {row['connect'] * 1e3:.1f} ms")
+        finally:
+            os.environ["PATH"] = saved_path
+            bench.stop()
+    return rows
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None or value != value else f"{value * 1e3:.1f}"
+
+
+def _s(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _ratio(rows: list[dict[str, Any]], key: str, lo: int, hi: int) -> float | None:
+    a = next((r.get(key) for r in rows if r["n"] == lo), None)
+    b = next((r.get(key) for r in rows if r["n"] == hi), None)
+    return b / a if a and b else None
+
+
+def render(rows: list[dict[str, Any]]) -> str:
+    """The markdown tables printed and pasted into docs/performance.md."""
+    out = ["| helper | tool run | N | create ms | remove ms | connect ms | calls c/r/i "
+           "| overhead/create ms (fsync) | restore s (library) | restore calls (missing) "
+           "| ref create ms (calls) | ref restore s (calls) |",
+           "|---|---|---:|---:|---:|---:|---|---:|---:|---|---|---|"]
+    for r in rows:
+        ref_c = f"{_ms(r.get('ref_create'))} ({r['ref_create_calls']})" if "ref_create" in r else "-"
+        ref_r = (f"{_s(r.get('ref_restore'))}{'*' if r.get('ref_restore_sampled') else ''} "
+                 f"({r['ref_restore_calls']})") if "ref_restore" in r else "-"
+        rest = (f"{r['restore_calls']} ({r['restore_missing']})" if "restore" in r else "-")
+        lib = f" ({r['restore_library']:.2f})" if "restore_library" in r else ""
+        out.append(f"| {r['helper']} | {r['mode']} | {r['n']} | {_ms(r['create'])} | "
+                   f"{_ms(r['remove'])} | {_ms(r['connect'])} | "
+                   f"{r['create_calls']}/{r['remove_calls']}/{r['connect_calls']} | "
+                   f"{_ms(r['create_overhead'])} ({_ms(r['create_fsync'])}) | {_s(r.get('restore'))}{lib} | {rest} | {ref_c} | {ref_r} |")
+    out += ["", "Ratios, largest N to smallest N (1.00 = constant cost):", "",
+            "| helper | tool run | create | remove | connect | restore | ref create | ref restore |",
+            "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for helper in dict.fromkeys(r["helper"] for r in rows):
+        for mode in dict.fromkeys(r["mode"] for r in rows if r["helper"] == helper):
+            sub = [r for r in rows if r["helper"] == helper and r["mode"] == mode]
+            lo, hi = min(r["n"] for r in sub), max(r["n"] for r in sub)
+            cells = [_ratio(sub, k, lo, hi) for k in
+                     ("create", "remove", "connect", "restore", "ref_create", "ref_restore")]
+            out.append(f"| {helper} | {mode} N={hi}/N={lo} | "
+                       + " | ".join("-" if c is None else f"{c:.2f}" for c in cells) + " |")
+    out += ["", "Spawn cost of one near-no-op tool process: " + ", ".join(
+        f"{h} {_ms(next(r['spawn'] for r in rows if r['helper'] == h))} ms"
+        for h in dict.fromkeys(r["helper"] for r in rows)) + ".",
+            "`*` = sampled: the reference's per-export restore cost measured at evenly "
+            "spaced points and interpolated over all N steps (it is quadratic in N)."]
+    return "\n".join(out)
+
+
+def checks(rows: list[dict[str, Any]]) -> list[str]:
+    """The issue's targets, checked on the emulators."""
+    lines = []
+    for r in rows:
+        if r["helper"] == "tgt":
+            continue
+        sub = [x for x in rows if x["helper"] == r["helper"] and x["mode"] == r["mode"]]
+        lo, hi = min(x["n"] for x in sub), max(x["n"] for x in sub)
+        if r["n"] != hi or lo == hi:
+            continue
+        tag = f"{r['helper']}/{r['mode']}"
+        for op in ("create", "remove"):
+            ratio = _ratio(sub, op, lo, hi)
+            assert ratio is not None
+            lines.append(f"{'MET ' if ratio <= 1.3 else 'MISS'} {tag}: {op} N={hi} is "
+                         f"{ratio:.2f}x N={lo} (target <= 1.3x)")
+        if "restore" in r:
+            limit = r["restore_missing"] + 1
+            lines.append(f"{'MET ' if r['restore_calls'] <= limit else 'MISS'} {tag}: restore of "
+                         f"{hi} used {r['restore_calls']} tool calls (target <= missing + 1 = {limit})")
+        if "ref_restore" in r:
+            speedup = r["ref_restore"] / r["restore"]
+            lines.append(f"{'MET ' if speedup >= 20 else 'MISS'} {tag}: restore of {hi} is "
+                         f"{speedup:.1f}x faster than list-everything (target >= 20x)")
+        if r["mode"] == "process":
+            over = r["create_overhead"] * 1e3
+            lines.append(f"{'MET ' if over < 5 else 'MISS'} {tag}: library overhead per create "
+                         f"{over:.1f} ms at N={hi}, of which fsync {r['create_fsync'] * 1e3:.1f} ms "
+                         "(target < 5 ms)")
+    return lines
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 6))
+    for (helper, mode) in dict.fromkeys((r["helper"], r["mode"]) for r in rows):
+        sub = sorted((r for r in rows if r["helper"] == helper and r["mode"] == mode),
+                     key=lambda r: r["n"])
+        ns = [r["n"] for r in sub]
+        style = "-" if mode == "process" else "--"
+        for op, marker in (("create", "o"), ("remove", "s"), ("connect", "^")):
+            left.plot(ns, [r[op] * 1e3 for r in sub], style, marker=marker,
+                      label=f"{helper} {op} ({mode})")
+        if "ref_create" in sub[0]:
+            left.plot(ns, [r["ref_create"] * 1e3 for r in sub], style, marker="x", color="black",
+                      linewidth=2, label=f"REFERENCE list-all create ({mode})")
+        with_restore = [r for r in sub if "restore" in r]
+        if with_restore:
+            right.plot([r["n"] for r in with_restore], [r["restore"] for r in with_restore],
+                       style, marker="o", label=f"{helper} restore ({mode})")
+        with_ref = [r for r in sub if "ref_restore" in r]
+        if with_ref:
+            right.plot([r["n"] for r in with_ref], [r["ref_restore"] for r in with_ref], style,
+                       marker="x", color="black", linewidth=2,
+                       label=f"REFERENCE list-all restore ({mode})")
+    left.set(xscale="log", yscale="log", xlabel="existing exports N",
+             ylabel="median latency per operation (ms)",
+             title="create / remove / initialize_connection")
+    right.set(xscale="log", yscale="log", xlabel="exports N (all restored)",
+              ylabel="time to restore all N after a reboot (s)", title="restore_exports()")
+    for axis in (left, right):
+        axis.grid(True, which="both", alpha=0.3)
+    left.legend(fontsize=7, ncol=2, loc="upper left")
+    right.legend(fontsize=8, loc="upper left")
+    fig.suptitle("iscsi-helper: cost per operation against existing exports "
+                 "(solid: tool spawned; dashed: emulator in process)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="10,100,1000,5000")
+    parser.add_argument("--helpers", default="chiscsi,iet,tgt")
+    parser.add_argument("--samples", type=int, default=9,
+                        help="measured operations per size (median reported)")
+    parser.add_argument("--quick", action="store_true",
+                        help="sizes 10,100,1000 and 5 samples (a few minutes)")
+    parser.add_argument("--ref-points", type=int, default=9,
+                        help="exports timed the reference's way in a sampled reference restore")
+    parser.add_argument("--ref-full-max", type=int, default=100,
+                        help="largest N whose reference restore is timed export by export in full")
+    parser.add_argument("--tgt-restore-max", type=int, default=1000,
+                        help="largest N restored on tgt (its restore lists all targets per "
+                             "export, so it is quadratic)")
+    parser.add_argument("--json", type=Path, help="also write the raw figures here")
+    parser.add_argument("--plot", type=Path, help="write the latency plot (needs matplotlib)")
+    parser.add_argument("--from-json", type=Path,
+                        help="re-print the tables (and plot) of an earlier --json run; measures nothing")
+    args = parser.parse_args(argv)
+    if args.from_json:
+        rows = json.loads(args.from_json.read_text())
+        print(render(rows) + "\n\n" + "\n".join(checks(rows)))
+        if args.plot:
+            plot(rows, args.plot)
+        return 0
+    sizes = [10, 100, 1000] if args.quick else [int(s) for s in args.sizes.split(",")]
+    samples = 5 if args.quick else args.samples
+    log = lambda message: print(f"[{time.strftime('%H:%M:%S')}] {message}",  # noqa: E731
+                                file=sys.stderr, flush=True)
+    rows: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    for name in args.helpers.split(","):
+        if name == "tgt" and not shutil.which("tgtd"):
+            log("tgt: tgtd not installed, skipped")
+            continue
+        rows += run_helper(name, sorted(sizes), samples, args.ref_points, args.ref_full_max,
+                           args.tgt_restore_max, log)
+        if args.json:  # after each helper, so a late failure keeps what was measured
+            args.json.write_text(json.dumps(rows, indent=1) + "\n")
+    print(render(rows))
+    print()
+    print("\n".join(checks(rows)))
+    print(f"\ntotal run time {time.perf_counter() - started:.0f} s")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1) + "\n")
+    if args.plot:
+        plot(rows, args.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
