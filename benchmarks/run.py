@@ -686,7 +686,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 6))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(15, 8))
     for (helper, mode) in dict.fromkeys((r["helper"], r["mode"]) for r in rows):
         sub = sorted((r for r in rows if r["helper"] == helper and r["mode"] == mode),
                      key=lambda r: r["n"])
@@ -714,8 +714,9 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
               ylabel="time to restore all N after a reboot (s)", title="restore_exports()")
     for axis in (left, right):
         axis.grid(True, which="both", alpha=0.3)
-    left.legend(fontsize=7, ncol=2, loc="upper left")
-    right.legend(fontsize=8, loc="upper left")
+    # Below the axes: inside, the legend would hide the lines it names.
+    left.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.1))
+    right.legend(fontsize=8, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.1))
     fig.suptitle("iscsi-helper: cost per operation against existing exports "
                  "(solid: tool spawned; dashed: emulator in process)")
     fig.tight_layout()
