@@ -554,7 +554,13 @@ def run_helper(name: str, sizes: list[int], samples: int, ref_points: int | None
             spawn = spawn_cost(bench)
             for n in sizes:
                 t0 = time.perf_counter()
-                bench.populate(n)
+                try:
+                    bench.populate(n)
+                except RuntimeError as err:
+                    # tgtd refuses LUNs past a host limit (about 2000 on a small VM): report
+                    # the sizes measured so far rather than lose them.
+                    log(f"{name}: cannot populate {n} exports ({err}); larger N skipped")
+                    break
                 log(f"{name}: populated {n} in {time.perf_counter() - t0:.1f} s")
                 for mode in bench.modes:
                     target = bench.target(mode)
