@@ -12,3 +12,7 @@ import importlib.util
 collect_ignore_glob: list[str] = []
 if importlib.util.find_spec("cinder") is None:
     collect_ignore_glob.append("cinder/*")
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "slow: builds a virtual environment and installs into it")

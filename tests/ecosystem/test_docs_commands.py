@@ -1,0 +1,154 @@
+"""Every shell command shown in the docs runs, as shown, in a sandbox.
+
+Each ```sh block of the documents below is run with bash -euo pipefail,
+after rewriting the system paths it names (/etc/cinder, /var/lib/cinder,
+/etc/iet, ...) into a temporary directory prepared as a node would be (a
+cinder.conf, a CxtAdm file, an ietd.conf written by IetAdm), with the
+chiscsi and IET emulators standing in for the products. Blocks of one
+document run in order in one sandbox, so a walkthrough is tested as a
+walkthrough. ``pip install`` blocks are run by test_packaging.py, which
+reads them from here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from iscsi_helper.emulators import chiscsi as chiscsi_emulator
+from iscsi_helper.emulators.shims import install_shims
+
+REPO = Path(__file__).resolve().parents[2]
+DOCS = ["quickstart.md", "helpers/chiscsi.md", "migration.md", "cinder.md",
+        "configuration.md"]
+PREFIX = "iqn.2010-10.org.openstack:"
+REWRITES = ("/tmp/iscsi-helper-try", "/etc/cinder", "/var/lib/cinder",
+            "/etc/chelsio-iscsi", "/etc/iet", "/proc/net/iet")
+
+CXTADM_FILE = """
+              target:
+                       TargetName=iqn.2010-10.org.openstack:volume-1
+                       TargetDevice={root}/var/lib/cinder/disk1.img
+                       PortalGroup=1@192.0.2.10:3260
+                       AuthMethod=CHAP
+                       Auth_CHAP_Policy=Oneway
+                       Auth_CHAP_Initiator="cxtuser1":"cxtsecret1abcdef"
+                 """
+FOREIGN_IET = ("# ietd.conf of this node\n"
+               "Target iqn.2001-04.com.example:storage.other\n"
+               "\tLun 0 Path=/dev/sdz,Type=blockio\n")
+IETADM_BLOCK = ("Target iqn.2010-10.org.openstack:volume-2\n"
+                "\tIncomingUser ietuser2 ietsecret2abcdef\n"
+                "\tLun 0 Path={root}/var/lib/cinder/disk2.img,Type=fileio\n")
+
+
+def shell_blocks(doc: str) -> list[str]:
+    return re.findall(r"```sh\n(.*?)```", (REPO / "docs" / doc).read_text(), re.S)
+
+
+def packaging_blocks() -> list[str]:
+    return [b for doc in DOCS for b in shell_blocks(doc) if "pip install" in b]
+
+
+@pytest.fixture
+def sandbox(tmp_path, monkeypatch):
+    root = tmp_path / "root"
+    for sub in ("tmp", "etc/cinder", "etc/chelsio-iscsi", "etc/iet", "proc/net/iet",
+                "var/lib/cinder/volumes/cxt"):
+        (root / sub).mkdir(parents=True)
+    (root / "tmp/iscsi-helper-try").mkdir()
+    (root / "etc/chelsio-iscsi/chiscsi.conf").write_text("global:\n\tiscsi_offload_mode=AUTO\n")
+    for disk in ("disk1.img", "disk2.img"):
+        with open(root / "var/lib/cinder" / disk, "wb") as handle:
+            handle.truncate(4 << 20)
+    common = ("state_path = /var/lib/cinder\ntarget_ip_address = 192.0.2.10\n")
+    locks = "\n[oslo_concurrency]\nlock_path = /var/lib/cinder/lock\n"
+    (root / "etc/cinder/cinder.conf").write_text(rewrite(
+        "[DEFAULT]\ntarget_helper = iscsictl\n" + common
+        + "chiscsi_conf = /etc/chelsio-iscsi/chiscsi.conf\n" + locks, root))
+    (root / "etc/cinder/cinder-iet.conf").write_text(rewrite(
+        "[DEFAULT]\ntarget_helper = ietadm\n" + common
+        + "iet_conf = /etc/iet/ietd.conf\niet_proc_dir = /proc/net/iet\n" + locks, root))
+    (root / "var/lib/cinder/volumes/cxt/volume-1").write_text(CXTADM_FILE.format(root=root))
+    (root / "etc/iet/ietd.conf").write_text(FOREIGN_IET + IETADM_BLOCK.format(root=root))
+    bin_dir = install_shims(tmp_path / "emulator-bin")
+    cli_dir = Path(shutil.which("iscsi-helper") or sys.executable).parent
+    env = {**os.environ, "PATH": f"{cli_dir}:{bin_dir}:{os.environ['PATH']}",
+           "HOME": str(tmp_path), chiscsi_emulator.STATE_ENV: str(tmp_path / "chiscsi-state"),
+           "CHISCSI_EMULATOR_WIRE": "0", "IET_EMULATOR_STATE": str(tmp_path / "iet-state"),
+           "IET_EMULATOR_PROC": str(root / "proc/net/iet"), "IET_EMULATOR_WIRE": "0"}
+    yield root, env
+    chiscsi_emulator.reset(tmp_path / "chiscsi-state")
+
+
+def rewrite(text: str, root: Path) -> str:
+    for path in REWRITES:
+        text = text.replace(path, f"{root}{path}")
+    return text
+
+
+def run_block(block: str, root: Path, env: dict[str, str]) -> str:
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", rewrite(block, root)],
+                          cwd=root / "tmp", env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, f"block failed:\n{block}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    return done.stdout
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_every_shell_block_runs(doc, sandbox):
+    root, env = sandbox
+    outputs = [run_block(b, root, env) for b in shell_blocks(doc) if "pip install" not in b]
+    check = CHECKS.get(doc)
+    if check:
+        check(root, env, outputs)
+
+
+def cli_json(root: Path, env: dict[str, str], conf: str, *args: str):
+    return json.loads(run_block(f"iscsi-helper --config-file /etc/cinder/{conf} {' '.join(args)} --json",
+                                root, env))
+
+
+def check_quickstart(root, env, outputs):
+    assert any("provider_location" in o and "127.0.0.1:3260,1 " in o for o in outputs)
+    assert "export removed" in outputs[-1]
+
+
+def check_chiscsi(root, env, outputs):
+    shown = outputs[-1]
+    assert "\tTargetName=iqn.2010-10.org.openstack:volume-1\n" in shown  # the cat
+    assert "TARGET: iqn.2010-10.org.openstack:volume-1" in shown  # iscsictl -c
+    assert shown.rstrip().endswith("volume 1: export removed")
+    assert not (root / "tmp/iscsi-helper-try/volumes/cxt/volume-1").exists()
+
+
+def check_migration(root, env, outputs):
+    cxt = root / "var/lib/cinder/volumes/cxt/volume-1"
+    assert cxt.read_text() == CXTADM_FILE.format(root=root), "CxtAdm's file is adopted, not rewritten"
+    rows = cli_json(root, env, "cinder.conf", "list")
+    assert [(r["volume_id"], r["live"], r["provider_auth"]) for r in rows] == \
+        [("1", True, "CHAP cxtuser1 ***")]
+    ietd = (root / "etc/iet/ietd.conf").read_text()
+    assert ietd.startswith(FOREIGN_IET), "other software's ietd.conf lines are kept byte for byte"
+    assert "IncomingUser ietuser2 ietsecret2abcdef" in ietd
+    rows = cli_json(root, env, "cinder-iet.conf", "list")
+    assert [(r["volume_id"], r["live"], r["provider_auth"]) for r in rows] == \
+        [("2", True, "CHAP ietuser2 ***")]
+
+
+def test_every_document_with_commands_is_checked():
+    for doc in DOCS:
+        runnable = [b for b in shell_blocks(doc) if "pip install" not in b]
+        if runnable:
+            assert doc in CHECKS, f"{doc}: its commands run but nothing checks what they did"
+
+
+CHECKS = {"quickstart.md": check_quickstart, "helpers/chiscsi.md": check_chiscsi,
+          "migration.md": check_migration}
