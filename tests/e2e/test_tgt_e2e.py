@@ -67,9 +67,8 @@ def make_target(tgtd, tmp_path):
         conf = options.new_config(overrides={
             "target_helper": "tgtadm", "state_path": str(tmp_path / "state"),
             "target_ip_address": "127.0.0.1", "target_port": tgtd.portal_port,
-            "oslo_concurrency.lock_path": str(tmp_path / "locks"), **overrides})
-        tgt.register_opts(conf)
-        conf.set_override("tgt_control_port", tgtd.control_port)
+            "oslo_concurrency.lock_path": str(tmp_path / "locks"),
+            "tgt_control_port": tgtd.control_port, **overrides})
         executor = FailingExecutor(timeout=30, observers=[calls.append], fail_on=fail_on)
         return registry.get_target(conf, executor)
 
