@@ -18,7 +18,7 @@ from pathlib import Path
 from iscsi_helper import cli, options, registry
 from iscsi_helper.emulators import chiscsi as emulator
 from iscsi_helper.emulators.shims import install_shims
-from iscsi_helper.initiator import Initiator, LoginFailed, paths
+from iscsi_helper.initiator import Initiator, LoginFailed
 
 VOLUME_ID = "8d1c2a5e-0f7b-4c3e-9a61-3e2d7f00c0de"
 INITIATOR = "iqn.1993-08.org.debian:01:demo-compute-1"

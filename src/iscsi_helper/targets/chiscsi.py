@@ -12,7 +12,6 @@ paths list all targets, once.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from iscsi_helper import secretmask
 from iscsi_helper.exception import (CommandError, CommandFailed, CommandNotExecutable,
                                     CommandNotFound, PersistenceError,
                                     TargetCreateFailed, TargetRemoveFailed, ToolOutputError)
-from iscsi_helper.fileutil import (atomic_write, is_temp_file, read_text_or_none,
+from iscsi_helper.fileutil import (atomic_write, read_text_or_none,
                                    remove_file)
 from iscsi_helper.formats import ChapCredentials, Portal, parse_portal, validate_iscsi_name
 from iscsi_helper.model import ExportSpec, LiveTarget
@@ -160,11 +159,6 @@ class ChiscsiTarget(ISCSITarget):
     def _record_path(self, volume_name: str) -> Path:
         return self.records_dir / volume_name
 
-    def _volume_id_from_name(self, volume_name: str) -> str:
-        head, _, tail = self.conf.volume_name_template.partition("%s")
-        if volume_name.startswith(head) and volume_name.endswith(tail) and len(volume_name) > len(head) + len(tail):
-            return volume_name[len(head):len(volume_name) - len(tail)]
-        return volume_name
 
     def _device_options(self, spec: ExportSpec) -> tuple[str, ...]:
         """Access mode from iscsi_iotype, and a serial so multipath sees one disk per volume."""
@@ -183,22 +177,7 @@ class ChiscsiTarget(ISCSITarget):
         return parse_record(text, path, volume_name, self._volume_id_from_name(volume_name), self.lun)
 
     def _list_records(self) -> list[ExportSpec]:
-        try:
-            names = os.listdir(self.records_dir)
-        except FileNotFoundError:
-            return []
-        records = []
-        for name in names:
-            if name.startswith(".") or is_temp_file(name):
-                continue
-            try:
-                record = self._read_record(name)
-            except PersistenceError as err:
-                LOG.error("Skipping %s", err)
-                continue
-            if record is not None:
-                records.append(record)
-        return records
+        return self._records_in(self.records_dir)
 
     # -- live target
 

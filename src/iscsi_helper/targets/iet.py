@@ -259,12 +259,6 @@ class IetTarget(ISCSITarget):
     def _record_path(self, volume_name: str) -> Path:
         return self.records_dir / volume_name
 
-    def _volume_id_from_name(self, volume_name: str) -> str:
-        head, _, tail = self.conf.volume_name_template.partition("%s")
-        if (volume_name.startswith(head) and volume_name.endswith(tail)
-                and len(volume_name) > len(head) + len(tail)):
-            return volume_name[len(head):len(volume_name) - len(tail)]
-        return volume_name
 
     def _iotype(self, path: str) -> str:
         iotype = self.conf.iscsi_iotype

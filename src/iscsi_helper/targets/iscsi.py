@@ -14,13 +14,16 @@ from __future__ import annotations
 import abc
 import os
 import stat
+from pathlib import Path
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from iscsi_helper import locking, secretmask
 from iscsi_helper.connection import connector_initiator, iscsi_properties
 from iscsi_helper.exception import (ExportNotFound, InvalidInput, IscsiHelperError,
+                                    PersistenceError,
                                     TargetCreateFailed)
+from iscsi_helper.fileutil import is_temp_file
 from iscsi_helper.formats import (ChapCredentials, ProviderLocation, format_provider_auth,
                                   parse_provider_auth, portals_from_config,
                                   validate_chap_credential, validate_iscsi_name)
@@ -120,6 +123,37 @@ class ISCSITarget(Target):
         return True
 
     # ------------------------------------------------------------ building
+
+    def _volume_id_from_name(self, volume_name: str) -> str:
+        """The id inside a name built by ``volume_name_template`` (files Cinder wrote carry no id)."""
+        head, _, tail = self.conf.volume_name_template.partition("%s")
+        if (volume_name.startswith(head) and volume_name.endswith(tail)
+                and len(volume_name) > len(head) + len(tail)):
+            return volume_name[len(head):len(volume_name) - len(tail)]
+        return volume_name
+
+    def _records_in(self, directory: Path) -> list[ExportSpec]:
+        """Every record file in ``directory``, read with ``_read_record``.
+
+        Temp files of interrupted writes are not records; an unreadable
+        record is logged and skipped so one bad file cannot block a restore.
+        """
+        try:
+            names = os.listdir(directory)
+        except FileNotFoundError:
+            return []
+        records = []
+        for name in names:
+            if name.startswith(".") or is_temp_file(name):
+                continue
+            try:
+                record = self._read_record(name)
+            except PersistenceError as err:
+                LOG.error("Skipping %s", err)
+                continue
+            if record is not None:
+                records.append(record)
+        return records
 
     def iqn_for(self, volume_name: str) -> str:
         return validate_iscsi_name(f"{self.conf.target_prefix}{volume_name}", "target IQN")

@@ -328,12 +328,6 @@ class TgtTarget(ISCSITarget):
                        f"({', '.join(sorted(BSOFLAGS))})")
         return flags
 
-    def _volume_id_from_name(self, volume_name: str) -> str:
-        head, _, tail = self.conf.volume_name_template.partition("%s")
-        if (volume_name.startswith(head) and volume_name.endswith(tail)
-                and len(volume_name) > len(head) + len(tail)):
-            return volume_name[len(head):len(volume_name) - len(tail)]
-        return volume_name
 
     def _tgtadm(self, *args: str, ok_codes: tuple[int, ...] = (0,),
                 secrets: tuple[str, ...] = ()) -> CommandResult:
@@ -371,22 +365,7 @@ class TgtTarget(ISCSITarget):
         return None if record is None else record.spec
 
     def _list_records(self) -> list[ExportSpec]:
-        try:
-            names = os.listdir(self.records_dir)
-        except FileNotFoundError:
-            return []
-        records = []
-        for name in names:
-            if name.startswith(".") or is_temp_file(name):
-                continue
-            try:
-                record = self._read_record(name)
-            except PersistenceError as err:
-                LOG.error("Skipping %s", err)
-                continue
-            if record is not None:
-                records.append(record)
-        return records
+        return self._records_in(self.records_dir)
 
     # -- live state
 

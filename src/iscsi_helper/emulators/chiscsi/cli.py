@@ -14,7 +14,6 @@ import os
 import stat
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TextIO
 
 from iscsi_helper.emulators.chiscsi import serving
