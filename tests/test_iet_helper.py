@@ -273,7 +273,8 @@ def test_ensure_finishes_a_half_created_target_lun_exists_239(env):
     created = target.create_export(None, vol(1), dev)
     tid = _record_tid(env, "volume-1")
     user = created["auth"].split()[1]
-    # A crash after the LUN, before the account: target and LUN are live, no CHAP.
+    # The account dropped behind our back (an operator, or Cinder's IetAdm,
+    # which added it last): target and LUN are live, no CHAP.
     assert ietadm("--op", "delete", f"--tid={tid}", "--user", f"--params=IncomingUser={user}")[0] == 0
     calls: list[tuple[str, ...]] = []
     make_target(env, calls).ensure_export(None, vol(1, provider_auth=created["auth"]), dev)
@@ -284,9 +285,26 @@ def test_ensure_finishes_a_half_created_target_lun_exists_239(env):
     assert shapes == ["show tid user IncomingUser",  # lookup: account gone, so not live
                       "show tid user IncomingUser",  # realise: is the recorded tid ours? no
                       "new tid Name",  # 234: the name exists (the proc file says where)
-                      "new tid lun Path",  # 239: LUN 0 is there
                       "show tid user IncomingUser",  # account absent
-                      "new tid user IncomingUser"]  # the one call with the secret
+                      "new tid user IncomingUser",  # the one call with the secret
+                      "new tid lun Path"]  # 239: LUN 0 is there
+
+
+def test_ensure_finishes_a_target_killed_between_account_and_lun(env):
+    dev = make_device(env, "d1")
+    created = make_target(env).create_export(None, vol(1), dev)
+    tid = _record_tid(env, "volume-1")
+    # Our create adds the account before the LUN: a crash in between leaves
+    # a target that serves no disk, which ensure (and reconcile) complete.
+    assert ietadm("--op", "delete", f"--tid={tid}", "--lun=0")[0] == 0
+    assert make_target(env).reconcile()[0].state == "differs"
+    calls: list[tuple[str, ...]] = []
+    make_target(env, calls).ensure_export(None, vol(1, provider_auth=created["auth"]), dev)
+    assert [lun["path"] for lun in emulator(env).load_target(tid)["luns"]] == [dev]
+    assert ietadm_ops(calls) == ["show tid user IncomingUser",  # lookup: ours, LUN unknown
+                                 "show tid user IncomingUser",  # realise: ours
+                                 "new tid lun Path"]  # the LUN, back
+    assert make_target(env).reconcile()[0].state == "ok"
 
 
 def test_ensure_when_a_foreign_target_took_our_tid_moves_to_a_new_tid(env):
@@ -391,8 +409,8 @@ def test_ietadm_calls_per_create_and_remove_do_not_grow_with_exports(env, existi
     dev = make_device(env, "d1")
     target.create_export(None, vol(1), dev)
     assert ietadm_ops(calls) == ["new tid Name",  # explicit tid from our counter
+                                 "new tid user IncomingUser",  # CHAP account, before any disk
                                  "new tid lun Path",
-                                 "new tid user IncomingUser",  # CHAP account
                                  "show tid user IncomingUser"]  # lookup: that account, ours?
     calls.clear()
     target.create_export(None, vol(1), dev)  # again (Cinder calls it on every attach)

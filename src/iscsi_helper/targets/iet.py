@@ -431,6 +431,19 @@ class IetTarget(ISCSITarget):
         tid = self._vouched_tid(iqn[len(prefix):], iqn)
         return None if tid is None else LiveTarget(iqn, tid)
 
+    def _in_place(self, spec: ExportSpec, record: ExportSpec | None,
+                  live: LiveTarget | None) -> bool:
+        """A target found by its account alone may still lack its LUN: let realise make sure.
+
+        ietadm cannot show a LUN, and the account is added before the LUN
+        (so a crash never leaves a disk open to every initiator). Realise on
+        our own target costs two calls: the account probe and ``new --lun``
+        answered 239 when the LUN is there.
+        """
+        if live is not None and live.devices is None:
+            return False
+        return super()._in_place(spec, record, live)
+
     def _proc_text(self, name: str) -> str:
         return read_text_or_none(Path(self.conf.iet_proc_dir) / name) or ""
 
@@ -497,6 +510,22 @@ class IetTarget(ISCSITarget):
             if created:
                 undo.append(lambda t=tid: self._delete_target(t, spec.volume_id))
 
+        # CHAP accounts before the LUN: a process killed in between leaves a
+        # target with nothing behind it (no LUN), never a disk open to any
+        # initiator; the LUN-less target reads as "differs" and is repaired.
+        old_out = previous.target_chap if previous else None
+        if spec.target_chap != old_out or (spec.target_chap and not ours):
+            if spec.target_chap:
+                self._set_account(tid, "OutgoingUser", spec.target_chap, created, undo, old_out)
+            elif old_out and not created:
+                self._ietadm("--op", "delete", f"--tid={tid}", "--user",
+                             f"--params=OutgoingUser={old_out.username}", ok=(0, EXIT_ENOENT))
+        old_in = previous.chap if previous else None
+        if spec.chap and not (ours and old_in == spec.chap):
+            if old_in and old_in.username != spec.chap.username and not created:
+                self._ietadm("--op", "delete", f"--tid={tid}", "--user",
+                             f"--params=IncomingUser={old_in.username}", ok=(0, EXIT_ENOENT))
+            self._set_account(tid, "IncomingUser", spec.chap, created, undo, old_in)
         # LUN 0
         if created:
             self._ietadm("--op", "new", f"--tid={tid}", f"--lun={spec.lun}", "--params", lun_params)
@@ -519,21 +548,6 @@ class IetTarget(ISCSITarget):
                 self._ietadm("--op", "new", f"--tid={tid}", f"--lun={spec.lun}",
                              "--params", lun_params, ok=(0, EXIT_EEXIST))
 
-        # CHAP accounts: the outgoing one first, the incoming one last, so a
-        # present IncomingUser means the target was completed.
-        old_out = previous.target_chap if previous else None
-        if spec.target_chap != old_out or (spec.target_chap and not ours):
-            if spec.target_chap:
-                self._set_account(tid, "OutgoingUser", spec.target_chap, created, undo, old_out)
-            elif old_out and not created:
-                self._ietadm("--op", "delete", f"--tid={tid}", "--user",
-                             f"--params=OutgoingUser={old_out.username}", ok=(0, EXIT_ENOENT))
-        old_in = previous.chap if previous else None
-        if spec.chap and not (ours and old_in == spec.chap):
-            if old_in and old_in.username != spec.chap.username and not created:
-                self._ietadm("--op", "delete", f"--tid={tid}", "--user",
-                             f"--params=IncomingUser={old_in.username}", ok=(0, EXIT_ENOENT))
-            self._set_account(tid, "IncomingUser", spec.chap, created, undo, old_in)
         return tid
 
     def _new_target(self, iqn: str, tid: int) -> tuple[int, bool, tuple[str, ...] | None]:
