@@ -9,10 +9,17 @@ name, and the directory is fsynced so the rename itself survives a crash.
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
+import time
 from pathlib import Path
 
 TEMP_PREFIX = ".tmp-"
+#: A temp file written on another host (shared state directory) is only
+#: presumed abandoned after this long: its writer's liveness cannot be seen.
+FOREIGN_TEMP_AGE = 3600.0
+_NAME_PART = 96  # of the target file's name kept in a temp name (the whole must fit NAME_MAX)
+_HOST_PART = 48
 
 
 def ensure_private_dir(path: Path) -> Path:
@@ -26,7 +33,7 @@ def atomic_write(path: Path, data: str | bytes, mode: int = 0o600) -> None:
     payload = data.encode("utf-8") if isinstance(data, str) else data
     directory = path.parent
     ensure_private_dir(directory)
-    fd, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX + path.name + ".", dir=directory)
+    fd, temp_name = tempfile.mkstemp(prefix=_temp_prefix(path.name), dir=directory)
     try:
         os.fchmod(fd, mode)  # mkstemp already gives 0600; fchmod makes the mode explicit
         with os.fdopen(fd, "wb") as handle:
@@ -41,6 +48,64 @@ def atomic_write(path: Path, data: str | bytes, mode: int = 0o600) -> None:
             pass
         raise
     fsync_dir(directory)
+
+
+def _host() -> str:
+    return socket.gethostname().replace(".", "_")[:_HOST_PART] or "localhost"
+
+
+def _temp_prefix(name: str) -> str:
+    """``.tmp-<name>.<host>.<pid>.``: who wrote it, so a sweep can tell a dead writer's leftovers."""
+    return f"{TEMP_PREFIX}{name[:_NAME_PART]}.{_host()}.{os.getpid()}."
+
+
+def _writer_gone(name: str, age: float) -> bool:
+    """Whether the process that wrote temp file ``name`` can no longer rename it."""
+    parts = name.rsplit(".", 3)
+    if len(parts) != 4 or not parts[2].isdigit():
+        return age > FOREIGN_TEMP_AGE  # a layout we did not write: only by age
+    host, pid = parts[1], int(parts[2])
+    if host != _host():
+        return age > FOREIGN_TEMP_AGE
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, someone else's
+    return False
+
+
+def sweep_temp_files(directory: Path, *, recursive: bool = False,
+                     of_file: str | None = None) -> list[Path]:
+    """Remove temp files left by writers that died between writing and renaming.
+
+    A reader never takes them for records (``is_temp_file``), but they hold
+    secrets and would pile up. One still being written by a live process on
+    this host is left alone; one from another host only once it is old.
+    ``of_file`` limits the sweep to temp files of that one file (a
+    directory shared with other software, such as ietd.conf's).
+    """
+    wanted = f"{TEMP_PREFIX}{of_file[:_NAME_PART]}." if of_file else TEMP_PREFIX
+    removed: list[Path] = []
+    if not directory.is_dir():
+        return removed
+    walker = os.walk(directory) if recursive else [(str(directory), [], os.listdir(directory))]
+    now = time.time()
+    for root, _dirs, files in walker:
+        for name in files:
+            if not name.startswith(wanted):
+                continue
+            path = Path(root) / name
+            try:
+                age = now - path.lstat().st_mtime
+            except FileNotFoundError:
+                continue
+            if _writer_gone(name, age) and remove_file(path):
+                removed.append(path)
+    return removed
 
 
 def fsync_dir(directory: Path) -> None:

@@ -58,6 +58,9 @@ class FakeTarget(ISCSITarget):
     def live_dir(self) -> Path:
         return Path(self.conf.volumes_dir) / "fake-live"
 
+    def _state_dirs(self) -> list[tuple[Path, bool, str | None]]:
+        return [*super()._state_dirs(), (self.live_dir, True, None)]
+
     def _live_path(self, iqn: str) -> Path:
         return self.live_dir / quote(iqn, safe="")
 

@@ -259,6 +259,10 @@ class IetTarget(ISCSITarget):
     def _record_path(self, volume_name: str) -> Path:
         return self.records_dir / volume_name
 
+    def _state_dirs(self) -> list[tuple[Path, bool, str | None]]:
+        # ietd.conf's directory is shared with other software: only our file's temp files.
+        return [*super()._state_dirs(), (self.conf_path.parent, False, self.conf_path.name)]
+
 
     def _iotype(self, path: str) -> str:
         iotype = self.conf.iscsi_iotype

@@ -23,7 +23,7 @@ from iscsi_helper.connection import connector_initiator, iscsi_properties
 from iscsi_helper.exception import (ExportNotFound, InvalidInput, IscsiHelperError,
                                     PersistenceError,
                                     TargetCreateFailed)
-from iscsi_helper.fileutil import is_temp_file
+from iscsi_helper.fileutil import is_temp_file, sweep_temp_files
 from iscsi_helper.formats import (ChapCredentials, ProviderLocation, format_provider_auth,
                                   parse_provider_auth, portals_from_config,
                                   validate_chap_credential, validate_iscsi_name)
@@ -113,6 +113,24 @@ class ISCSITarget(Target):
     @abc.abstractmethod
     def _unrealise(self, volume_name: str, iqn: str) -> None:
         """Stop the target and drop its persisted record; quiet when either is gone."""
+
+    @property
+    @abc.abstractmethod
+    def records_dir(self) -> Path:
+        """Where this helper keeps its per-export records."""
+
+    def _state_dirs(self) -> list[tuple[Path, bool, str | None]]:
+        """Directories this helper writes: (path, walk below it, only temp files of this name)."""
+        return [(self.records_dir, True, None)]
+
+    def sweep_temp_files(self) -> list[Path]:
+        """Drop temp files of writes whose process died before the rename (restart, reconcile --fix)."""
+        removed = []
+        for directory, recursive, of_file in self._state_dirs():
+            for path in sweep_temp_files(directory, recursive=recursive, of_file=of_file):
+                LOG.warning("Removed %s, left by a write interrupted before its rename", path)
+                removed.append(path)
+        return removed
 
     def _live_matches(self, spec: ExportSpec, live: LiveTarget) -> bool:
         """Whether the live target shows what ``spec`` asks for (where the tool shows it)."""
@@ -268,6 +286,8 @@ class ISCSITarget(Target):
         The record is the truth here: it is re-read under the volume's lock,
         so an export removed meanwhile by another process stays removed.
         """
+        if volume_names is None:
+            self.sweep_temp_files()
         records = (self._list_records() if volume_names is None
                    else [r for r in map(self._read_record, volume_names) if r is not None])
         live_targets = self._list_live()
@@ -369,6 +389,8 @@ class ISCSITarget(Target):
         Every repair re-reads the state under the volume's lock, so a
         concurrent create or remove is never undone.
         """
+        if fix:
+            self.sweep_temp_files()
         records = {r.iqn: r for r in self._list_records()}
         live_targets = self._list_live()
         prefix = self.conf.target_prefix
