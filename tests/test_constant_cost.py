@@ -30,12 +30,12 @@ EXISTING = 200
 
 #: (tool calls per export brought back, calls for the one listing) of a restore.
 #: chiscsi: one ``iscsictl -S`` each after one ``-c target=ALL``, i.e. missing + 1.
-#: iet: a probe of the recorded tid (is our target there?), then target, LUN and
-#: CHAP account (ietadm has no single "load this" call); the listing is a read
-#: of /proc/net/iet/volume, not an ietadm call.
-#: tgt: listing, target, LUN, account, bind, ACL per export (tgtadm builds a
-#: target step by step) after one ``--op show``.
-RESTORE_COST = {"chiscsi": (1, 1), "iet": (4, 0), "tgt": (6, 1)}
+#: iet: target, CHAP account and LUN (ietadm has no single "load this" call);
+#: the listing is a read of /proc/net/iet/volume, not an ietadm call, and it
+#: spares the probe of the recorded tid.
+#: tgt: target, LUN, account, bind, ACL per export (tgtadm builds a target
+#: step by step) after one ``--op show``, which spares each export's own show.
+RESTORE_COST = {"chiscsi": (1, 1), "iet": (3, 0), "tgt": (5, 1)}
 
 IN_PROCESS = {"chiscsi": "iscsi_helper.emulators.chiscsi.cli",
               "iet": "iscsi_helper.emulators.iet.cli"}

@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from iscsi_helper import options, registry
 from iscsi_helper.emulators.iet import cli as emulator_cli
@@ -25,7 +27,7 @@ from iscsi_helper.emulators.shims import install_shims
 from iscsi_helper.exception import CommandFailed, TargetCreateFailed
 from iscsi_helper.executor import CommandResult, Executor
 from iscsi_helper.formats import ProviderLocation, parse_provider_auth
-from iscsi_helper.targets.iet import IetTarget, replace_block
+from iscsi_helper.targets.iet import IetTarget, iter_blocks, replace_block
 
 PREFIX = "iqn.2010-10.org.openstack:"
 INITIATOR = "iqn.1994-05.com.example:host1"
@@ -205,6 +207,34 @@ def test_replace_block_matches_the_exact_name_only():
     # an unterminated last line of someone else's gets the newline it needs, nothing more
     assert replace_block("Alias x", PREFIX + "volume-1", new) == "Alias x\n" + new
 
+
+_CONF_LINES = [f"Target {PREFIX}volume-1\n", f"target  {PREFIX}volume-1 \r\n", "\tLun 0 Path=/a\n",
+               f"# {PREFIX}volume-1 in a comment\n", "\n", f"Target {PREFIX}volume-10\n",
+               "  IncomingUser someone secretsecret1\n", f"Target {PREFIX}volume-2\n", "\r",
+               f"Alias {PREFIX}volume-1\n", "\x0c", f"Target {PREFIX}volume-1"]
+
+
+@given(st.lists(st.sampled_from(_CONF_LINES), max_size=10))
+def test_replace_block_changes_only_the_blocks_of_that_name(pieces):
+    """Whatever surrounds them (mentions in comments, CR, form feeds, the name as a prefix of
+    another), only volume-1's blocks change; the fast paths that skip the line scan agree."""
+    text, iqn = "".join(pieces), PREFIX + "volume-1"
+    new = f"Target {iqn}\n\tLun 0 Path=/b,Type=fileio\n"
+
+    def split(t: str) -> tuple[list[str], int]:
+        lines = t.splitlines(keepends=True)
+        ours = {i for name, start, end in iter_blocks(lines) if name == iqn for i in range(start, end)}
+        return [line for i, line in enumerate(lines) if i not in ours], len(
+            [1 for name, _s, _e in iter_blocks(lines) if name == iqn])
+
+    others, _ = split(text)
+    removed = replace_block(text, iqn, None)
+    assert split(removed) == (others, 0)
+    replaced = replace_block(text, iqn, new)
+    kept, count = split(replaced)
+    assert count == 1
+    assert "".join(kept).rstrip("\n") == "".join(others).rstrip("\n")
+    assert replace_block(replaced, iqn, new) == replaced  # idempotent
 
 def test_cinder_written_block_is_listed_adopted_with_its_chap_and_not_duplicated(env):
     dev = make_device(env, "d7")

@@ -184,6 +184,27 @@ def test_restore_does_not_resurrect_an_export_removed_meanwhile(h):
     assert not report.started and h.live(IQN_PREFIX + "volume-1") is None
 
 
+
+def test_restore_on_a_stale_listing_neither_fails_nor_duplicates_a_target_made_meanwhile(h):
+    """A restore lists once, then takes each volume's lock: another process may have
+    started an export in between. Helpers that trust the listing must notice."""
+    target = h.target()
+    devs = {n: make_device(h, f"d{n}") for n in (1, 2)}
+    auths = {n: target.create_export(None, volume(n), devs[n])["auth"] for n in devs}
+    h.reboot()
+    listing_before = target._list_live()  # what the restore saw: nothing live
+    target.create_export(None, volume(1, provider_auth=auths[1]), devs[1])  # the other process
+    listings = [listing_before]  # the restore's one listing is stale; later looks are not
+    real_list_live = target._list_live
+    target._list_live = lambda: dict(listings.pop()) if listings else real_list_live()  # type: ignore[method-assign]
+    report = target.restore_exports()
+    assert not listings and report.ok, report.failed
+    assert sorted(report.started) == ["1", "2"]  # as the stale listing made it look
+    assert [d.state for d in target.reconcile()] == ["ok", "ok"]
+    for n in devs:
+        live = h.live(IQN_PREFIX + f"volume-{n}")
+        assert live.chap == tuple(auths[n].split()[1:]) and live.luns[target.lun] == devs[n]
+
 REJECTED = [
     ("device path", lambda h: (volume(1), str(h.root / "missing.img"))),
     ("device path", lambda h: (volume(1), str(h.root))),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from iscsi_helper import secretmask
@@ -181,7 +182,8 @@ class ChiscsiTarget(ISCSITarget):
 
     # -- live target
 
-    def _realise(self, spec: ExportSpec, previous: ExportSpec | None) -> None:
+    def _realise(self, spec: ExportSpec, previous: ExportSpec | None,
+                 listing: Mapping[str, LiveTarget] | None = None) -> None:
         validate_iscsi_name(spec.iqn, "target IQN")
         path = self._record_path(spec.volume_name)
         old_text = read_text_or_none(path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import quote
 
@@ -77,7 +78,8 @@ class FakeTarget(ISCSITarget):
         return [r for n in names if not n.startswith(".") and not is_temp_file(n)
                 if (r := self._read_record(n)) is not None]
 
-    def _realise(self, spec: ExportSpec, previous: ExportSpec | None) -> None:
+    def _realise(self, spec: ExportSpec, previous: ExportSpec | None,
+                 listing: Mapping[str, LiveTarget] | None = None) -> None:
         atomic_write(self.records_dir / spec.volume_name, _spec_to_json(spec))
         live_path = self._live_path(spec.iqn)
         current = read_text_or_none(live_path)

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,6 +114,18 @@ def replace_block(text: str, iqn: str, block: str | None) -> str:
     (ietd would refuse a second target of one name) are dropped. Without a
     block, ``block`` is appended. Every other byte is kept.
     """
+    first = text.find(iqn)
+    if first < 0:
+        # No line can name it: skip the line scan, the N-sized part of a create
+        # (one substring search of the file instead of a split of every line).
+        if block is None:
+            return text
+        return (text if not text or text.endswith("\n") else text + "\n") + block
+    # A Target line always starts a block, whatever precedes it, so the file
+    # before the line of the first mention is kept without being split.
+    keep = text.rfind("\n", 0, first) + 1
+    if keep:
+        return text[:keep] + replace_block(text[keep:], iqn, block)
     lines = text.splitlines(keepends=True)
     spans = [(start, end) for name, start, end in iter_blocks(lines) if name == iqn]
     new_lines = [] if block is None else block.splitlines(keepends=True)
@@ -366,7 +378,10 @@ class IetTarget(ISCSITarget):
         # Not ours yet: a block Cinder's IetAdm wrote is adopted with its credentials.
         # Only a miss reads ietd.conf, and a create then rewrites it anyway.
         iqn = f"{self.conf.target_prefix}{volume_name}"
-        lines = self._read_conf().splitlines(keepends=True)
+        text = self._read_conf()
+        if iqn not in text:
+            return None  # the usual miss (a new export): no line scan
+        lines = text.splitlines(keepends=True)
         for name, start, end in iter_blocks(lines):
             if name == iqn:
                 return self._conf_spec(lines, start, end, volume_name)
@@ -458,7 +473,8 @@ class IetTarget(ISCSITarget):
         """A target by name from the proc file: only for recovery (no or stale index record)."""
         return self._list_live().get(iqn)
 
-    def _realise(self, spec: ExportSpec, previous: ExportSpec | None) -> None:
+    def _realise(self, spec: ExportSpec, previous: ExportSpec | None,
+                 listing: Mapping[str, LiveTarget] | None = None) -> None:
         validate_iscsi_name(spec.iqn, "target IQN")
         iotype = self._iotype(spec.device_path)
         size = _device_size(spec.device_path)
@@ -478,7 +494,12 @@ class IetTarget(ISCSITarget):
             atomic_write(index_path, new_index, mode=0o600)
         undo: list[Callable[[], None]] = []
         try:
-            live_tid = self._start(spec, previous, old_data, tid, iotype, size, undo)
+            # Absent from a fresh proc listing: no need to probe the recorded tid
+            # (if a racing process made it meanwhile, "new" answers 234 and the
+            # target is found by name).
+            absent = listing is not None and spec.iqn not in listing
+            live_tid = self._start(spec, previous, old_data, tid, iotype, size, undo,
+                                   probe=not absent)
         except CommandError as err:
             for step in reversed(undo):
                 try:
@@ -497,7 +518,8 @@ class IetTarget(ISCSITarget):
             atomic_write(index_path, self._index_text(spec, live_tid, size), mode=0o600)
 
     def _start(self, spec: ExportSpec, previous: ExportSpec | None, old_data: dict | None,
-               tid: int, iotype: str, size: int | None, undo: list[Callable[[], None]]) -> int:
+               tid: int, iotype: str, size: int | None, undo: list[Callable[[], None]],
+               probe: bool = True) -> int:
         """Make target, LUN and accounts live as ``spec`` says; returns the target's tid.
 
         ``undo`` collects the inverse of each change made, for the caller's rollback.
@@ -506,7 +528,7 @@ class IetTarget(ISCSITarget):
         known_devices: tuple[str, ...] | None = None
         ours = False
         # Our target already at the recorded tid? (Its account proves it, cheaply.)
-        if previous is not None and previous.chap is not None and old_data is not None:
+        if probe and previous is not None and previous.chap is not None and old_data is not None:
             ours = bool(self._probe_account(tid, "IncomingUser", previous.chap))
         created = False
         if not ours:

@@ -95,11 +95,15 @@ class ISCSITarget(Target):
         """Every persisted export (used by list and restart, never per operation)."""
 
     @abc.abstractmethod
-    def _realise(self, spec: ExportSpec, previous: ExportSpec | None) -> None:
+    def _realise(self, spec: ExportSpec, previous: ExportSpec | None,
+                 listing: Mapping[str, LiveTarget] | None = None) -> None:
         """Persist ``spec`` and start (or reload) its target.
 
         On failure it must leave persistence as ``previous`` and the live
-        target as it was, then raise.
+        target as it was, then raise. ``listing`` is the live state a bulk
+        path (restore) read moments ago, before taking the volume's lock: a
+        helper may trust it to skip a lookup of its own, and must cope when
+        it proves stale (another process acted in between).
         """
 
     @abc.abstractmethod
@@ -315,7 +319,7 @@ class ISCSITarget(Target):
                     if self._in_place(spec, record, live):
                         report.unchanged.append(vol.id)
                         return
-                    self._realise(spec, record)
+                    self._realise(spec, record, live_targets)
                     (report.started if live is None else report.updated).append(vol.id)
         except IscsiHelperError as err:
             LOG.error("Could not ensure the export of volume %s: %s", volume_id, err)

@@ -36,7 +36,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -397,19 +397,36 @@ class TgtTarget(ISCSITarget):
 
     # -- realise
 
-    def _realise(self, spec: ExportSpec, previous: ExportSpec | None) -> None:
+    def _realise(self, spec: ExportSpec, previous: ExportSpec | None,
+                 listing: Mapping[str, LiveTarget] | None = None) -> None:
         validate_iscsi_name(spec.iqn, "target IQN")
         bsoflags = self._bsoflags()
         path = self._record_path(spec.volume_name)
         old_text = read_text_or_none(path)
         old_record = self._read(spec.volume_name) if old_text is not None else None
+        preferred = old_record.tid if old_record else None
         undo = _Undo()
         try:
-            live_all = self._show()
+            # A restore's listing that lacks the target spares the full show
+            # per export (what made restores quadratic); a target present in
+            # it is looked at afresh, as its bindings may have changed.
+            trusted = listing is not None and spec.iqn not in listing
+            live_all = dict(listing) if trusted else self._show()  # type: ignore[arg-type]
             live = live_all.get(spec.iqn)
+            tid = None
             if live is None:
-                tid = self._create_target(spec, {t.tid for t in live_all.values()},
-                                          old_record.tid if old_record else None, undo)
+                tid = self._create_target(spec, {t.tid for t in live_all.values()}, preferred,
+                                          undo, attempts=1 if trusted else MAX_TID_ATTEMPTS)
+            if tid is None and live is None:
+                # Refused on the listing's word: another process made this
+                # target, or took the tid, since. Look again.
+                live_all = self._show()
+                live = live_all.get(spec.iqn)
+                if live is None:
+                    tid = self._create_target(spec, {t.tid for t in live_all.values()},
+                                              None, undo)
+            if live is None:
+                assert tid is not None
                 live = TgtLiveTarget(spec.iqn, tid)
             tid = live.tid
             new_text = render_record(spec, tid, driver=self._lld,
@@ -435,15 +452,17 @@ class TgtTarget(ISCSITarget):
             atomic_write(path, old_text, mode=0o600)
 
     def _create_target(self, spec: ExportSpec, used: set[int], preferred: int | None,
-                       undo: _Undo) -> int:
+                       undo: _Undo, attempts: int = MAX_TID_ATTEMPTS) -> int | None:
         """``target new`` with a free tid: the recorded one if free, else the next of our counter.
 
-        tgtd refuses a taken tid and a taken name with the same message; the
-        name is known not to be live (we hold the volume lock and just
-        listed), so a refusal means another process took the tid meanwhile.
+        tgtd refuses a taken tid and a taken name with the same message; when
+        the name is known not to be live (we hold the volume lock and just
+        listed), a refusal means another process took the tid meanwhile.
+        Returns None when only ``attempts`` < the maximum were allowed and all
+        were refused (the caller's listing may be stale: it looks again).
         """
         candidate = preferred if preferred and preferred not in used else None
-        for _attempt in range(MAX_TID_ATTEMPTS):
+        for _attempt in range(attempts):
             tid = candidate or self._next_tid(used)
             candidate = None
             if self._tgtadm_quiet(EXISTS, "--mode", "target", "--op", "new", "--tid", str(tid),
@@ -451,6 +470,8 @@ class TgtTarget(ISCSITarget):
                 undo.push(f"delete target {tid}", lambda: self._delete_target(tid))
                 return tid
             used.add(tid)
+        if attempts < MAX_TID_ATTEMPTS:
+            return None
         raise TargetCreateFailed(volume_id=spec.volume_id,
                                  reason=f"no free target id after {MAX_TID_ATTEMPTS} attempts")
 
