@@ -167,10 +167,12 @@ def parse_provider_auth(text: str | None) -> ChapCredentials | None:
     """Cinder's ``provider_auth`` (``CHAP <user> <secret>``); None when absent."""
     if not text:
         return None
-    parts = text.split()
+    # Split on single spaces only, as Cinder writes it: a stray tab, newline
+    # or trailing space is refused rather than silently trimmed off a secret.
+    parts = text.split(" ")
     if len(parts) != 3 or parts[0] != "CHAP":
         raise InvalidInput(field="provider_auth", value="<hidden>",
-                           reason="expected 'CHAP <username> <secret>'")
+                           reason="expected 'CHAP <username> <secret>', single spaces between")
     return ChapCredentials(parts[1], parts[2])
 
 

@@ -88,6 +88,16 @@ def test_provider_auth_round_trip_and_secret_hidden_in_repr():
     assert parse_provider_auth(None) is None
 
 
+@pytest.mark.parametrize("text", ["CHAP user1 secret-secret-1 ", " CHAP user1 secret-secret-1",
+                                  "CHAP\tuser1 secret-secret-1", "CHAP user1  secret-secret-1",
+                                  "CHAP user1 secret-secret-1\n", "CHAP user1 "])
+def test_provider_auth_is_three_words_on_single_spaces_and_nothing_is_trimmed(text):
+    # Trimming would silently change a secret the caller stored; refuse instead.
+    with pytest.raises(InvalidInput) as info:
+        parse_provider_auth(text)
+    assert "secret-secret-1" not in str(info.value)
+
+
 @pytest.mark.parametrize("user,secret,reason", [
     ("", "secret-secret-1", "empty"), ("us er", "secret-secret-1", "whitespace"),
     ('us"er', "secret-secret-1", "'\"'"), ("user", "tiny-pw", "shorter than 12"),
