@@ -136,6 +136,9 @@ CASES: list[Case] = [
     auth_case("auth-one-word", "CHAP only-user", "provider_auth"),
     auth_case("auth-four-words", "CHAP user secret-12345678 extra", "provider_auth"),
     auth_case("auth-not-chap", "None user secret-12345678", "provider_auth"),
+    auth_case("auth-trailing-space", "CHAP user secret-12345678 ", "provider_auth"),
+    auth_case("auth-tab", "CHAP\tuser secret-12345678", "provider_auth"),
+    auth_case("auth-double-space", "CHAP user  secret-12345678", "provider_auth"),
     auth_case("auth-short-secret", "CHAP user tiny-secret", "CHAP secret", "tiny-secret"),
     auth_case("auth-11-bytes", "CHAP user 12345678901", "CHAP secret", "12345678901"),
     auth_case("auth-long-secret", "CHAP user " + "s" * 256, "CHAP secret", "s" * 256),
@@ -264,6 +267,10 @@ def test_hostile_input_is_refused_naming_its_field_and_changes_nothing(h):
 LEGAL_NAME = string.ascii_lowercase + string.digits + ".:-"
 HOSTILE_NAME = LEGAL_NAME + "/\n\x00\"'=, #;\\\u0435\uff56_A"
 LEGAL_CHAP = string.ascii_letters + string.digits + "!#$%&'()*+-./:;<=>?@[]^_`{|}~"
+# The tgt harness proves a live secret by a libiscsi login through an
+# iscsi://user%secret@host URL, which cannot carry these in a user name
+# (other initiators can); generated legal user names leave them out.
+LEGAL_USER = "".join(c for c in LEGAL_CHAP if c not in "%:@/?#[]")
 HOSTILE_CHAP = LEGAL_CHAP + " \t\n\",\\\u00e9\x07"
 LEGAL_PATH = string.ascii_letters + string.digits + "._-+@:;'%~"
 HOSTILE_PATH = LEGAL_PATH + ", \"=#\\\u0435\n"
@@ -278,7 +285,7 @@ def inputs(draw: st.DrawFn) -> tuple[str, str, str, str]:
     name = draw(mostly_legal(
         st.from_regex(r"[a-z0-9][a-z0-9.:-]{0,30}", fullmatch=True),
         st.text(HOSTILE_NAME, max_size=40)))
-    user = draw(mostly_legal(st.text(LEGAL_CHAP, min_size=1, max_size=24),
+    user = draw(mostly_legal(st.text(LEGAL_USER, min_size=1, max_size=24),
                              st.text(HOSTILE_CHAP, max_size=24)))
     secret = draw(mostly_legal(st.text(LEGAL_CHAP, min_size=12, max_size=40),
                                st.text(HOSTILE_CHAP, max_size=40)))
