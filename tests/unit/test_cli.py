@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from iscsi_helper import fileutil
+
 
 @pytest.fixture
 def cli(tmp_path):
@@ -55,6 +57,33 @@ def test_ensure_all_and_by_id(cli, device, tmp_path):
     assert out["started"] == ["1"]
     out = json.loads(cli("ensure", "--all", "--json").stdout)
     assert out["started"] == ["10"] and out["unchanged"] == ["1"]
+
+
+def test_reconcile_reports_drift_exits_1_and_fix_repairs_it(cli, device, tmp_path):
+    cli("export", "1", device)
+    cli("export", "2", device)
+    cli("export", "3", device)
+    live_dir = tmp_path / "state" / "volumes" / "fake-live"
+    records = tmp_path / "state" / "volumes" / "fake"
+    (live_dir / "iqn.2010-10.org.openstack%3Avolume-1").unlink()  # lost behind our back
+    (records / "volume-3").unlink()  # a live target we no longer know
+    foreign = records / ".tmp-volume-2.otherhost.1.abcdefgh"  # another host's write, in flight?
+    foreign.write_text("half")
+    dead_writer = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                                 capture_output=True, text=True, check=True)
+    killed = records / f".tmp-volume-2.{fileutil._host()}.{dead_writer.stdout.strip()}.abcdefgh"
+    killed.write_text("half")  # a write here whose process is gone
+    report = {r["volume_name"]: r["state"]
+              for r in json.loads(cli("reconcile", "--json", expect=1).stdout)}
+    assert report == {"volume-1": "missing-live", "volume-2": "ok", "volume-3": "orphan-live"}
+    assert "missing-live  volume-1" in cli("reconcile", expect=1).stdout
+    fixed = json.loads(cli("reconcile", "--fix", "--json").stdout)
+    assert all(r["fixed"] for r in fixed if r["state"] != "ok")
+    assert [r["state"] for r in json.loads(cli("reconcile", "--json").stdout)] == ["ok", "ok"]
+    assert [(r["volume_id"], r["live"]) for r in json.loads(cli("list", "--json").stdout)] \
+        == [("1", True), ("2", True)]
+    assert not killed.exists()
+    assert foreign.exists(), "another host's fresh temp file is not ours to judge"
 
 
 @pytest.mark.parametrize("args,expect,message", [
