@@ -407,27 +407,29 @@ class TgtTarget(ISCSITarget):
         preferred = old_record.tid if old_record else None
         undo = _Undo()
         try:
-            # A restore's listing that lacks the target spares the full show
-            # per export (what made restores quadratic); a target present in
-            # it is looked at afresh, as its bindings may have changed.
-            trusted = listing is not None and spec.iqn not in listing
-            live_all = dict(listing) if trusted else self._show()  # type: ignore[arg-type]
-            live = live_all.get(spec.iqn)
-            tid = None
-            if live is None:
-                tid = self._create_target(spec, {t.tid for t in live_all.values()}, preferred,
-                                          undo, attempts=1 if trusted else MAX_TID_ATTEMPTS)
-            if tid is None and live is None:
-                # Refused on the listing's word: another process made this
-                # target, or took the tid, since. Look again.
+            live: TgtLiveTarget | None
+            if listing is not None and spec.iqn not in listing:
+                # A restore's listing says it is missing: no full show per
+                # export. (A target present in it is looked at afresh, as its
+                # bindings may have changed.)
+                live, used, attempts = None, {t.tid for t in listing.values()}, 1
+            else:
                 live_all = self._show()
-                live = live_all.get(spec.iqn)
-                if live is None:
-                    tid = self._create_target(spec, {t.tid for t in live_all.values()},
-                                              None, undo)
+                live, used = live_all.get(spec.iqn), {t.tid for t in live_all.values()}
+                attempts = MAX_TID_ATTEMPTS
             if live is None:
-                assert tid is not None
-                live = TgtLiveTarget(spec.iqn, tid)
+                tid = self._create_target(spec, used, preferred, undo, attempts=attempts)
+                if tid is None:
+                    # Refused on the listing's word: another process made this
+                    # target, or took the tid, since. Look again.
+                    live_all = self._show()
+                    live = live_all.get(spec.iqn)
+                    if live is None:
+                        tid = self._create_target(spec, {t.tid for t in live_all.values()},
+                                                  None, undo)
+                if live is None:
+                    assert tid is not None  # with every attempt allowed it raises instead
+                    live = TgtLiveTarget(spec.iqn, tid)
             tid = live.tid
             new_text = render_record(spec, tid, driver=self._lld,
                                      write_cache=self.conf.iscsi_write_cache, bsoflags=bsoflags)
