@@ -52,6 +52,12 @@ class Executor:
     root_helper: str = ""
     timeout: float = 60.0
     observers: list[Callable[[tuple[str, ...]], None]] = field(default_factory=list)
+    #: (command, PATH) pairs already found executable. A tool that later
+    #: vanishes or loses its mode bits still gets the same clear error: the
+    #: spawn itself then fails, and that failure is mapped below.
+    _found: set[tuple[str, str]] = field(default_factory=set, init=False, repr=False, compare=False)
+    _split_helper: tuple[str, tuple[str, ...]] = field(default=("", ()), init=False, repr=False,
+                                                       compare=False)
 
     def run(self, *argv: str, ok_codes: Sequence[int] = (0,), stdin: str | None = None,
             secrets: Sequence[str] = ()) -> CommandResult:
@@ -62,7 +68,9 @@ class Executor:
         """
         command = argv[0]
         self._check_tool(command)
-        full = tuple(shlex.split(self.root_helper)) + tuple(argv)
+        if self._split_helper[0] != self.root_helper:
+            self._split_helper = (self.root_helper, tuple(shlex.split(self.root_helper)))
+        full = self._split_helper[1] + tuple(argv)
         for observer in list(self.observers):
             observer(full)
         started: list[subprocess.Popen[bytes]] = []
@@ -104,7 +112,12 @@ class Executor:
             return
         if self.root_helper:
             return  # the root helper resolves the tool with its own PATH
-        if shutil.which(command) is None:
+        key = (command, os.environ.get("PATH", ""))
+        if key in self._found:
+            return
+        if shutil.which(command) is not None:
+            self._found.add(key)
+        else:
             if any(os.path.exists(os.path.join(d, command))
                    for d in os.environ.get("PATH", "").split(os.pathsep) if d):
                 raise exception.CommandNotExecutable(

@@ -23,8 +23,27 @@ _HOST_PART = 48
 
 
 def ensure_private_dir(path: Path) -> Path:
-    """Create ``path`` (0700 for new levels) if missing, and return it."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    """Create ``path`` if missing, every new level 0700, and return it.
+
+    ``Path.mkdir(parents=True)`` would give the parents it creates the
+    umask's mode, so missing levels are made one by one, outermost first.
+    """
+    if path.is_dir():
+        return path
+    missing = []
+    level = path
+    while not level.exists():
+        missing.append(level)
+        if level.parent == level:
+            break
+        level = level.parent
+    for new in reversed(missing):
+        try:
+            new.mkdir(mode=0o700)
+        except FileExistsError:  # made meanwhile by another process
+            pass
+    if not path.is_dir():
+        raise NotADirectoryError(path)
     return path
 
 
@@ -32,8 +51,11 @@ def atomic_write(path: Path, data: str | bytes, mode: int = 0o600) -> None:
     """Replace ``path`` with ``data`` atomically; the file gets ``mode`` from its first byte."""
     payload = data.encode("utf-8") if isinstance(data, str) else data
     directory = path.parent
-    ensure_private_dir(directory)
-    fd, temp_name = tempfile.mkstemp(prefix=_temp_prefix(path.name), dir=directory)
+    try:
+        fd, temp_name = tempfile.mkstemp(prefix=_temp_prefix(path.name), dir=directory)
+    except FileNotFoundError:  # first write into this directory: only then pay the mkdir
+        ensure_private_dir(directory)
+        fd, temp_name = tempfile.mkstemp(prefix=_temp_prefix(path.name), dir=directory)
     try:
         os.fchmod(fd, mode)  # mkstemp already gives 0600; fchmod makes the mode explicit
         with os.fdopen(fd, "wb") as handle:

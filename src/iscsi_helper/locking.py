@@ -34,8 +34,20 @@ _coordinators: dict[tuple[int, str], Any] = {}
 _coordinators_guard = threading.Lock()
 
 
+_made_lock_dirs: set[str] = set()
+
+
 def lock_dir(conf: cfg.ConfigOpts) -> Path:
-    return ensure_private_dir(Path(conf.oslo_concurrency.lock_path))
+    """The lock directory, created 0700 on first use in this process.
+
+    Only the first call pays the mkdir: should the directory vanish later,
+    fasteners recreates it when it opens a lock file.
+    """
+    path = conf.oslo_concurrency.lock_path
+    if path not in _made_lock_dirs:
+        ensure_private_dir(Path(path))
+        _made_lock_dirs.add(path)
+    return Path(path)
 
 
 def _coordinator(url: str) -> Any:

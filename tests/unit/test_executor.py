@@ -43,3 +43,54 @@ def test_observers_see_argv_with_root_helper():
     seen = []
     result = Executor(root_helper="env", observers=[seen.append]).run("echo", "hi")
     assert seen == [("env", "echo", "hi")] and result.stdout == "hi\n"
+
+
+def _tool(directory, name="iscsictl"):
+    path = directory / name
+    path.write_text("#!/bin/sh\necho ran\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_a_tool_that_vanishes_after_a_first_run_is_still_reported_missing(monkeypatch, tmp_path):
+    # The executor remembers tools it found; the spawn's own failure must still read clearly.
+    tool = _tool(tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    executor = Executor()
+    assert executor.run("iscsictl").stdout == "ran\n"
+    tool.unlink()
+    with pytest.raises(CommandNotFound, match="iscsictl not found on PATH"):
+        executor.run("iscsictl")
+
+
+def test_a_tool_that_loses_its_mode_after_a_first_run_is_reported_not_executable(monkeypatch,
+                                                                                 tmp_path):
+    tool = _tool(tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    executor = Executor()
+    executor.run("iscsictl")
+    tool.chmod(0o644)
+    with pytest.raises(CommandNotExecutable, match="iscsictl"):
+        executor.run("iscsictl")
+
+
+def test_a_found_tool_is_looked_up_again_when_path_changes(monkeypatch, tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    _tool(first)
+    executor = Executor()
+    monkeypatch.setenv("PATH", str(first))
+    executor.run("iscsictl")
+    monkeypatch.setenv("PATH", str(second))
+    with pytest.raises(CommandNotFound):
+        executor.run("iscsictl")
+
+
+def test_a_changed_root_helper_is_used_from_the_next_call():
+    seen = []
+    executor = Executor(observers=[seen.append])
+    executor.run("true")
+    executor.root_helper = "env"
+    executor.run("true")
+    assert seen == [("true",), ("env", "true")]

@@ -82,3 +82,12 @@ def test_temp_names_fit_name_max_for_the_longest_volume_name(tmp_path):
     atomic_write(tmp_path / name, "x")
     prefix = fileutil._temp_prefix(name)
     assert is_temp_file(prefix) and len(prefix) + 8 <= 255
+
+
+def test_atomic_write_makes_missing_directories_private(tmp_path):
+    # The directory is only created when the first temp file cannot be: it must still be 0700.
+    target = tmp_path / "state" / "volumes" / "cxt" / "volume-1"
+    atomic_write(target, "one\n")
+    assert target.read_text() == "one\n"
+    for level in (target.parent, target.parent.parent, target.parent.parent.parent):
+        assert stat.S_IMODE(level.stat().st_mode) == 0o700, level
