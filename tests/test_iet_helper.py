@@ -229,7 +229,10 @@ def test_replace_block_changes_only_the_blocks_of_that_name(pieces):
 
     others, _ = split(text)
     removed = replace_block(text, iqn, None)
-    assert split(removed) == (others, 0)
+    # Compared as text: a lone "\r" line and a "\n" line that our block separated
+    # are one "\r\n" line once it is gone, byte for byte what they were.
+    remaining, count = split(removed)
+    assert count == 0 and "".join(remaining) == "".join(others)
     replaced = replace_block(text, iqn, new)
     kept, count = split(replaced)
     assert count == 1
@@ -295,6 +298,46 @@ def test_ensure_when_ietd_reloaded_the_conf_with_other_tids_answers_234_and_239_
     assert f"tid:{new_tid} name:{PREFIX}volume-1\n" in proc_volume(env)
     again = make_target(env).create_export(None, stored, dev)
     assert ProviderLocation.parse(again["location"]).tid == new_tid
+
+
+def test_restore_after_ietd_reloaded_the_conf_calls_nothing_and_keeps_ops_constant(env, monkeypatch):
+    """A real reboot: ietd loads ietd.conf at start and numbers the targets in file order.
+
+    Everything is live, so the restore makes no ietadm call; it notes the
+    new tids in our records (from its one proc listing), so a later remove
+    finds its target at the recorded tid instead of reading the proc file.
+    """
+    from iscsi_helper.emulators.iet.boot import start_ietd
+    dev = make_device(env, "d1")
+    target = make_target(env)
+    for n in (1, 2, 3, 4):
+        target.create_export(None, vol(n), dev)
+    target.remove_export(None, vol(1))  # a hole: file order and our tids now differ
+    target.create_export(None, vol(1), dev)
+    before = {n: _record_tid(env, f"volume-{n}") for n in (1, 2, 3, 4)}
+    reboot(env)
+    report = start_ietd(State.from_env(), env / "etc" / "ietd.conf")
+    assert report.targets == 4 and not report.refused
+    live = {}
+    for line in proc_volume(env).splitlines():
+        if line.startswith("tid:"):
+            tid_field, name_field = line.split()
+            live[name_field.removeprefix(f"name:{PREFIX}")] = int(tid_field.removeprefix("tid:"))
+    assert live != {f"volume-{n}": t for n, t in before.items()}, "ietd numbered them otherwise"
+    calls: list[tuple[str, ...]] = []
+    report = make_target(env, calls).restore_exports()
+    assert calls == [] and sorted(report.unchanged) == ["1", "2", "3", "4"]
+    assert {f"volume-{n}": _record_tid(env, f"volume-{n}") for n in (1, 2, 3, 4)} == live
+    proc_reads: list[str] = []
+    original = IetTarget._list_live
+    monkeypatch.setattr(IetTarget, "_list_live",
+                        lambda self: proc_reads.append("volume") or original(self))
+    calls.clear()
+    make_target(env, calls).remove_export(None, vol(3))
+    assert ietadm_ops(calls) == ["show tid user IncomingUser", "delete tid lun", "delete tid"]
+    assert f"--tid={live['volume-3']}" in calls[-1] and proc_reads == []
+    assert f"name:{PREFIX}volume-3" not in proc_volume(env)
+    assert f"name:{PREFIX}volume-2" in proc_volume(env)
 
 
 def test_ensure_finishes_a_half_created_target_lun_exists_239(env):

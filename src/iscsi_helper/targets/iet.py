@@ -463,6 +463,21 @@ class IetTarget(ISCSITarget):
             return False
         return super()._in_place(spec, record, live)
 
+    def _note_live(self, spec: ExportSpec, live: LiveTarget) -> None:
+        """Record the tid ietd gave our target when it loaded ietd.conf at boot (no ietadm call).
+
+        The listing names the target and its LUN path, and the restore holds
+        the volume's lock, so the live tid is this export's; every later
+        operation then vouches for it with one account probe.
+        """
+        data = self._load_index(spec.volume_name)
+        if data is None or data.get("tid") == live.tid:
+            return
+        LOG.info("Volume %s is live at tid %s (recorded: %s); noting it", spec.volume_id,
+                 live.tid, data.get("tid"))
+        atomic_write(self._record_path(spec.volume_name),
+                     self._index_text(spec, live.tid, data.get("device_size")), mode=0o600)
+
     def _proc_text(self, name: str) -> str:
         return read_text_or_none(Path(self.conf.iet_proc_dir) / name) or ""
 

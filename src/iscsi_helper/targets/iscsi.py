@@ -272,6 +272,14 @@ class ISCSITarget(Target):
                   live: LiveTarget | None) -> bool:
         return record == spec and live is not None and self._live_matches(spec, live)
 
+    def _note_live(self, spec: ExportSpec, live: LiveTarget) -> None:
+        """A bulk restore found ``spec`` live and right: keep what its listing says, tool untouched.
+
+        The default keeps nothing. IET overrides it: after a reboot ietd
+        renumbers the targets it loads from ietd.conf, and a record left
+        with the old tid would send every later operation to the proc file.
+        """
+
     def ensure_exports(self, context: Any, volumes: Iterable[tuple[Any, str]],
                        progress: Callable[[], None] | None = None) -> EnsureReport:
         """One listing of the target, then one realise per export that is missing or differs."""
@@ -317,6 +325,8 @@ class ISCSITarget(Target):
                 with secretmask.handling_secrets(spec.secrets()):
                     live = live_targets.get(spec.iqn)
                     if self._in_place(spec, record, live):
+                        assert live is not None
+                        self._note_live(spec, live)
                         report.unchanged.append(vol.id)
                         return
                     self._realise(spec, record, live_targets)
