@@ -154,9 +154,27 @@ class ChapCredentials:
 
     @classmethod
     def generate(cls) -> "ChapCredentials":
-        def pick(n: int) -> str:
-            return "".join(secrets.choice(_GENERATED_ALPHABET) for _ in range(n))
-        return cls(pick(GENERATED_USERNAME_LENGTH), pick(GENERATED_SECRET_LENGTH))
+        return cls(random_token(GENERATED_USERNAME_LENGTH), random_token(GENERATED_SECRET_LENGTH))
+
+
+def random_token(length: int) -> str:
+    """``length`` symbols of ``_GENERATED_ALPHABET``, each equally likely, from the OS's CSPRNG.
+
+    One ``token_bytes`` read per value instead of a system call per symbol
+    (``secrets.choice``): a create generates 36 of them. Bytes at or above
+    the largest multiple of the alphabet's size are dropped, so ``% size``
+    has no bias.
+    """
+    size = len(_GENERATED_ALPHABET)
+    limit = 256 - 256 % size
+    symbols: list[str] = []
+    while len(symbols) < length:
+        for byte in secrets.token_bytes(length + 8):
+            if byte < limit:
+                symbols.append(_GENERATED_ALPHABET[byte % size])
+                if len(symbols) == length:
+                    break
+    return "".join(symbols)
 
 
 def format_provider_auth(credentials: ChapCredentials) -> str:

@@ -116,6 +116,20 @@ def test_generated_credentials_are_valid_and_distinct():
     assert a != b and len(a.username) == 20 and len(a.password) == 16
 
 
+def test_generated_symbols_cover_the_alphabet_without_bias():
+    # 62 symbols from bytes: a plain "byte % 62" would make the first 8 symbols ~20% likelier.
+    import collections
+
+    from iscsi_helper.formats import _GENERATED_ALPHABET, random_token
+    counts = collections.Counter("".join(random_token(16) for _ in range(6200)))
+    assert set(counts) == set(_GENERATED_ALPHABET)
+    expected = 6200 * 16 / 62  # 1600 per symbol, standard deviation ~40
+    first, rest = ([counts[c] for c in _GENERATED_ALPHABET[:8]],
+                   [counts[c] for c in _GENERATED_ALPHABET[-8:]])
+    assert all(abs(n - expected) < 0.15 * expected for n in counts.values()), counts.most_common(3)
+    assert abs(sum(first) / len(first) - sum(rest) / len(rest)) < 0.1 * expected
+
+
 def test_geometry():
     assert parse_geometry("4096 512") == (4096, 512)
     assert parse_geometry(None) is None
