@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import io
 import json
 import os
@@ -211,6 +212,16 @@ class HelperBench:
 
     def start(self) -> None:
         """Prepare tools and environment."""
+
+    def started(self) -> None:
+        """Remember the environment start() set (PATH, emulator state), so activate() can return to it."""
+        self.environ = dict(os.environ)
+
+    def activate(self) -> None:
+        """Make this sandbox the one the tools see: two sandboxes of one helper take turns."""
+        if os.environ != self.environ:
+            os.environ.clear()
+            os.environ.update(self.environ)
 
     def stop(self) -> None:
         """Release what start() took."""
@@ -466,24 +477,49 @@ class OpStats:
         return max(counts) if counts else 0
 
 
-def latency(bench: HelperBench, target: ISCSITarget, n: int, samples: int,
-            tag: str) -> dict[str, OpStats]:
-    """create, initialize_connection, remove of fresh volumes beside ``n`` existing exports."""
-    stats = {op: OpStats() for op in ("create", "connect", "remove")}
+def _round(bench: HelperBench, target: ISCSITarget, volume: dict[str, str]
+           ) -> dict[str, Measure]:
+    """One create, initialize_connection and remove of a fresh volume, each measured."""
+    sink: dict[str, list[Measure]] = {"create": [], "connect": [], "remove": []}
+    with measuring(bench.calls, sink["create"]):
+        model = target.create_export(None, volume, str(bench.device))
+    attached = Volume(volume["id"], volume["name"], model["location"], model["auth"])
+    with measuring(bench.calls, sink["connect"]):
+        target.initialize_connection(attached, {"initiator": INITIATOR})
+    with measuring(bench.calls, sink["remove"]):
+        target.remove_export(None, volume)
+    return {op: measures[0] for op, measures in sink.items()}
+
+
+def latency(bench: HelperBench, target: ISCSITarget, n: int, samples: int, tag: str,
+            beside: tuple[HelperBench, ISCSITarget] | None = None
+            ) -> tuple[dict[str, OpStats], dict[str, OpStats] | None]:
+    """create, initialize_connection, remove of fresh volumes beside ``n`` existing exports.
+
+    With ``beside`` (a second sandbox holding the smallest N), rounds on the
+    two alternate, so both medians come from the same minutes of a shared,
+    noisy machine and their ratio is not a comparison of two moments.
+    """
+    ops = ("create", "connect", "remove")
+    stats = {op: OpStats() for op in ops}
+    base = {op: OpStats() for op in ops} if beside else None
+    # The population and restores before this leave garbage: collect it now, not
+    # inside a timed operation of one size and not another.
+    gc.collect()
     for k in range(samples + 1):  # the first round warms caches and imports
         volume = {"id": f"b{tag}{n}x{k}", "name": f"volume-b{tag}{n}x{k}"}
-        sink: dict[str, list[Measure]] = {op: [] for op in stats}
-        with measuring(bench.calls, sink["create"]):
-            model = target.create_export(None, volume, str(bench.device))
-        attached = Volume(volume["id"], volume["name"], model["location"], model["auth"])
-        with measuring(bench.calls, sink["connect"]):
-            target.initialize_connection(attached, {"initiator": INITIATOR})
-        with measuring(bench.calls, sink["remove"]):
-            target.remove_export(None, volume)
-        if k:
-            for op in stats:
-                stats[op].samples += sink[op]
-    return stats
+        turns: list[tuple[HelperBench, ISCSITarget, dict[str, OpStats]]] = [(bench, target, stats)]
+        if beside and base is not None:
+            turn = (beside[0], beside[1], base)
+            turns = [*turns, turn] if k % 2 else [turn, *turns]  # neither always goes first
+        for who, where, into in turns:
+            who.activate()
+            measured = _round(who, where, volume)
+            if k:
+                for op in ops:
+                    into[op].samples.append(measured[op])
+    bench.activate()
+    return stats, base
 
 
 def restore(bench: HelperBench, target: ISCSITarget,
@@ -556,9 +592,20 @@ def run_helper(name: str, sizes: list[int], samples: int, ref_points: int | None
                ) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix=f"iscsi-bench-{name}-") as tmp:
-        bench = BENCHES[name](Path(tmp))
+        saved_env = dict(os.environ)
+        bench = BENCHES[name](Path(tmp) / "main")
         bench.start()
-        saved_path = os.environ["PATH"]
+        bench.started()
+        beside: HelperBench | None = None
+        if name != "tgt" and len(sizes) > 1:
+            # The smallest N again, in a sandbox of its own, measured in turns with each larger N.
+            os.environ.clear()
+            os.environ.update(saved_env)
+            beside = BENCHES[name](Path(tmp) / "beside")
+            beside.start()
+            beside.started()
+            beside.populate(sizes[0])
+            bench.activate()
         try:
             spawn = spawn_cost(bench)
             for n in sizes:
@@ -573,18 +620,27 @@ def run_helper(name: str, sizes: list[int], samples: int, ref_points: int | None
                 log(f"{name}: populated {n} in {time.perf_counter() - t0:.1f} s")
                 for mode in bench.modes:
                     target = bench.target(mode)
+                    pair = None
+                    if beside is not None and n != sizes[0]:
+                        beside.activate()
+                        pair = (beside, beside.target(mode))
+                        bench.activate()
                     with timed_spawns():
-                        ops = latency(bench, target, n, samples, mode[0])
+                        ops, base_ops = latency(bench, target, n, samples, mode[0], pair)
                     row: dict[str, Any] = {"helper": name, "mode": mode, "n": n, "spawn": spawn}
                     for op, st in ops.items():
                         row[op] = st.median()
                         row[f"{op}_calls"] = st.calls()
                         row[f"{op}_overhead"] = st.median("overhead")
                         row[f"{op}_fsync"] = st.median("fsync")
+                    if base_ops is not None:
+                        row["beside_n"] = sizes[0]
+                        for op, st in base_ops.items():
+                            row[f"{op}_beside"] = st.median()
                     if name == "chiscsi":
                         ref = bench.target(mode, CxtAdmReference)
                         with timed_spawns():
-                            ref_ops = latency(bench, ref, n, samples, "r" + mode[0])
+                            ref_ops, _ = latency(bench, ref, n, samples, "r" + mode[0])
                         row["ref_create"] = ref_ops["create"].median()
                         row["ref_create_calls"] = ref_ops["create"].calls()
                     restore_here = mode == "inproc" or name == "tgt"
@@ -620,8 +676,11 @@ def run_helper(name: str, sizes: list[int], samples: int, ref_points: int | None
                     log(f"{name}/{mode} N={n}: create {row['create'] * 1e3:.1f} ms, "
                         f"remove {row['remove'] * 1e3:.1f} ms, connect {row['connect'] * 1e3:.1f} ms")
         finally:
-            os.environ["PATH"] = saved_path
             bench.stop()
+            if beside is not None:
+                beside.stop()
+            os.environ.clear()
+            os.environ.update(saved_env)
     return rows
 
 
@@ -666,6 +725,15 @@ def render(rows: list[dict[str, Any]]) -> str:
                      ("create", "remove", "connect", "restore", "ref_create", "ref_restore")]
             out.append(f"| {helper} | {mode} N={hi}/N={lo} | "
                        + " | ".join("-" if c is None else f"{c:.2f}" for c in cells) + " |")
+    paired = [r for r in rows if "beside_n" in r]
+    if paired:
+        out += ["", "The same ratios measured in turns: each N's rounds alternate with rounds "
+                    "on a second sandbox holding the smallest N, so both come from the same "
+                    "minutes (the figures the targets are checked on):", "",
+                "| helper | tool run | N / N | create | remove | connect |", "|---|---|---|---:|---:|---:|"]
+        out += [f"| {r['helper']} | {r['mode']} | {r['n']} / {r['beside_n']} | "
+                + " | ".join(f"{r[op] / r[f'{op}_beside']:.2f}" for op in ("create", "remove", "connect"))
+                + " |" for r in paired]
     out += ["", "Spawn cost of one near-no-op tool process: " + ", ".join(
         f"{h} {_ms(next(r['spawn'] for r in rows if r['helper'] == h))} ms"
         for h in dict.fromkeys(r["helper"] for r in rows)) + ".",
@@ -693,10 +761,13 @@ def checks(rows: list[dict[str, Any]]) -> list[str]:
             continue
         tag = f"{r['helper']}/{r['mode']}"
         for op in ("create", "remove"):
-            ratio = _ratio(sub, op, lo, hi)
+            if f"{op}_beside" in r:
+                ratio, how = r[op] / r[f"{op}_beside"], f"N={r['beside_n']} measured in turns"
+            else:
+                ratio, how = _ratio(sub, op, lo, hi), f"N={lo}"
             assert ratio is not None
             lines.append(f"{'MET ' if ratio <= 1.3 else 'MISS'} {tag}: {op} N={hi} is "
-                         f"{ratio:.2f}x N={lo} (target <= 1.3x)")
+                         f"{ratio:.2f}x {how} (target <= 1.3x)")
         if "restore" in r:
             limit = r["restore_missing"] + 1
             lines.append(f"{'MET ' if r['restore_calls'] <= limit else 'MISS'} {tag}: restore of "
@@ -763,7 +834,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10,100,1000,5000")
     parser.add_argument("--helpers", default="chiscsi,iet,tgt")
-    parser.add_argument("--samples", type=int, default=9,
+    parser.add_argument("--samples", type=int, default=15,
                         help="measured operations per size (median reported)")
     parser.add_argument("--quick", action="store_true",
                         help="sizes 10,100,1000 and 5 samples (a few minutes)")
