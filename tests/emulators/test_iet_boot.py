@@ -7,21 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from iscsi_helper.emulators.iet import boot, cli
 from iscsi_helper.emulators.iet.state import State
 
 IQN = "iqn.2010-10.org.openstack:volume-"
-
-
-@pytest.fixture()
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    state = tmp_path / "state"
-    monkeypatch.setenv("IET_EMULATOR_STATE", str(state))
-    monkeypatch.delenv("IET_EMULATOR_PROC", raising=False)
-    monkeypatch.delenv("IET_EMULATOR_WIRE", raising=False)
-    return state
 
 
 def _disk(tmp_path: Path, name: str) -> Path:

@@ -21,15 +21,6 @@ INITIATOR = "iqn.1994-05.com.redhat:5a6894679665"
 
 
 @pytest.fixture()
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    state = tmp_path / "state"
-    monkeypatch.setenv("IET_EMULATOR_STATE", str(state))
-    monkeypatch.delenv("IET_EMULATOR_PROC", raising=False)
-    monkeypatch.delenv("IET_EMULATOR_WIRE", raising=False)
-    return state
-
-
-@pytest.fixture()
 def disk(tmp_path: Path) -> Path:
     path = tmp_path / "disk0.img"
     with open(path, "wb") as handle:
