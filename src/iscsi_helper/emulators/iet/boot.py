@@ -118,9 +118,10 @@ def start_ietd(state: State, conf_path: Path) -> BootReport:
     except FileNotFoundError:
         text = ""  # ietd starts with no targets when the file is absent
     groups = parse_config(text, str(conf_path))
-    if state.tids():
+    live = state.tids()
+    if live:
         raise EmulatorConfigError(
-            f"ietd is already running ({len(state.tids())} targets live); stop it first "
+            f"ietd is already running ({len(live)} targets live); stop it first "
             "(ietadm --op delete)")
     booting = _BootState(state.root, state.proc_dir)
     handler = Ietadm(booting, lambda _text: None)
