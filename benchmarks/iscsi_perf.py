@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from iscsi_helper.wire.control import WireService
-from iscsi_helper.wire.model import WireLun, WireTarget
+from iscsi_helper.lab.wire.control import WireService
+from iscsi_helper.lab.wire.model import WireLun, WireTarget
 
 IQN = "iqn.2010-10.org.openstack:perf"
 
@@ -99,7 +99,7 @@ def main() -> int:
         wire, wire_line = run_wire(image, Path(scratch) / "wire", args.seconds, args.blocks)
         tgt, tgt_line = run_tgtd(image, args.seconds, args.blocks)
     print(f"iscsi-perf -t {args.seconds} -b {args.blocks}, same 64 MiB file, loopback")
-    print(f"  embedded target (iscsi_helper.wire): {wire:10.0f} IOPS   ({wire_line})")
+    print(f"  embedded target (iscsi_helper.lab.wire): {wire:10.0f} IOPS   ({wire_line})")
     print(f"  tgtd                                : {tgt:10.0f} IOPS   ({tgt_line})")
     print(f"  ratio embedded / tgtd               : {wire / tgt:10.2f}")
     return 0

@@ -265,7 +265,7 @@ class ChiscsiBench(HelperBench):
     name = "chiscsi"
 
     def start(self) -> None:
-        from iscsi_helper.emulators.shims import install_shims
+        from iscsi_helper.lab.emulators.shims import install_shims
         bin_dir = install_shims(self.root / "bin")
         os.environ["PATH"] = f"{bin_dir}:{os.environ['PATH']}"
         os.environ["CHISCSI_EMULATOR_STATE"] = str(self.root / "chiscsi-state")
@@ -276,7 +276,7 @@ class ChiscsiBench(HelperBench):
         return {"chiscsi_conf": self.chiscsi_conf}
 
     def emulator_main(self) -> Callable[[list[str]], int]:
-        from iscsi_helper.emulators.chiscsi import cli
+        from iscsi_helper.lab.emulators.chiscsi import cli
         return cli.main
 
     def populate(self, upto: int) -> None:
@@ -296,7 +296,7 @@ class ChiscsiBench(HelperBench):
         self.populated = max(self.populated, upto)
 
     def reboot(self) -> None:
-        from iscsi_helper.emulators import chiscsi
+        from iscsi_helper.lab.emulators import chiscsi
         chiscsi.reset(os.environ["CHISCSI_EMULATOR_STATE"])
 
 
@@ -304,8 +304,8 @@ class IetBench(HelperBench):
     name = "iet"
 
     def start(self) -> None:
-        from iscsi_helper.emulators.iet.state import PROC_ENV, STATE_ENV
-        from iscsi_helper.emulators.shims import install_shims
+        from iscsi_helper.lab.emulators.iet.state import PROC_ENV, STATE_ENV
+        from iscsi_helper.lab.emulators.shims import install_shims
         bin_dir = install_shims(self.root / "bin")
         os.environ["PATH"] = f"{bin_dir}:{os.environ['PATH']}"
         self.emulator_state = self.root / "iet-state"
@@ -321,7 +321,7 @@ class IetBench(HelperBench):
         return {"iet_conf": str(self.iet_conf), "iet_proc_dir": str(self.proc_dir)}
 
     def emulator_main(self) -> Callable[[list[str]], int]:
-        from iscsi_helper.emulators.iet import cli
+        from iscsi_helper.lab.emulators.iet import cli
         return cli.main
 
     def populate(self, upto: int) -> None:
@@ -338,8 +338,8 @@ class IetBench(HelperBench):
 
     def reboot_reloading(self) -> None:
         """A real reboot: the state is gone, then ietd starts and loads ietd.conf, numbering anew."""
-        from iscsi_helper.emulators.iet.boot import start_ietd
-        from iscsi_helper.emulators.iet.state import State
+        from iscsi_helper.lab.emulators.iet.boot import start_ietd
+        from iscsi_helper.lab.emulators.iet.state import State
         self.reboot()
         report = start_ietd(State.from_env(), self.iet_conf)
         assert not report.refused, report.refused

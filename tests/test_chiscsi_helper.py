@@ -17,9 +17,9 @@ import sys
 import pytest
 
 from iscsi_helper import options, registry
-from iscsi_helper.emulators import chiscsi as emulator
-from iscsi_helper.emulators.chiscsi import cli as emulator_cli
-from iscsi_helper.emulators.shims import install_shims
+from iscsi_helper.lab.emulators import chiscsi as emulator
+from iscsi_helper.lab.emulators.chiscsi import cli as emulator_cli
+from iscsi_helper.lab.emulators.shims import install_shims
 from iscsi_helper.exception import TargetCreateFailed
 from iscsi_helper.executor import Executor
 from iscsi_helper.formats import ChapCredentials, Portal

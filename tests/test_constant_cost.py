@@ -37,8 +37,8 @@ EXISTING = 200
 #: step by step) after one ``--op show``, which spares each export's own show.
 RESTORE_COST = {"chiscsi": (1, 1), "iet": (3, 0), "tgt": (5, 1)}
 
-IN_PROCESS = {"chiscsi": "iscsi_helper.emulators.chiscsi.cli",
-              "iet": "iscsi_helper.emulators.iet.cli"}
+IN_PROCESS = {"chiscsi": "iscsi_helper.lab.emulators.chiscsi.cli",
+              "iet": "iscsi_helper.lab.emulators.iet.cli"}
 
 HELPERS = sorted(name for name in HARNESSES if name in RESTORE_COST)
 

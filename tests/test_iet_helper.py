@@ -21,9 +21,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from iscsi_helper import options, registry
-from iscsi_helper.emulators.iet import cli as emulator_cli
-from iscsi_helper.emulators.iet.state import PROC_ENV, STATE_ENV, State
-from iscsi_helper.emulators.shims import install_shims
+from iscsi_helper.lab.emulators.iet import cli as emulator_cli
+from iscsi_helper.lab.emulators.iet.state import PROC_ENV, STATE_ENV, State
+from iscsi_helper.lab.emulators.shims import install_shims
 from iscsi_helper.exception import CommandFailed, TargetCreateFailed
 from iscsi_helper.executor import CommandResult, Executor
 from iscsi_helper.formats import ProviderLocation, parse_provider_auth
@@ -307,7 +307,7 @@ def test_restore_after_ietd_reloaded_the_conf_calls_nothing_and_keeps_ops_consta
     new tids in our records (from its one proc listing), so a later remove
     finds its target at the recorded tid instead of reading the proc file.
     """
-    from iscsi_helper.emulators.iet.boot import start_ietd
+    from iscsi_helper.lab.emulators.iet.boot import start_ietd
     dev = make_device(env, "d1")
     target = make_target(env)
     for n in (1, 2, 3, 4):
@@ -412,7 +412,7 @@ def test_remove_force_closes_an_open_session(env):
     target = make_target(env)
     target.create_export(None, vol(1), dev)
     tid = _record_tid(env, "volume-1")
-    out = subprocess.run([sys.executable, "-m", "iscsi_helper.emulators.iet", "--inject-session",
+    out = subprocess.run([sys.executable, "-m", "iscsi_helper.lab.emulators.iet", "--inject-session",
                           f"--tid={tid}", f"--initiator={INITIATOR}", "--ip=192.0.2.10"],
                          capture_output=True, text=True, check=True, env=os.environ)
     sid = int(out.stdout)

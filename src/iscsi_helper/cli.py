@@ -14,6 +14,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from importlib import metadata
 from typing import Any
 
 from oslo_config import cfg
@@ -26,6 +27,12 @@ from iscsi_helper.model import ExportStatus, Volume
 from iscsi_helper.targets.iscsi import ISCSITarget
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+#: Entry-point group through which other packages add commands (the lab adds
+#: ``demo``). Each entry is ``register(command)``: it calls ``command(name,
+#: help, ...)`` and sets ``run_extension`` on the parser it gets back. The
+#: product never imports those packages by name.
+COMMAND_EXTENSIONS = "iscsi_helper.cli_commands"
 
 # Command-line flags that override the configuration file, by option name.
 _OVERRIDES = ("target_helper", "state_path", "volumes_dir", "target_ip_address",
@@ -92,11 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fix", action="store_true",
                    help="start missing exports, reload differing ones, stop orphans")
     command("helpers", "List the registered target helpers.")
-    p = command("demo", "Run the main job on this machine: export a 64 MiB file through the "
-                        "chiscsi helper on the embedded emulator, log in with a real "
-                        "initiator, write and read back, list, remove.", json_flag=False)
-    p.add_argument("--workdir", metavar="DIR", help="keep everything in DIR (default: a "
-                                                      "temporary directory, removed afterwards)")
+    for extension in metadata.entry_points(group=COMMAND_EXTENSIONS):
+        extension.load()(command)
     return parser
 
 
@@ -151,11 +155,9 @@ def _require_iscsi(target: Any) -> ISCSITarget:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.command == "demo":
-        from pathlib import Path
-
-        from iscsi_helper import demo
-        return demo.run(Path(args.workdir) if args.workdir else None)
+    extension: Callable[[argparse.Namespace], int] | None = getattr(args, "run_extension", None)
+    if extension is not None:
+        return extension(args)
     if args.command == "helpers":
         names = registry.helper_names()
         _print(names, args.json, lambda n: "\n".join(n))

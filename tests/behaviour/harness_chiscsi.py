@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from iscsi_helper.emulators import chiscsi as emulator
-from iscsi_helper.emulators.chiscsi.state import State
-from iscsi_helper.emulators.shims import install_shims
+from iscsi_helper.lab.emulators import chiscsi as emulator
+from iscsi_helper.lab.emulators.chiscsi.state import State
+from iscsi_helper.lab.emulators.shims import install_shims
 
 from .harness import Harness, LiveView, register
 

@@ -12,8 +12,8 @@ import json
 import shutil
 from pathlib import Path
 
-from iscsi_helper.emulators.iet.state import PROC_ENV, STATE_ENV, State
-from iscsi_helper.emulators.shims import install_shims
+from iscsi_helper.lab.emulators.iet.state import PROC_ENV, STATE_ENV, State
+from iscsi_helper.lab.emulators.shims import install_shims
 
 from .harness import Harness, LiveView, register
 

@@ -1,7 +1,7 @@
 """End to end on the emulated targets: the helper configures, a real initiator uses it.
 
 The chiscsi and IET emulators serve what their admin tool started through
-the embedded iSCSI target (iscsi_helper.wire), so what is checked here is
+the embedded iSCSI target (iscsi_helper.lab.wire), so what is checked here is
 the wire: libiscsi and qemu-io log in with exactly the properties
 initialize_connection returned. (tgt, a real target, has its own module.)
 """
@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import pytest
 
 from iscsi_helper import options, registry
-from iscsi_helper.emulators import chiscsi as chiscsi_emulator
-from iscsi_helper.emulators.iet import serving as iet_serving
-from iscsi_helper.emulators.iet.state import PROC_ENV, STATE_ENV as IET_STATE_ENV
-from iscsi_helper.emulators.shims import install_shims
-from iscsi_helper.initiator import Initiator, LoginFailed, paths
+from iscsi_helper.lab.emulators import chiscsi as chiscsi_emulator
+from iscsi_helper.lab.emulators.iet import serving as iet_serving
+from iscsi_helper.lab.emulators.iet.state import PROC_ENV, STATE_ENV as IET_STATE_ENV
+from iscsi_helper.lab.emulators.shims import install_shims
+from iscsi_helper.lab.initiator import Initiator, LoginFailed, paths
 from iscsi_helper.targets.base import Target
 
 from ..conftest import free_port

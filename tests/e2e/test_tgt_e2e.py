@@ -2,7 +2,7 @@
 
 libiscsi (``iscsi-inq``, ``iscsi-readcapacity16``) and ``qemu-io`` log in
 with exactly the properties ``initialize_connection`` returned, through
-:class:`iscsi_helper.initiator.Initiator`, which passes CHAP secrets in the
+:class:`iscsi_helper.lab.initiator.Initiator`, which passes CHAP secrets in the
 environment (``LIBISCSI_CHAP_PASSWORD``) and a 0600 file (qemu's secret
 object), never on a command line.
 """
@@ -19,7 +19,7 @@ import pytest
 from iscsi_helper import options, registry
 from iscsi_helper.exception import CommandFailed, TargetCreateFailed
 from iscsi_helper.executor import CommandResult, Executor
-from iscsi_helper.initiator import Initiator, LoginFailed
+from iscsi_helper.lab.initiator import Initiator, LoginFailed
 from iscsi_helper.targets import tgt
 
 from ..behaviour.harness_tgt import TgtdProcess

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from iscsi_helper.emulators import chiscsi as chiscsi_emulator
-from iscsi_helper.emulators.shims import install_shims
+from iscsi_helper.lab.emulators import chiscsi as chiscsi_emulator
+from iscsi_helper.lab.emulators.shims import install_shims
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = ["quickstart.md", "helpers/chiscsi.md", "migration.md", "cinder.md",

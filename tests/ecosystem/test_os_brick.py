@@ -20,8 +20,8 @@ from os_brick.initiator.connectors.iscsi import ISCSIConnector
 from oslo_config import cfg
 
 from iscsi_helper import options, registry
-from iscsi_helper.emulators import chiscsi as emulator
-from iscsi_helper.emulators.shims import install_shims
+from iscsi_helper.lab.emulators import chiscsi as emulator
+from iscsi_helper.lab.emulators.shims import install_shims
 from iscsi_helper.executor import Executor
 
 PREFIX = "iqn.2010-10.org.openstack:"

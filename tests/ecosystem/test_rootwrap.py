@@ -22,8 +22,8 @@ from oslo_rootwrap import filters as rw_filters
 from oslo_rootwrap import wrapper
 
 from iscsi_helper import options, registry
-from iscsi_helper.emulators import chiscsi as emulator
-from iscsi_helper.emulators.shims import install_shims
+from iscsi_helper.lab.emulators import chiscsi as emulator
+from iscsi_helper.lab.emulators.shims import install_shims
 from iscsi_helper.exception import CommandNotFound
 from iscsi_helper.executor import Executor
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from iscsi_helper.emulators.chiscsi.confparse import ConfError, parse_file, parse_text
+from iscsi_helper.lab.emulators.chiscsi.confparse import ConfError, parse_file, parse_text
 
 CHELSIO_EXAMPLE = """\
 target:

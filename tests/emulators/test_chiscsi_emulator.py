@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from iscsi_helper.emulators.chiscsi import reset, serving
-from iscsi_helper.emulators.chiscsi.cli import main
-from iscsi_helper.emulators.chiscsi.confparse import parse_text
-from iscsi_helper.emulators.shims import install_shims
+from iscsi_helper.lab.emulators.chiscsi import reset, serving
+from iscsi_helper.lab.emulators.chiscsi.cli import main
+from iscsi_helper.lab.emulators.chiscsi.confparse import parse_text
+from iscsi_helper.lab.emulators.shims import install_shims
 
 PREFIX = "iqn.2010-10.org.openstack:"
 
@@ -385,9 +385,9 @@ class FakeWireService:
 
 @pytest.fixture
 def fake_wire(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, object]]:
-    module = types.ModuleType("iscsi_helper.wire.control")
+    module = types.ModuleType("iscsi_helper.lab.wire.control")
     module.WireService = FakeWireService  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "iscsi_helper.wire.control", module)
+    monkeypatch.setitem(sys.modules, "iscsi_helper.lab.wire.control", module)
     FakeWireService.calls = []
     return FakeWireService.calls
 
@@ -478,7 +478,7 @@ def test_shims_are_executables_on_path(tmp_path: Path, shim_env: dict[str, str])
         path = tmp_path / "bin" / name
         assert os.access(path, os.X_OK)
         assert path.read_text().startswith(f"#!{sys.executable}\n")
-    assert "iscsi_helper.emulators.iet.cli" in (tmp_path / "bin" / "ietadm").read_text()
+    assert "iscsi_helper.lab.emulators.iet.cli" in (tmp_path / "bin" / "ietadm").read_text()
 
 
 def test_cxtadm_flow_through_shim(shim_env: dict[str, str], cxt: CxtFiles) -> None:
@@ -497,7 +497,7 @@ def test_cxtadm_flow_through_shim(shim_env: dict[str, str], cxt: CxtFiles) -> No
     assert res.returncode == 1 and "is not found" in res.stderr
     res = iscsictl(shim_env, "-c", f"target={iqn(1)}")
     assert res.returncode == 1 and "NOT found" in res.stdout
-    res = subprocess.run([sys.executable, "-m", "iscsi_helper.emulators.chiscsi", "-c", f"target={iqn(10)}"],
+    res = subprocess.run([sys.executable, "-m", "iscsi_helper.lab.emulators.chiscsi", "-c", f"target={iqn(10)}"],
                          env=shim_env, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and f"TARGET: {iqn(10)}, id=1, login_ip=0" in res.stdout
     res = iscsictl(shim_env, "-S", "target=x")

@@ -1,6 +1,6 @@
 """The chiscsi emulator with the real data path: what -S starts, an initiator can use.
 
-Needs ``iscsi_helper.wire.control`` and libiscsi's command-line tools; skipped
+Needs ``iscsi_helper.lab.wire.control`` and libiscsi's command-line tools; skipped
 otherwise. Uses the shim exactly as a helper would, then libiscsi (a real,
 independent initiator) to check login, CHAP enforcement, the LUN, its serial
 number, ACL-free access after a reload, and withdrawal on ``-s``/reset.
@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("iscsi_helper.wire.control")
+pytest.importorskip("iscsi_helper.lab.wire.control")
 if not shutil.which("iscsi-inq") or not shutil.which("iscsi-readcapacity16"):
     pytest.skip("libiscsi tools (iscsi-inq, iscsi-readcapacity16) not installed", allow_module_level=True)
 
-from iscsi_helper.emulators.chiscsi import reset  # noqa: E402
-from iscsi_helper.emulators.shims import install_shims  # noqa: E402
+from iscsi_helper.lab.emulators.chiscsi import reset  # noqa: E402
+from iscsi_helper.lab.emulators.shims import install_shims  # noqa: E402
 
 IQN = "iqn.2010-10.org.openstack:volume-wire1"
 

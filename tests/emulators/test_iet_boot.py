@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from iscsi_helper.emulators.iet import boot, cli
-from iscsi_helper.emulators.iet.state import State
+from iscsi_helper.lab.emulators.iet import boot, cli
+from iscsi_helper.lab.emulators.iet.state import State
 
 IQN = "iqn.2010-10.org.openstack:volume-"
 
@@ -115,7 +115,7 @@ def test_module_entry_point(tmp_path):
     a = _disk(tmp_path, "a.img")
     conf = _conf(tmp_path, f"Target {IQN}a\n\tLun 0 Path={a},Type=fileio\n")
     environ = dict(os.environ, IET_EMULATOR_STATE=str(tmp_path / "s"))
-    done = subprocess.run([sys.executable, "-m", "iscsi_helper.emulators.iet", "--start-ietd",
+    done = subprocess.run([sys.executable, "-m", "iscsi_helper.lab.emulators.iet", "--start-ietd",
                            f"--config={conf}"], env=environ, capture_output=True, text=True,
                           check=False)
     assert done.returncode == 0, done.stderr

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from iscsi_helper.emulators import iet
-from iscsi_helper.emulators.iet import cli, proc, serving
-from iscsi_helper.emulators.iet.inject import inject_session
-from iscsi_helper.emulators.iet.state import State
+from iscsi_helper.lab.emulators import iet
+from iscsi_helper.lab.emulators.iet import cli, proc, serving
+from iscsi_helper.lab.emulators.iet.inject import inject_session
+from iscsi_helper.lab.emulators.iet.state import State
 
 IQN = "iqn.2010-10.org.openstack:volume-"
 INITIATOR = "iqn.1994-05.com.redhat:5a6894679665"
@@ -328,7 +328,7 @@ def test_executable_named_ietadm_on_path(tmp_path: Path, disk: Path) -> None:
 def test_module_entry_and_inject_session(tmp_path: Path) -> None:
     state = tmp_path / "s"
     environ = dict(os.environ, IET_EMULATOR_STATE=str(state))
-    module = [sys.executable, "-m", "iscsi_helper.emulators.iet"]
+    module = [sys.executable, "-m", "iscsi_helper.lab.emulators.iet"]
     done = subprocess.run([*module, "--op", "new", "--tid=0", "--params", f"Name={IQN}a"],
                           env=environ, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
@@ -396,14 +396,14 @@ def test_serving_maps_target_to_wire_arguments() -> None:
 
 def test_wire_disabled_means_no_import(env: Path, disk: Path,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "iscsi_helper.wire.control", None)  # import would fail
+    monkeypatch.setitem(sys.modules, "iscsi_helper.lab.wire.control", None)  # import would fail
     assert new_target(0, "a") == 0
     assert run("--op", "new", "--tid=1", "--lun=0", "--params", f"Path={disk}") == 0
 
 
 def test_wire_enabled_without_wire_module_fails_loudly(env: Path, disk: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "iscsi_helper.wire.control", None)
+    monkeypatch.setitem(sys.modules, "iscsi_helper.lab.wire.control", None)
     monkeypatch.setenv("IET_EMULATOR_WIRE", "1")
     assert new_target(0, "a") == 0  # no LUN: nothing to serve, nothing imported
     assert run("--op", "new", "--tid=1", "--lun=0", "--params", f"Path={disk}") == 251  # EIO

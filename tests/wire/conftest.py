@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from iscsi_helper.wire.control import WireService, _alive
-from iscsi_helper.wire.model import WireLun, WireTarget
+from iscsi_helper.lab.wire.control import WireService, _alive
+from iscsi_helper.lab.wire.model import WireLun, WireTarget
 
 LIBISCSI_TOOLS = ("iscsi-ls", "iscsi-inq", "iscsi-readcapacity16", "iscsi-test-cu")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from iscsi_helper.wire.model import WireLun
+from iscsi_helper.lab.wire.model import WireLun
 
 from .conftest import Targets, make_image, run
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from iscsi_helper.wire.control import WireService, WireServiceError, _alive
-from iscsi_helper.wire.daemon import socket_path, target_file
-from iscsi_helper.wire.model import WireLun, WireTarget
+from iscsi_helper.lab.wire.control import WireService, WireServiceError, _alive
+from iscsi_helper.lab.wire.daemon import socket_path, target_file
+from iscsi_helper.lab.wire.model import WireLun, WireTarget
 
 from .conftest import dual_stack_port, make_image, run, stop_and_check
 
@@ -43,7 +43,7 @@ def _target(tmp_path: Path, name: str, port: int, **kwargs: object) -> WireTarge
 def _daemons_for(run_dir: Path) -> list[int]:
     out = subprocess.run(["ps", "-ww", "-eo", "pid=,args="], capture_output=True, text=True, check=True).stdout
     return [int(line.split()[0]) for line in out.splitlines()
-            if "iscsi_helper.wire" in line and str(run_dir) in line]
+            if "iscsi_helper.lab.wire" in line and str(run_dir) in line]
 
 
 def test_publish_starts_a_detached_daemon_and_stop_ends_it(own: WireService, tmp_path: Path) -> None:
@@ -98,8 +98,8 @@ def test_concurrent_publishers_share_one_daemon(own: WireService, tmp_path: Path
     make_image(tmp_path / "shared.img", 2 << 20)
     script = (
         "import sys\n"
-        "from iscsi_helper.wire.control import WireService\n"
-        "from iscsi_helper.wire.model import WireLun, WireTarget\n"
+        "from iscsi_helper.lab.wire.control import WireService\n"
+        "from iscsi_helper.lab.wire.model import WireLun, WireTarget\n"
         "WireService(sys.argv[1]).publish(WireTarget(sys.argv[2], [WireLun(sys.argv[3])], "
         "[('127.0.0.1', int(sys.argv[4]))]))\n"
     )

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from iscsi_helper.wire import chap
-from iscsi_helper.wire.model import WireLun, WireTarget, format_portal
-from iscsi_helper.wire.negotiation import SessionParams, parse_text
+from iscsi_helper.lab.wire import chap
+from iscsi_helper.lab.wire.model import WireLun, WireTarget, format_portal
+from iscsi_helper.lab.wire.negotiation import SessionParams, parse_text
 
 
 def _target(**kwargs: object) -> WireTarget:
@@ -84,7 +84,7 @@ def test_crc32c_known_vector_and_digest_framing() -> None:
     """CRC32C is used for negotiated digests; a wrong polynomial would corrupt every PDU."""
     import asyncio
 
-    from iscsi_helper.wire.pdu import OP_NOP_IN, PDUError, PDUStream, crc32c, new_pdu
+    from iscsi_helper.lab.wire.pdu import OP_NOP_IN, PDUError, PDUStream, crc32c, new_pdu
 
     assert crc32c(b"123456789") == 0xE3069283  # RFC 3720 appendix B.4 check value
 

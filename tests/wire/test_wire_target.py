@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from iscsi_helper.wire.control import WireService
-from iscsi_helper.wire.daemon import target_file
-from iscsi_helper.wire.model import WireLun
-from iscsi_helper.wire.scsi import naa_from_wwn
+from iscsi_helper.lab.wire.control import WireService
+from iscsi_helper.lab.wire.daemon import target_file
+from iscsi_helper.lab.wire.model import WireLun
+from iscsi_helper.lab.wire.scsi import naa_from_wwn
 
 from .conftest import Targets, make_image, run
 

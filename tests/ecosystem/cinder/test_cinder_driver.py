@@ -28,9 +28,9 @@ from oslo_config import cfg
 
 from iscsi_helper.cinder import driver as our_driver
 from iscsi_helper.cinder.target import IscsiHelperTarget
-from iscsi_helper.emulators import chiscsi as emulator
-from iscsi_helper.emulators.chiscsi.state import State
-from iscsi_helper.emulators.shims import install_shims
+from iscsi_helper.lab.emulators import chiscsi as emulator
+from iscsi_helper.lab.emulators.chiscsi.state import State
+from iscsi_helper.lab.emulators.shims import install_shims
 from iscsi_helper.targets.chiscsi import ChiscsiTarget
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "cinder.md"

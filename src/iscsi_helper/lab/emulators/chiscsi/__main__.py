@@ -1,0 +1,7 @@
+"""``python -m iscsi_helper.lab.emulators.chiscsi`` behaves like ``iscsictl``."""
+
+import sys
+
+from iscsi_helper.lab.emulators.chiscsi.cli import main
+
+sys.exit(main())

@@ -1,0 +1,211 @@
+"""The in-process iSCSI target: served targets, their listeners and sessions.
+
+Everything is indexed so that publishing or withdrawing one target costs the
+same whether 1 or 5000 are served: targets by IQN, targets by portal (for
+SendTargets), listeners reference-counted by portal, sessions by target.  A
+portal that cannot be bound (an address this node does not have) is logged
+and skipped rather than failing the publication, because multipath exports
+routinely list portals of other nodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from dataclasses import dataclass, field
+
+from iscsi_helper.lab.wire.model import WireTarget, format_portal
+from iscsi_helper.lab.wire.scsi import LunBackend
+from iscsi_helper.lab.wire.session import Connection
+
+LOG = logging.getLogger(__name__)
+
+Portal = tuple[str, int]
+
+
+@dataclass(eq=False)
+class ServedTarget:
+    target: WireTarget
+    luns: list[LunBackend]
+    connections: set[Connection] = field(default_factory=set)
+    withdrawn: bool = False
+
+    def close(self) -> None:
+        """Drop sessions; the LUN descriptors close once the last session has ended.
+
+        Closing a descriptor while a session still has I/O in a worker thread
+        could let a newly opened file reuse the number and receive that I/O.
+        """
+        self.withdrawn = True
+        for conn in list(self.connections):
+            conn.close()
+        self.release_if_idle()
+
+    def release_if_idle(self) -> None:
+        if self.withdrawn and not self.connections and self.luns:
+            for lun in self.luns:
+                lun.close()
+            self.luns = []
+
+
+def open_luns(target: WireTarget) -> list[LunBackend]:
+    luns: list[LunBackend] = []
+    try:
+        for index, spec in enumerate(target.luns):
+            luns.append(LunBackend(spec, index, target.iqn))
+    except OSError:
+        for lun in luns:
+            lun.close()
+        raise
+    return luns
+
+
+def _wildcard(host: str) -> bool:
+    return host in ("0.0.0.0", "::", "")
+
+
+class WireServer:
+    """All targets served by this process."""
+
+    def __init__(self) -> None:
+        self.targets: dict[str, ServedTarget] = {}
+        self.by_portal: dict[Portal, set[str]] = {}
+        self.listeners: dict[Portal, asyncio.AbstractServer] = {}
+        self.sessions: dict[tuple[str, bytes, str], Connection] = {}
+        self.connections: set[Connection] = set()
+
+    # --- target management ------------------------------------------------
+    async def publish(self, target: WireTarget) -> list[str]:
+        """Serve ``target`` (replacing an older definition); returns portals that could not be bound."""
+        target.validate()
+        old = self.targets.get(target.iqn)
+        if old is not None and old.target.to_dict() == target.to_dict():
+            return await self._bind_portals(target)
+        luns = open_luns(target)
+        if old is not None:
+            self._remove(old)
+        served = ServedTarget(target, luns)
+        self.targets[target.iqn] = served
+        for portal in target.portals:
+            self.by_portal.setdefault(portal, set()).add(target.iqn)
+        unbound = await self._bind_portals(target)
+        LOG.info("serving %s: %d LUN(s) on %s%s", target.iqn, len(luns),
+                 ", ".join(format_portal(*p) for p in target.portals) or "no portal",
+                 f" (unbound: {', '.join(unbound)})" if unbound else "")
+        return unbound
+
+    async def withdraw(self, iqn: str) -> bool:
+        served = self.targets.get(iqn)
+        if served is None:
+            return False
+        self._remove(served)
+        LOG.info("withdrew %s", iqn)
+        return True
+
+    def _remove(self, served: ServedTarget) -> None:
+        iqn = served.target.iqn
+        del self.targets[iqn]
+        for portal in served.target.portals:
+            users = self.by_portal.get(portal)
+            if users is None:
+                continue
+            users.discard(iqn)
+            if not users:
+                del self.by_portal[portal]
+                listener = self.listeners.pop(portal, None)
+                if listener is not None:
+                    listener.close()
+                    LOG.info("stopped listening on %s", format_portal(*portal))
+        served.close()
+
+    def served(self) -> list[str]:
+        return sorted(self.targets)
+
+    async def _bind_portals(self, target: WireTarget) -> list[str]:
+        unbound = []
+        for portal in target.portals:
+            if portal in self.listeners:
+                continue
+            try:
+                self.listeners[portal] = await self._listen(portal)
+                LOG.info("listening on %s", format_portal(*portal))
+            except OSError as exc:
+                LOG.warning("cannot listen on portal %s of %s: %s; skipped",
+                            format_portal(*portal), target.iqn, exc.strerror or exc)
+                unbound.append(format_portal(*portal))
+        return unbound
+
+    async def _listen(self, portal: Portal) -> asyncio.AbstractServer:
+        host, port = portal
+
+        async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            conn = Connection(self, portal, reader, writer)
+            self.connections.add(conn)
+            await conn.run()
+
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        return await asyncio.start_server(on_connect, host=host or None, port=port, family=family,
+                                          reuse_address=True, limit=2**20)
+
+    async def close(self) -> None:
+        for served in list(self.targets.values()):
+            self._remove(served)
+        for listener in self.listeners.values():
+            listener.close()
+        self.listeners.clear()
+        for conn in list(self.connections):
+            conn.close()
+
+    # --- used by connections ------------------------------------------
+    def lookup(self, iqn: str, portal: Portal) -> ServedTarget | None:
+        served = self.targets.get(iqn)
+        if served is None or portal not in served.target.portals:
+            return None
+        return served
+
+    def session_started(self, conn: Connection) -> None:
+        assert conn.target is not None
+        key = (conn.initiator_name, conn.isid, conn.target.target.iqn)
+        old = self.sessions.get(key)
+        if old is not None and old is not conn:
+            LOG.info("session reinstatement for %s: dropping the old connection", conn.initiator_name)
+            old.close()
+        self.sessions[key] = conn
+        conn.target.connections.add(conn)
+
+    def connection_closed(self, conn: Connection) -> None:
+        self.connections.discard(conn)
+        if conn.target is not None:
+            conn.target.connections.discard(conn)
+            conn.target.release_if_idle()
+            key = (conn.initiator_name, conn.isid, conn.target.target.iqn)
+            if self.sessions.get(key) is conn:
+                del self.sessions[key]
+
+    def send_targets(self, conn: Connection, value: str) -> list[tuple[str, str]]:
+        """SendTargets answer: targets visible on the portal ``conn`` came in on, allowed for its initiator."""
+        if value == "All":
+            if not conn.discovery:
+                return [("SendTargets", "Reject")]
+            names = sorted(self.by_portal.get(conn.portal, ()))
+        elif value == "":
+            names = [conn.target.target.iqn] if conn.target is not None else []
+        else:
+            names = [value] if value in self.by_portal.get(conn.portal, ()) else []
+        out: list[tuple[str, str]] = []
+        for name in names:
+            served = self.targets.get(name)
+            if served is None:
+                continue
+            t = served.target
+            if t.acl and conn.initiator_name not in t.acl:
+                continue
+            out.append(("TargetName", t.iqn))
+            for host, port in t.portals:
+                if (host, port) not in self.listeners:
+                    continue
+                if _wildcard(host):
+                    host, port = conn.local
+                out.append(("TargetAddress", f"{format_portal(host, port)},{t.tpgt}"))
+        return out
