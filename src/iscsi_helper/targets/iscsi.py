@@ -237,7 +237,13 @@ class ISCSITarget(Target):
             spec = self._desired_spec(vol, volume_path, record)
             with secretmask.handling_secrets(spec.secrets()):
                 self._realise(spec, record)
-                live = self._lookup(spec.iqn)
+                try:
+                    live = self._lookup(spec.iqn)
+                except IscsiHelperError:
+                    # Unverified is not done: the caller will treat the export as
+                    # failed, so it must not stay behind, live and recorded.
+                    self._undo(spec, record)
+                    raise
                 if live is None:
                     self._undo(spec, record)
                     raise TargetCreateFailed(
