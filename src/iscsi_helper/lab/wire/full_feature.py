@@ -273,6 +273,9 @@ class FullFeaturePhase:
                 command.unsolicited_end = len(pdu.data)
             command.r2t_end = max(command.unsolicited_end, len(pdu.data))
         command.task = asyncio.get_running_loop().create_task(self._run(command, write))
+        # A task cancelled before it first runs never executes its finally clause:
+        # the callback is what releases the command's task set entry then.
+        command.task.add_done_callback(lambda _task, command=command: self._finish(command))
 
     def _refuse_at_arrival(self, command: Command, write: bool) -> ScsiOutcome | None:
         """What is decided in arrival order: LUN, CDB size limits, pending unit attention."""
