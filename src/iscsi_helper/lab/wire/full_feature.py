@@ -22,6 +22,7 @@ over its limit or while the peer is not reading our responses.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import struct
@@ -108,7 +109,7 @@ class Command:
         self.sequences: dict[int, list[int]] = {}  # TTT -> [next DataSN, end offset]
         self.r2t_end = 0
         self.r2t_sn = 0
-        self.data_event = asyncio.Event()
+        self.data_event: asyncio.Event | None = None  # made when a write first waits
         self.done = False
         self.stream = False
         self.answered = False
@@ -183,6 +184,9 @@ class FullFeaturePhase:
         else:
             self._finish(command)
 
+    def _task_done(self, command: Command, _task: asyncio.Task[None]) -> None:
+        self._finish(command)
+
     def _finish(self, command: Command) -> None:
         """Release everything a command held; safe to call more than once."""
         if command.done:
@@ -238,6 +242,10 @@ class FullFeaturePhase:
         lun = self.luns[lun_number] if 0 <= lun_number < len(self.luns) else None
         write = bool(flags & 0x20)
         conn.in_flight += 1
+        if not write and lun is not None and cdb[0] in scsi.READ_OPS and flags & 0x07 != ATTR_ORDERED \
+                and itt not in self.commands and self._fast_read(itt, lun, lun_raw, cdb, edtl):
+            conn.in_flight -= 1
+            return
         command = Command(itt, lun, lun_raw, cdb, edtl, flags & 0x07, write)
         if itt in self.commands:
             raise ConnectionDropped(f"task tag 0x{itt:08x} already in use")
@@ -275,7 +283,7 @@ class FullFeaturePhase:
         command.task = asyncio.get_running_loop().create_task(self._run(command, write))
         # A task cancelled before it first runs never executes its finally clause:
         # the callback is what releases the command's task set entry then.
-        command.task.add_done_callback(lambda _task, command=command: self._finish(command))
+        command.task.add_done_callback(functools.partial(self._task_done, command))
 
     def _refuse_at_arrival(self, command: Command, write: bool) -> ScsiOutcome | None:
         """What is decided in arrival order: LUN, CDB size limits, pending unit attention."""
@@ -296,6 +304,31 @@ class FullFeaturePhase:
             if command.edtl > limit:  # refused before anything is held for it
                 return scsi.invalid_cdb()
         return lun.take_unit_attention(self.conn.nexus, cdb)
+
+    def _fast_read(self, itt: int, lun: scsi.LunBackend, lun_raw: bytes, cdb: bytes, edtl: int) -> bool:
+        """The common case answered with nothing allocated but the data: a small cached READ, nothing in its way."""
+        if lun.unit_attentions or lun.reservations.type or lun.reservations.spc2_holder is not None:
+            return False
+        try:
+            lba, blocks = lun.read_request(cdb)
+        except (SenseError, IndexError, struct.error):
+            return False
+        length = blocks * lun.block_size
+        if not 0 < length <= INLINE_READ_MAX or length > edtl \
+                or not lun.task_set.clear_for((lba, lba + blocks), False):
+            return False
+        data = lun.read_inline(lba, blocks)
+        if data is None:
+            return False
+        conn = self.conn
+        header = _DATA_IN.pack(0x25, 0x81 | (0x02 if length < edtl else 0), 0, GOOD, length, lun_raw, itt,
+                               RESERVED_TAG, conn.stat_sn, conn.exp_cmd_sn, (conn.max_cmd_sn + 1) & 0xFFFFFFFF,
+                               0, 0, edtl - length)
+        if length > self.params.initiator_max_recv_data or length > self.params.max_burst:
+            return False
+        conn.stat_sn = (conn.stat_sn + 1) & 0xFFFFFFFF
+        self.stream.write_raw(header, data)
+        return True
 
     def _read_inline(self, command: Command) -> bool:
         """Answer a READ now if nothing stands in its way and the page cache has the blocks."""
@@ -487,7 +520,8 @@ class FullFeaturePhase:
         """Take in-order data; it stays charged to the budget until it reaches the backing store."""
         command.chunks.append(data)
         command.expected += len(data)
-        command.data_event.set()
+        if command.data_event is not None:
+            command.data_event.set()
 
     def _data_out(self, pdu: PDU) -> None:
         command = self.commands.get(pdu.itt)
@@ -513,9 +547,12 @@ class FullFeaturePhase:
         self._accept_data(command, data)
         if pdu.final:
             del command.sequences[ttt]
-            command.data_event.set()
+            if command.data_event is not None:
+                command.data_event.set()
 
     async def _wait_data(self, command: Command) -> None:
+        if command.data_event is None:
+            command.data_event = asyncio.Event()
         command.data_event.clear()
         await command.data_event.wait()
 

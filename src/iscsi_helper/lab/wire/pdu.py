@@ -220,13 +220,13 @@ class PDUStream:
         bhs[5:8] = len(pdu.data).to_bytes(3, "big")
         self.write_raw(bytes(bhs) + pdu.ahs, pdu.data)
 
-    def write_raw(self, header: bytes, data: bytes | memoryview = b"") -> None:
+    def write_raw(self, header: bytes, data: bytes | bytearray | memoryview = b"") -> None:
         """Queue a ready header (BHS + AHS, lengths filled in) and its data segment.
 
         The hot path of the full feature phase packs headers itself and calls
         this: one join, digests computed without concatenating copies.
         """
-        parts: list[bytes | memoryview] = [header]
+        parts: list[bytes | bytearray | memoryview] = [header]
         if self.header_digest:
             parts.append(struct.pack("<I", crc32c(header)))
         if data:
