@@ -24,7 +24,7 @@ from iscsi_helper.exception import (ExportNotFound, InvalidConfiguration, Invali
                                     IscsiHelperError)
 from iscsi_helper.formats import format_provider_auth, validate_volume_id
 from iscsi_helper.model import ExportStatus, Volume
-from iscsi_helper.targets.iscsi import ISCSITarget
+from iscsi_helper.targets.iscsi import IscsiHelper
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -147,8 +147,8 @@ def _human_status(d: dict[str, Any]) -> str:
     return "\n".join(f"{k:18} {v}" for k, v in rows)
 
 
-def _require_iscsi(target: Any) -> ISCSITarget:
-    if not isinstance(target, ISCSITarget):
+def _require_iscsi(target: Any) -> IscsiHelper:
+    if not isinstance(target, IscsiHelper):
         raise InvalidConfiguration(reason=f"{type(target).__name__} has no persisted exports "
                                           "to manage from the command line")
     return target
@@ -163,7 +163,7 @@ def _run(args: argparse.Namespace) -> int:
         _print(names, args.json, lambda n: "\n".join(n))
         return EXIT_OK
     conf = _load_config(args)
-    target = _require_iscsi(registry.get_target(conf))
+    target = _require_iscsi(registry.get_helper(conf))
 
     if args.command == "export":
         volume = _volume(conf, args.volume_id)
@@ -253,8 +253,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 @contextlib.contextmanager
-def _progress_bar(target: ISCSITarget,
-                  names: list[str] | None) -> Iterator[Callable[[], None] | None]:
+def _progress_bar(target: IscsiHelper,
+                  names: list[str] | None) -> Iterator[Callable[[int, int], None] | None]:
     """A tqdm bar for large restores, on a terminal only: pipes, logs and --json stay clean.
 
     The total is the number of records; for ``--all`` that costs one extra
@@ -268,8 +268,8 @@ def _progress_bar(target: ISCSITarget,
     total = len(names) if names is not None else len(target._list_records())
     with tqdm(total=total, desc="restoring exports", unit="export", file=sys.stderr,
               leave=False, dynamic_ncols=True) as bar:
-        def tick() -> None:
-            bar.update()
+        def tick(done: int, total: int) -> None:
+            bar.update(done - bar.n)
         yield tick
 
 

@@ -21,7 +21,7 @@ from iscsi_helper.lab.emulators.iet import serving as iet_serving
 from iscsi_helper.lab.emulators.iet.state import PROC_ENV, STATE_ENV as IET_STATE_ENV
 from iscsi_helper.lab.emulators.shims import install_shims
 from iscsi_helper.lab.initiator import Initiator, LoginFailed, paths
-from iscsi_helper.targets.base import Target
+from iscsi_helper.targets.base import TargetHelper
 
 from ..conftest import free_port
 
@@ -35,7 +35,7 @@ INTRUDER = "iqn.1993-08.org.debian:01:e2e-intruder"
 
 @dataclass
 class Served:
-    target: Target
+    target: TargetHelper
     reboot: Callable[[], None]
 
 
@@ -67,7 +67,7 @@ def served(request, tmp_path, monkeypatch):
             iet_serving.stop(state)
             shutil.rmtree(state)
             shutil.rmtree(tmp_path / "proc", ignore_errors=True)
-    yield Served(registry.get_target(conf), reboot)
+    yield Served(registry.get_helper(conf), reboot)
     reboot()  # stops the embedded target's daemon by its PID
 
 

@@ -20,7 +20,7 @@ from iscsi_helper import options, registry
 from iscsi_helper.exception import CommandFailed, TargetCreateFailed
 from iscsi_helper.executor import CommandResult, Executor
 from iscsi_helper.lab.initiator import Initiator, LoginFailed
-from iscsi_helper.targets import tgt
+from iscsi_helper.adapters.tgtadm import TgtLiveTarget, parse_show
 
 from ..behaviour.harness_tgt import TgtdProcess
 
@@ -70,7 +70,7 @@ def make_target(tgtd, tmp_path):
             "oslo_concurrency.lock_path": str(tmp_path / "locks"),
             "tgt_control_port": tgtd.control_port, **overrides})
         executor = FailingExecutor(timeout=30, observers=[calls.append], fail_on=fail_on)
-        return registry.get_target(conf, executor)
+        return registry.get_helper(conf, executor)
 
     make.calls = calls  # type: ignore[attr-defined]
     return make
@@ -88,8 +88,8 @@ def stored(n: int, model: dict[str, str]) -> dict[str, str]:
             "provider_auth": model["auth"]}
 
 
-def show(tgtd: TgtdProcess) -> dict[str, tgt.TgtLiveTarget]:
-    return tgt.parse_show(tgtd.tgtadm("--mode", "target", "--op", "show").stdout)
+def show(tgtd: TgtdProcess) -> dict[str, TgtLiveTarget]:
+    return parse_show(tgtd.tgtadm("--mode", "target", "--op", "show").stdout)
 
 
 def accounts(tgtd: TgtdProcess) -> list[str]:

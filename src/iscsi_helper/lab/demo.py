@@ -53,7 +53,7 @@ def run(workdir: Path | None = None) -> int:
         "target_helper": "chiscsi", "state_path": str(root / "state"),
         "oslo_concurrency.lock_path": str(root / "locks"), "target_ip_address": "127.0.0.1",
         "target_port": port, "chiscsi_conf": str(root / "chiscsi.conf")})
-    target = registry.get_target(conf)
+    target = registry.get_helper(conf)
     print("iscsi-helper demo: the chiscsi helper on the embedded chiscsi emulator")
     print(f"working directory: {root}")
     try:
