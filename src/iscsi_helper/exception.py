@@ -148,7 +148,7 @@ class NoSuchAclRule(NotPresent):
     pass
 
 
-class TargetBusy(ToolRefused):
+class TargetHasSessions(ToolRefused):
     """The target still has sessions, so the tool will not delete it."""
 
 

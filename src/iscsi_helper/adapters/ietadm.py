@@ -28,7 +28,7 @@ from iscsi_helper.exception import (
     CommandFailed,
     NameInUse,
     NotPresent,
-    TargetBusy,
+    TargetHasSessions,
     TidInUse,
     ToolRefused,
 )
@@ -80,9 +80,9 @@ class Ietadm:
                   refusals={EXIT_EINVAL: NameInUse, EXIT_EEXIST: TidInUse})
 
     def target_delete(self, tid: int) -> None:
-        """NotPresent if there is no such target, TargetBusy while it has sessions."""
+        """NotPresent if there is no such target, TargetHasSessions while it has sessions."""
         self._run("--op", "delete", f"--tid={tid}",
-                  refusals={EXIT_ENOENT: NotPresent, EXIT_EBUSY: TargetBusy})
+                  refusals={EXIT_ENOENT: NotPresent, EXIT_EBUSY: TargetHasSessions})
 
     # -- LUNs
 

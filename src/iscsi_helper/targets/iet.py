@@ -30,8 +30,8 @@ from iscsi_helper.exception import (
     IscsiHelperError,
     NameInUse,
     NotPresent,
-    TargetBusy,
     TargetCreateFailed,
+    TargetHasSessions,
     TargetRemoveFailed,
     TidInUse,
 )
@@ -328,7 +328,7 @@ class IetHelper(IscsiHelper):
                 return
             except NotPresent:
                 return
-            except TargetBusy:
+            except TargetHasSessions:
                 if round_ == MAX_BUSY_ROUNDS:
                     raise  # it kept getting new sessions
             for sid, cid in iet_proc.parse_sessions(self._proc_text("session"), tid):

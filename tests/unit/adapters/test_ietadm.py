@@ -6,7 +6,7 @@ import pytest
 
 from iscsi_helper.adapters.ietadm import INCOMING, OUTGOING, Ietadm, parse_account
 from iscsi_helper.exception import (AlreadyPresent, CommandFailed, NameInUse, NotPresent,
-                                    TargetBusy, TidInUse)
+                                    TargetHasSessions, TidInUse)
 from iscsi_helper.formats import ChapCredentials
 
 IQN = "iqn.2010-10.org.openstack:volume-1"
@@ -44,7 +44,7 @@ def test_only_the_account_creation_carries_a_secret_and_declares_it(executor):
     (lambda a: a.target_new(1, IQN), 234, NameInUse),
     (lambda a: a.target_new(1, IQN), 239, TidInUse),
     (lambda a: a.target_delete(1), 254, NotPresent),
-    (lambda a: a.target_delete(1), 240, TargetBusy),
+    (lambda a: a.target_delete(1), 240, TargetHasSessions),
     (lambda a: a.lun_new(1, 0, "/d", "fileio"), 239, AlreadyPresent),
     (lambda a: a.lun_delete(1, 0), 254, NotPresent),
     (lambda a: a.account_delete(1, INCOMING, "u"), 254, NotPresent),
