@@ -88,22 +88,26 @@ def edit(path: str, old: str, new: str) -> Edit:
 
 
 ISCSI = "src/iscsi_helper/targets/iscsi.py"
+SPECS = "src/iscsi_helper/specs.py"
 CHISCSI = "src/iscsi_helper/targets/chiscsi.py"
 IET = "src/iscsi_helper/targets/iet.py"
+IETD_CONF = "src/iscsi_helper/codecs/ietd_conf.py"
 TGT = "src/iscsi_helper/targets/tgt.py"
 FORMATS = "src/iscsi_helper/formats.py"
+DEVICE = "src/iscsi_helper/devices.py"
 
 GUARANTEES: list[Mutation] = [
     Mutation(
         "ensure-in-place-reruns-tool",
         "ensure_export of an export already in place re-applies it (re-runs the tool)",
-        (edit(ISCSI, "                if not self._in_place(spec, record, live):\n",
+        (edit(ISCSI, "                if not self._already_applied(spec, record, live):\n",
               "                if True:\n"),),
         ((BEHAVIOUR, "ensure_export_preserves_chap_and_is_a_noop_when_in_place"),)),
     Mutation(
         "bulk-ensure-in-place-reruns-tool",
         "ensure_exports/restore re-apply exports already in place",
-        (edit(ISCSI, "                    if self._in_place(spec, record, live):\n",
+        (edit(ISCSI, "                    if record is not None and live is not None \\\n"
+                     "                            and self._already_applied(spec, record, live):\n",
               "                    if False:\n"),),
         ((BEHAVIOUR, "ensure_exports_in_place_makes_no_tool_call"),)),
     Mutation(
@@ -123,8 +127,8 @@ GUARANTEES: list[Mutation] = [
     Mutation(
         "mutual-chap-ignored",
         "iscsi_mutual_chap gives the target its own secret",
-        (edit(ISCSI, "        if self.conf.iscsi_mutual_chap:\n            target_chap = (",
-              "        if False:\n            target_chap = ("),),
+        (edit(SPECS, "    if conf.iscsi_mutual_chap:\n        target_chap = (",
+              "    if False:\n        target_chap = ("),),
         ((BEHAVIOUR, "mutual_chap"), (HYGIENE, ""))),
     Mutation(
         "chiscsi-mutual-secret-not-written",
@@ -135,7 +139,7 @@ GUARANTEES: list[Mutation] = [
     Mutation(
         "ietd-conf-mutual-secret-not-written",
         "ietd.conf carries the mutual account, so it survives a real reboot",
-        (edit(IET, "    if spec.target_chap:\n        lines.append(f\"\\tOutgoingUser",
+        (edit(IETD_CONF, "    if spec.target_chap:\n        lines.append(f\"\\tOutgoingUser",
               "    if False:\n        lines.append(f\"\\tOutgoingUser"),),
         ((BEHAVIOUR, "mutual_chap and iet"),)),
     Mutation(
@@ -147,26 +151,32 @@ GUARANTEES: list[Mutation] = [
               "            pass\n"),),
         ((CRASH, "chiscsi and create"),)),
     Mutation(
-        "iet-no-immediate-rollback",
-        "a failed ietadm step rolls back at once (index record and ietd.conf block put back)",
-        (edit(IET, "            if old_index is None:\n                remove_file(index_path)\n"
-                   "            else:\n                atomic_write(index_path, old_index, mode=0o600)\n"
-                   "            if conf_touched:\n"
-                   "                self._restore_conf_block(spec.iqn, conf_old)\n",
-              "            pass\n"),),
+        "iet-ietd-conf-not-put-back",
+        "a failed ietadm step puts the ietd.conf block back at once",
+        (edit(IET, "                    rollback.push(\"ietd.conf\", "
+                   "partial(self.ietd_conf.put_back, spec.iqn, conf_old))\n",
+              "                    pass\n"),),
         ((CRASH, "iet and create"),)),
     Mutation(
-        "iet-live-rollback-skipped",
-        "a failed ietadm step undoes the live steps already made",
-        (edit(IET, "            for step in reversed(undo):\n", "            for step in []:\n"),),
+        "iet-index-not-put-back",
+        "a failed ietadm step puts the index record back at once",
+        (edit(IET, "                    rollback.push(\"the index record\",\n"
+                   "                                  partial(put_back, path, "
+                   "indexed.text if indexed else None))\n",
+              "                    pass\n"),),
         ((CRASH, "iet and create"),)),
     Mutation(
-        "tgt-no-immediate-rollback",
-        "a failed tgtadm step undoes every step already made",
-        (edit(TGT, "        except (CommandError, OSError, PersistenceError) as err:\n"
-                   "            undo.run()\n",
-              "        except (CommandError, OSError, PersistenceError) as err:\n"
-                   "            pass\n"),),
+        "shared-rollback-off",
+        "a failed step undoes the steps already made (IET, tgt: the shared Rollback)",
+        (edit("src/iscsi_helper/rollback.py",
+              "        if exc_type is not None:\n            self.run()\n",
+              "        if exc_type is not None:\n            pass\n"),),
+        ((CRASH, "iet and create"), (CRASH, "tgt and create"))),
+    Mutation(
+        "tgt-record-not-put-back",
+        "a failed tgtadm step puts the target file back at once",
+        (edit(TGT, "                    rollback.push(\"the record\", partial(put_back, path, old_text))\n",
+              "                    pass\n"),),
         ((CRASH, "tgt and create"),)),
     Mutation(
         "create-unverified-left-behind",
@@ -174,34 +184,34 @@ GUARANTEES: list[Mutation] = [
         (edit(ISCSI, "                except IscsiHelperError:\n"
                      "                    # Unverified is not done: the caller will treat the export as\n"
                      "                    # failed, so it must not stay behind, live and recorded.\n"
-                     "                    self._undo(spec, record)\n"
+                     "                    self._undo(spec, record, applied)\n"
                      "                    raise\n",
               "                except IscsiHelperError:\n                    raise\n"),),
         ((CRASH, "chiscsi and create"),)),
     Mutation(
         "ietd-conf-prefix-match",
         "exact names: removing volume-1 leaves volume-10's ietd.conf block",
-        (edit(IET, "for name, start, end in iter_blocks(lines) if name == iqn]",
+        (edit(IETD_CONF, "for name, start, end in iter_blocks(lines) if name == iqn]",
               "for name, start, end in iter_blocks(lines) if name.startswith(iqn)]"),),
         ((BEHAVIOUR, "volume_1_and_volume_10 and iet"),)),
     Mutation(
         "tgt-substring-lookup",
         "exact names: a lookup of volume-1 never finds volume-10",
-        (edit(TGT, "        return self._show().get(iqn)\n",
-              "        return next((t for name, t in self._show().items() if iqn in name), None)\n"),),
+        (edit(TGT, "        return self.tgtadm.show().get(iqn)\n",
+              "        return next((t for name, t in self.tgtadm.show().items() if iqn in name), None)\n"),),
         ((BEHAVIOUR, "volume_1_and_volume_10 and tgt"),)),
     Mutation(
         "comma-check-removed",
         "bad input changes nothing: a device path with a comma (device options) is refused",
-        (edit(ISCSI, '_DEVICE_PATH_FORBIDDEN = {",": "a comma", ', "_DEVICE_PATH_FORBIDDEN = {"),),
+        (edit(DEVICE, '_FORBIDDEN = {",": "a comma", ', "_FORBIDDEN = {"),),
         ((BEHAVIOUR, "rejected_input and fake"), HOSTILE_ON_FAKE),
         cases=frozenset({"dev-comma", "dev-comma-options"}),
         must_fail=frozenset({"test_rejected_input_changes_nothing[fake-device path-2]"})),
     Mutation(
         "device-checked-after-touching",
         "bad input is refused before any file or target is touched",
-        (edit(ISCSI, "        device = validate_device_path(volume_path)\n",
-              "        device = volume_path\n"),),
+        (edit(SPECS, "    device = validate_device_path(volume_path)\n",
+              "    device = volume_path\n"),),
         ((BEHAVIOUR, "rejected_input and chiscsi"),)),
     Mutation(
         "secret-file-world-readable",
@@ -224,7 +234,7 @@ GUARANTEES: list[Mutation] = [
     Mutation(
         "create-forgets-stored-credentials",
         "idempotent: re-exporting keeps the credentials it recorded",
-        (edit(ISCSI, "                or (record.chap if record else None)\n", ""),),
+        (edit(SPECS, "            or (kept.chap if kept else None)\n", ""),),
         ((BEHAVIOUR, "create_is_idempotent"),)),
     Mutation(
         "volume-lock-not-inter-process",
@@ -282,7 +292,6 @@ NAME_CASES = ["name-slash", "name-dotdot", "name-dotdot-only", "name-abs", "name
               "name-tab", "name-cyrillic-e", "name-fullwidth", "name-upper", "name-empty",
               "name-leading-dash", "name-hash", "name-semicolon"]
 CHAP_CHARS = '_CHAP_CHARS = frozenset(string.ascii_letters + string.digits + "'
-DEVICE = "src/iscsi_helper/targets/iscsi.py"
 
 CORPUS: list[Mutation] = [
     rule("volume-name-alphabet", FORMATS,

@@ -24,7 +24,7 @@ from oslo_config import cfg
 from iscsi_helper import options, registry
 from iscsi_helper.exception import CommandFailed
 from iscsi_helper.executor import CommandResult, Executor
-from iscsi_helper.targets.base import Target
+from iscsi_helper.targets.base import TargetHelper
 
 #: One tool call as it ended: (argv as given by the helper, exit code; None if it never exited).
 CallResult = tuple[tuple[str, ...], int | None]
@@ -139,11 +139,11 @@ class Harness:
         values.update(overrides)
         return options.new_config(overrides=values)
 
-    def target(self, **overrides: object) -> Target:
+    def target(self, **overrides: object) -> TargetHelper:
         conf = self.conf(**overrides)
         executor = RecordingExecutor(timeout=conf.target_tool_timeout,
                                      observers=[self.calls.append], results=self.results)
-        return registry.get_target(conf, executor)
+        return registry.get_helper(conf, executor)
 
     def config_file(self, **overrides: object) -> Path:
         conf = self.conf(**overrides)

@@ -111,7 +111,8 @@ class IetHarness(Harness):
         lost from ietd.conf is an export lost at the next boot, whatever the
         index says.
         """
-        blocks = [words for words in _conf_blocks(self.iet_conf.read_text()) if words[0][1:] == [iqn]]
+        blocks = [words for words in _conf_blocks(self.iet_conf.read_text())
+                  if words[0][1:] == [iqn]]
         if not blocks:
             return None
         assert len(blocks) == 1, f"{iqn} has {len(blocks)} blocks in ietd.conf"

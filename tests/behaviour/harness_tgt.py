@@ -26,8 +26,8 @@ import subprocess
 import time
 from pathlib import Path
 
-
-from iscsi_helper.targets import tgt
+from iscsi_helper.adapters.tgtadm import TgtLiveTarget, parse_show
+from iscsi_helper.targets.tgt import DISK_LUN, TgtHelper
 
 from ..conftest import free_port
 from .harness import Harness, LiveView, PersistedView, register
@@ -168,10 +168,10 @@ class TgtHarness(Harness):
         self.tgtd.restart()
 
     def drop_record(self, volume_name: str) -> None:
-        (self.state_path / "volumes" / tgt.SUBDIR / volume_name).unlink()
+        (self.state_path / "volumes" / TgtHelper.records_subdir / volume_name).unlink()
 
     def live(self, iqn: str) -> LiveView | None:
-        shown = tgt.parse_show(self.tgtd.tgtadm("--mode", "target", "--op", "show").stdout)
+        shown = parse_show(self.tgtd.tgtadm("--mode", "target", "--op", "show").stdout)
         target = shown.get(iqn)
         if target is None:
             return None
@@ -191,7 +191,7 @@ class TgtHarness(Harness):
     def _recorded(self, iqn: str, key: str, user: str) -> list[str]:
         """Secrets the records on disk pair with ``user`` under ``key`` for ``iqn`` (candidates only)."""
         candidates = []
-        records = self.state_path / "volumes" / tgt.SUBDIR
+        records = self.state_path / "volumes" / TgtHelper.records_subdir
         for path in records.iterdir() if records.is_dir() else ():
             if path.is_file() and not path.name.startswith("."):
                 text = path.read_text()
@@ -200,29 +200,29 @@ class TgtHarness(Harness):
                                    if line.split()[:2] == [key, user]]
         return candidates
 
-    def _accepted_secret(self, target: tgt.TgtLiveTarget, user: str,
+    def _accepted_secret(self, target: TgtLiveTarget, user: str,
                          names: frozenset[str]) -> str:
         """The recorded secret if tgtd accepts it in a real login; "" if none is known or it fails."""
         initiator = min(names) if names else self.LOGIN_INITIATOR
         for secret in self._recorded(target.iqn, "incominguser", user):
-            if chap_login_works(self.tgtd.portal_port, target.iqn, tgt.DISK_LUN, user, secret,
+            if chap_login_works(self.tgtd.portal_port, target.iqn, DISK_LUN, user, secret,
                                 initiator):
                 return secret
         return ""
 
-    def _answered_secret(self, target: tgt.TgtLiveTarget, chap: tuple[str, str], user: str,
+    def _answered_secret(self, target: TgtLiveTarget, chap: tuple[str, str], user: str,
                          names: frozenset[str]) -> str:
         """The recorded target secret if tgtd proves it in a mutual login; "" otherwise."""
         initiator = min(names) if names else self.LOGIN_INITIATOR
         for secret in self._recorded(target.iqn, "outgoinguser", user):
-            if chap_login_works(self.tgtd.portal_port, target.iqn, tgt.DISK_LUN, *chap, initiator,
+            if chap_login_works(self.tgtd.portal_port, target.iqn, DISK_LUN, *chap, initiator,
                                 mutual=(user, secret)):
                 return secret
         return ""
 
     def persisted(self, volume_name: str, iqn: str) -> PersistedView | None:
         """The target file ``tgt-admin -e`` would load for this volume, read line by line."""
-        path = self.state_path / "volumes" / tgt.SUBDIR / volume_name
+        path = self.state_path / "volumes" / TgtHelper.records_subdir / volume_name
         if not path.exists():
             return None
         lines = [line.split() for line in path.read_text().splitlines()]

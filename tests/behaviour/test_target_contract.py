@@ -211,7 +211,7 @@ def test_ensure_export_preserves_chap_and_is_a_noop_when_in_place(h):
     ensured = h.results[start:]
     assert h.identities() == before, "an in-place ensure rewrote a file"
     start = len(h.results)
-    assert target._lookup(IQN_PREFIX + "volume-1") is not None
+    assert target._lookup(IQN_PREFIX + "volume-1", target._read_record("volume-1")) is not None
     lookup = h.results[start:]
     extra = list(ensured)
     for call in lookup:
@@ -365,7 +365,7 @@ WORKER = textwrap.dedent("""
     import json, sys
     from iscsi_helper import options, registry
     conf = options.new_config([sys.argv[1]])
-    target = registry.get_target(conf)
+    target = registry.get_helper(conf)
     out = {}
     for n in range(int(sys.argv[2]), int(sys.argv[3])):
         out[str(n)] = target.create_export(None, {"id": str(n), "name": f"volume-{n}"}, sys.argv[4])

@@ -22,7 +22,7 @@ DEMO = textwrap.dedent("""
     from iscsi_helper import cli
     from iscsi_helper.lab.emulators import chiscsi as emulator
     from iscsi_helper.lab.emulators.chiscsi.state import State
-    from iscsi_helper.targets.chiscsi import ChiscsiTarget
+    from iscsi_helper.targets.chiscsi import ChiscsiHelper
 
     workdir, seen_path = Path(sys.argv[1]), Path(sys.argv[2])
     seen = {}
@@ -30,7 +30,7 @@ DEMO = textwrap.dedent("""
     def live_targets():
         return sorted(r.iqn for r in State(workdir / "chiscsi-state").all_records())
 
-    real_remove = ChiscsiTarget.remove_export
+    real_remove = ChiscsiHelper.remove_export
     def remove_export(self, context, volume):
         seen["before_remove"] = live_targets()
         return real_remove(self, context, volume)
@@ -41,7 +41,7 @@ DEMO = textwrap.dedent("""
         seen_path.write_text(json.dumps(seen))
         real_reset(state_dir)
 
-    ChiscsiTarget.remove_export = remove_export
+    ChiscsiHelper.remove_export = remove_export
     emulator.reset = reset
     sys.exit(cli.main(["demo", "--workdir", str(workdir)]))
 """)
@@ -63,5 +63,6 @@ def test_demo_runs_the_whole_story_and_hides_the_secret(tmp_path):
     assert len(seen["before_remove"]) == 1 and seen["before_remove"][0].startswith(
         "iqn.2010-10.org.openstack:volume-"), seen
     assert seen["at_exit"] == [], f"live targets left behind: {seen['at_exit']}"
-    secret_lines = [l for l in out.splitlines() if "auth_password" in l or "provider_auth" in l]
-    assert secret_lines and all(l.rstrip().endswith("***") for l in secret_lines)
+    secret_lines = [line for line in out.splitlines()
+                    if "auth_password" in line or "provider_auth" in line]
+    assert secret_lines and all(line.rstrip().endswith("***") for line in secret_lines)

@@ -32,7 +32,7 @@ import pytest
 from tests.conftest import free_port
 
 from . import figures
-from .conftest import IQN_PREFIX, make_device
+from .conftest import make_device
 
 PROCESSES = 8
 OPERATIONS = int(os.environ.get("ISCSI_HELPER_CONCURRENCY_OPS", "400"))
@@ -42,7 +42,7 @@ WORKER = textwrap.dedent("""
     import json, random, sys, time
     from iscsi_helper import options, registry
     config, seed, count, device, volumes = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
-    target = registry.get_target(options.new_config([config]))
+    target = registry.get_helper(options.new_config([config]))
     rng = random.Random(seed)
     log = []
     for _ in range(count):

@@ -10,7 +10,6 @@ command line has exactly one call named here that may carry it.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import stat

@@ -6,9 +6,7 @@ import subprocess
 import pytest
 
 from iscsi_helper import executor as executor_module
-
-from iscsi_helper.exception import (CommandFailed, CommandNotExecutable, CommandNotFound,
-                                    CommandTimedOut)
+from iscsi_helper.exception import CommandFailed, CommandNotExecutable, CommandNotFound, CommandTimedOut
 from iscsi_helper.executor import Executor
 
 
