@@ -15,8 +15,10 @@ test that checkout's code, and pass or fail for the wrong reasons.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -38,6 +40,24 @@ def imported_package(python: Path) -> Path:
     return Path(done.stdout.strip()).resolve()
 
 
+def installed_entry_points(python: Path) -> dict[str, dict[str, str]]:
+    """The entry points the venv's iscsi-helper metadata declares, per group."""
+    script = ("import importlib.metadata as m, json; d = m.distribution('iscsi-helper'); "
+              "print(json.dumps([[e.group, e.name, e.value] for e in d.entry_points]))")
+    done = subprocess.run([str(python), "-c", script], cwd="/", capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    found: dict[str, dict[str, str]] = {}
+    for group, name, value in json.loads(done.stdout):
+        found.setdefault(group, {})[name] = value
+    return found
+
+
+def declared_entry_points() -> dict[str, dict[str, str]]:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    return {group: dict(points) for group, points in project.get("entry-points", {}).items()}
+
+
 def test_the_cinder_adapter_passes_inside_real_cinder():
     python = cinder_venv() / "bin" / "python"
     if not python.exists():
@@ -51,6 +71,14 @@ def test_the_cinder_adapter_passes_inside_real_cinder():
     assert imported == OUR_PACKAGE.resolve(), (
         f"the Cinder venv at {python.parent.parent} imports {imported}, not this checkout's "
         f"{OUR_PACKAGE}: run bash scripts/cinder-venv.sh from this checkout")
+    # An editable install keeps the metadata of when it was made: helpers are found
+    # through its entry points, so they must be this checkout's too.
+    declared = declared_entry_points()
+    installed = {group: points for group, points in installed_entry_points(python).items()
+                 if group in declared}
+    assert installed == declared, (
+        "the Cinder venv's iscsi-helper metadata is older than pyproject.toml: "
+        "run bash scripts/cinder-venv.sh")
     done = subprocess.run(
         [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "ignore",
          "tests/ecosystem/cinder"],
