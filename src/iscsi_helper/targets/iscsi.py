@@ -152,7 +152,13 @@ class IscsiHelper(TargetHelper):
             spec = self._desired_spec(vol, volume_path, record)
             with secretmask.handling_secrets(spec.secrets()):
                 applied = self._apply(spec, record)
-                live = self._lookup(spec.iqn, applied)
+                try:
+                    live = self._lookup(spec.iqn, applied)
+                except IscsiHelperError:
+                    # Unverified is not done: the caller will treat the export as
+                    # failed, so it must not stay behind, live and recorded.
+                    self._undo(spec, record, applied)
+                    raise
                 if live is None:
                     self._undo(spec, record, applied)
                     raise TargetCreateFailed(
