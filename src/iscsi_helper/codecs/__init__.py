@@ -1,0 +1,1 @@
+"""Render and parse the files helpers write or read: pure functions, no tools."""
