@@ -18,6 +18,7 @@ the 128 KiB cut of that listing, look the rest up by name in batches.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -162,6 +163,16 @@ class ChiscsiTarget(ISCSITarget):
                                reason=f"is already exported by {owner}; chiscsi puts a device "
                                       "in one target only (private/klib/target/lun.c ~274-310)")
 
+    def _device_lock(self, device_path: str) -> contextlib.AbstractContextManager[None]:
+        """Claims of one device are checked and changed under this lock, so two volumes
+        cannot both find it free."""
+        digest = hashlib.sha256(device_path.encode()).hexdigest()[:32]
+        return locking.named_lock(self.conf, f"chiscsi-device-{digest}")
+
+    def _release(self, device_path: str, volume_name: str) -> None:
+        with self._device_lock(device_path):
+            self.devices.release(device_path, volume_name)
+
     def _device_class(self, spec: ExportSpec, previous: codec.TargetBlock | None) -> str:
         """The recorded class while the device stays (chiscsi cannot change a live LU's class,
         lun.c ~347-356), unless that class cannot take the device; else from iscsi_iotype."""
@@ -177,7 +188,8 @@ class ChiscsiTarget(ISCSITarget):
                  listing: Mapping[str, LiveTarget] | None = None) -> None:
         path = self._record_path(spec.volume_name)
         old_text = read_text_or_none(path)
-        old_block = self._read_block(spec.volume_name) if old_text is not None else None
+        old_block = None if old_text is None else codec.parse(
+            old_text, path, spec.volume_name, self._volume_id_from_name(spec.volume_name), self.lun)
         device_class = self._device_class(spec, old_block)
         # A file that already says the same (one CxtAdm wrote, say) is adopted as it is.
         adopt = (old_block is not None and old_block.spec == spec
@@ -186,8 +198,7 @@ class ChiscsiTarget(ISCSITarget):
         serial = hashlib.sha256(spec.volume_id.encode()).hexdigest()[:16]
         new_text = (old_text if adopt and old_text is not None
                     else codec.render(spec, device_class, serial))
-        device_lock = "chiscsi-device-" + hashlib.sha256(spec.device_path.encode()).hexdigest()[:32]
-        with locking.named_lock(self.conf, device_lock):
+        with self._device_lock(spec.device_path):
             self._refuse_if_taken(spec)  # again, now that no other create can claim it
             claimed = self.devices.claim(spec.device_path, spec.volume_name)
             if new_text != old_text:
@@ -205,11 +216,17 @@ class ChiscsiTarget(ISCSITarget):
                     raise  # the tool is missing: that is the whole story
                 raise TargetCreateFailed(volume_id=spec.volume_id, reason=str(err)) from None
         if old_block is not None and old_block.spec.device_path != spec.device_path:
-            self.devices.release(old_block.spec.device_path, spec.volume_name)
+            self._release(old_block.spec.device_path, spec.volume_name)
 
     def _note_live(self, spec: ExportSpec, live: LiveTarget) -> None:
-        # Records from before the index (or from CxtAdm) get their claim on the next restore.
-        self.devices.claim(spec.device_path, spec.volume_name)
+        """Records from before the index (or CxtAdm's) get their claim on the next restore."""
+        with self._device_lock(spec.device_path):
+            try:
+                self._refuse_if_taken(spec)
+            except InvalidInput as err:  # live all the same: chiscsi let it be; say so
+                LOG.warning("Export of %s: %s", spec.volume_name, err)
+                return
+            self.devices.claim(spec.device_path, spec.volume_name)
 
     def _lookup(self, iqn: str) -> LiveTarget | None:
         detail = self.tool.show([iqn])[iqn]
@@ -293,7 +310,7 @@ class ChiscsiTarget(ISCSITarget):
             block = None  # removed all the same; its device's claim goes stale, which is harmless
         remove_file(self._record_path(volume_name))
         if block is not None:
-            self.devices.release(block.spec.device_path, volume_name)
+            self._release(block.spec.device_path, volume_name)
 
     def _after_busy(self, volume_name: str, iqn: str) -> str:
         """Undo a stop that chiscsi could only half do, and say what state is left.
