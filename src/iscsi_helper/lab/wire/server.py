@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from iscsi_helper.lab.wire.model import WireTarget, format_portal
@@ -31,15 +32,17 @@ class ServedTarget:
     connections: set[Connection] = field(default_factory=set)
     withdrawn: bool = False
 
-    def close(self) -> None:
-        """Drop sessions; the LUN descriptors close once the last session has ended.
+    def close(self, keep: Collection[str] = ()) -> None:
+        """Drop sessions (but those of initiators in ``keep``); the LUN descriptors close
+        once the last session has ended.
 
         Closing a descriptor while a session still has I/O in a worker thread
         could let a newly opened file reuse the number and receive that I/O.
         """
         self.withdrawn = True
         for conn in list(self.connections):
-            conn.close()
+            if conn.initiator_name not in keep:
+                conn.close()
         self.release_if_idle()
 
     def release_if_idle(self) -> None:
@@ -74,6 +77,8 @@ class WireServer:
         self.listeners: dict[Portal, asyncio.AbstractServer] = {}
         self.sessions: dict[tuple[str, bytes, str], Connection] = {}
         self.connections: set[Connection] = set()
+        # Withdrawn targets whose kept sessions still run (see withdraw's ``keep``).
+        self.lingering: dict[str, list[ServedTarget]] = {}
 
     # --- target management ------------------------------------------------
     async def publish(self, target: WireTarget) -> list[str]:
@@ -95,15 +100,37 @@ class WireServer:
                  f" (unbound: {', '.join(unbound)})" if unbound else "")
         return unbound
 
-    async def withdraw(self, iqn: str) -> bool:
+    async def withdraw(self, iqn: str, keep: Collection[str] = ()) -> bool:
+        """Stop serving ``iqn``; sessions of initiators in ``keep`` go on (a stuck
+        session, for emulators whose product waits for sessions to end)."""
+        for old in self.lingering.get(iqn, []):
+            old.close(keep)
         served = self.targets.get(iqn)
         if served is None:
+            self._prune(iqn)
             return False
-        self._remove(served)
-        LOG.info("withdrew %s", iqn)
+        self._remove(served, keep)
+        if served.connections:
+            self.lingering.setdefault(iqn, []).append(served)
+        LOG.info("withdrew %s%s", iqn, f" ({len(served.connections)} session(s) kept)" if served.connections else "")
         return True
 
-    def _remove(self, served: ServedTarget) -> None:
+    def session_initiators(self, iqn: str) -> dict[str, list[str]]:
+        """Initiator names of the sessions on ``iqn``: served now, and withdrawn but still running."""
+        self._prune(iqn)
+        served = self.targets.get(iqn)
+        return {"served": sorted(c.initiator_name for c in served.connections) if served else [],
+                "lingering": sorted(c.initiator_name for old in self.lingering.get(iqn, [])
+                                    for c in old.connections)}
+
+    def _prune(self, iqn: str) -> None:
+        left = [old for old in self.lingering.get(iqn, []) if old.connections]
+        if left:
+            self.lingering[iqn] = left
+        else:
+            self.lingering.pop(iqn, None)
+
+    def _remove(self, served: ServedTarget, keep: Collection[str] = ()) -> None:
         iqn = served.target.iqn
         del self.targets[iqn]
         for portal in served.target.portals:
@@ -117,7 +144,7 @@ class WireServer:
                 if listener is not None:
                     listener.close()
                     LOG.info("stopped listening on %s", format_portal(*portal))
-        served.close()
+        served.close(keep)
 
     def served(self) -> list[str]:
         return sorted(self.targets)
