@@ -39,6 +39,9 @@ class Harness:
     monkeypatch: pytest.MonkeyPatch
     calls: list[tuple[str, ...]] = field(default_factory=list)
     name: str = ""
+    #: Whether provider_location's number is the target's own id (distinct per target);
+    #: chiscsi's is the portal group tag (docs/helpers/chiscsi.md says why).
+    location_tid_is_target_id = True
 
     def __post_init__(self) -> None:
         self.state_path = self.root / "state"

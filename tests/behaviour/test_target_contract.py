@@ -72,10 +72,10 @@ def test_create_is_idempotent_and_reuses_stored_credentials(h):
     first = target.create_export(None, volume(1), dev)
     again = target.create_export(None, volume(1, provider_auth=first["auth"]), dev)
     assert again == first
-    chosen = "CHAP operator1 chosen-secret-123"
+    chosen = "CHAP operator1 chosen-secret-12"  # 16: chiscsi takes 12 to 16
     third = h.target().create_export(None, volume(2, provider_auth=chosen), make_device(h, "d2"))
     assert third["auth"] == chosen
-    assert h.live(IQN_PREFIX + "volume-2").chap == ("operator1", "chosen-secret-123")
+    assert h.live(IQN_PREFIX + "volume-2").chap == ("operator1", "chosen-secret-12")
 
 
 def test_connection_properties_single_several_ipv6_and_multipath(h):
@@ -272,15 +272,19 @@ WORKER = textwrap.dedent("""
     target = registry.get_target(conf)
     out = {}
     for n in range(int(sys.argv[2]), int(sys.argv[3])):
-        out[str(n)] = target.create_export(None, {"id": str(n), "name": f"volume-{n}"}, sys.argv[4])
+        device = f"{sys.argv[4]}/volume-{n}.img"  # one device per target, as chiscsi requires
+        with open(device, "wb") as handle:
+            handle.truncate(1 << 20)
+        out[str(n)] = target.create_export(None, {"id": str(n), "name": f"volume-{n}"}, device)
     print(json.dumps(out))
 """)
 
 
 def test_two_processes_exporting_twenty_volumes_each_end_with_all_forty(h):
     config = h.config_file()
-    dev = make_device(h)
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(config), str(lo), str(lo + 20), dev],
+    dev = h.root / "devices"
+    dev.mkdir()
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(config), str(lo), str(lo + 20), str(dev)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=h.env(), text=True)
              for lo in (0, 20)]
     results: dict[str, dict[str, str]] = {}
@@ -296,7 +300,8 @@ def test_two_processes_exporting_twenty_volumes_each_end_with_all_forty(h):
         assert live is not None, f"volume-{n} missing"
         assert live.chap == tuple(result["auth"].split()[1:])
         tids.add(location.tid)
-    assert len(tids) == 40, "every target has its own id"
+    if h.location_tid_is_target_id:
+        assert len(tids) == 40, "every target has its own id"
     statuses = h.target().list_exports()
     assert len(statuses) == 40 and all(s.live for s in statuses)
 
