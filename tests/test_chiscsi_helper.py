@@ -14,6 +14,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -524,3 +525,122 @@ def test_restore_past_the_listing_cut_starts_only_what_is_missing_and_duplicates
     assert all(every[f"{prefix}volume-{n}"] is not None for n in range(count))
     assert {d.state for d in target.reconcile()} == {"ok"}
     assert all(s.live for s in target.list_exports())
+
+
+# ------------------------------------------- a remove while an initiator is logged in
+
+
+INITIATOR = "iqn.1993-08.org.debian:01:chiscsi-busy"
+
+
+class QemuSession:
+    """A real initiator (qemu's libiscsi block driver) logged in until ``close()``.
+
+    ``qemu-io`` without ``-c`` reads commands from stdin and keeps its iSCSI
+    session open between them; a ``read`` proves the session works.
+    """
+
+    def __init__(self, tmp_path, props: dict) -> None:
+        portal = props["target_portal"]
+        secret_file = tmp_path / "chap-secret"
+        fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(props["auth_password"])
+        options = (f"driver=iscsi,transport=tcp,portal={portal},target={props['target_iqn']},"
+                   f"lun={props['target_lun']},initiator-name={INITIATOR},"
+                   f"user={props['auth_username']},password-secret=chap0")
+        self.proc = subprocess.Popen(
+            ["qemu-io", "--object", f"secret,id=chap0,file={secret_file}", "--image-opts", options],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def read(self) -> str:
+        """One 512-byte read over the session; qemu-io's answer line."""
+        assert self.proc.stdin and self.proc.stdout
+        self.proc.stdin.write("read 0 512\n")
+        self.proc.stdin.flush()
+        while True:
+            line = self.proc.stdout.readline()
+            if not line or "read" in line and "bytes" in line or "error" in line.lower():
+                return line
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            assert self.proc.stdin
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+needs_qemu = pytest.mark.skipif(not shutil.which("qemu-io"),
+                                reason="needs qemu-utils (scripts/setup.sh installs it)")
+
+
+@pytest.fixture
+def wire(env, monkeypatch):
+    """The emulator serving its targets through the embedded wire target, on a free port."""
+    from .conftest import free_port
+    monkeypatch.setenv("CHISCSI_EMULATOR_WIRE", "1")
+    monkeypatch.setenv("CHISCSI_EMULATOR_STOP_WAIT", "2")  # chiscsi waits 30 s
+    return free_port()
+
+
+def logged_in(env, n=1) -> list[str]:
+    """Initiators the emulator's wire target has sessions from on volume-<n>'s target."""
+    from iscsi_helper.lab.emulators.chiscsi import serving
+    return list(serving.sessions(env / "chiscsi-state", f"{PREFIX}volume-{n}")["served"])
+
+
+def attached(env, port, n=1):
+    target = make_target(env, target_port=port)
+    loc = target.create_export(None, vol(n), disk(env, f"wire{n}", size=8 << 20))
+    volume = vol(n, provider_location=loc["location"], provider_auth=loc["auth"])
+    props = target.initialize_connection(volume, {"initiator": INITIATOR})["data"]
+    return target, volume, props
+
+
+@needs_qemu
+def test_a_remove_while_a_real_initiator_is_logged_in_closes_its_session(env, wire):
+    """chiscsi closes the target's sessions first; one that goes is no obstacle."""
+    target, volume, props = attached(env, wire)
+    session = QemuSession(env, props)
+    try:
+        assert "read 512/512 bytes" in session.read()
+        assert logged_in(env) == [INITIATOR], "the target sees the session"
+        target.remove_export(None, volume)
+        assert shown(PREFIX + "volume-1") is None
+        assert not (env / "state" / "volumes" / "cxt" / "volume-1").exists()
+    finally:
+        session.close()
+
+
+@needs_qemu
+def test_a_remove_while_a_real_initiator_stays_logged_in_is_reported_busy(env, wire):
+    """A session that outlasts chiscsi's wait (stuck on I/O: the emulator's session hook
+    keeps this initiator's wire session open) makes -s say busy and exit 0. The helper
+    reports it, keeps the record, and the export is live again as recorded."""
+    from iscsi_helper.exception import TargetBusy
+    from iscsi_helper.lab.emulators.chiscsi import sessions
+    target, volume, props = attached(env, wire)
+    record = env / "state" / "volumes" / "cxt" / "volume-1"
+    before = record.read_bytes()
+    session = QemuSession(env, props)
+    try:
+        assert "read 512/512 bytes" in session.read()
+        assert logged_in(env) == [INITIATOR], "the target sees the session"
+        sessions.declare_stuck(env / "chiscsi-state", PREFIX + "volume-1", [INITIATOR])
+        with pytest.raises(TargetBusy) as raised:
+            target.remove_export(None, volume)
+        assert f"'{PREFIX}volume-1 busy.'" in str(raised.value)
+        assert "live again from the export record, which is kept" in str(raised.value)
+        assert record.read_bytes() == before
+        assert shown(PREFIX + "volume-1").acl_initiators == {INITIATOR}
+        assert {d.state for d in target.reconcile()} == {"ok"}
+    finally:
+        session.close()
+    (env / "chiscsi-state" / "sessions").rename(env / "no-more-stuck-sessions")
+    target.remove_export(None, volume)  # logged out: the remove goes through
+    assert shown(PREFIX + "volume-1") is None and not record.exists()
