@@ -25,7 +25,7 @@ from iscsi_helper.exception import IscsiHelperError
 from . import figures
 from .conftest import make_device, volume
 
-CHOSEN = "Chosen-Secret-4711!"
+CHOSEN = "Chosen-Sec-4711!"  # 16: chiscsi takes 12 to 16
 CONFIGURED = "Configured-Secret-0815#"
 INITIATOR = "iqn.1993-08.org.debian:01:hygiene"
 
