@@ -18,3 +18,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("IET_EMULATOR_PROC", raising=False)
     monkeypatch.delenv("IET_EMULATOR_WIRE", raising=False)
     return state
+
+
+# The chiscsi emulator's fixtures (host, loop_device) live with its test helpers.
+from .chiscsi_support import host, loop_device  # noqa: E402,F401

@@ -305,6 +305,21 @@ class KernelState:
         self._cache[node.id] = None
         self._unindex(node)
 
+    def seed(self, nodes: list[Node]) -> None:
+        """Put nodes in the queue as if started, without fsync: for fixtures needing thousands.
+
+        Only the record and the name index are written (no device, portal or
+        alias index), and the id counter moves past the last id.
+        """
+        self.ensure()
+        for node in nodes:
+            (self._node_path(node.id)).write_text(json.dumps(node.to_dict()) + "\n", encoding="utf-8")
+            self._index_path("names", node.name).write_text(json.dumps([node.id]) + "\n", encoding="utf-8")
+        counter = self._counter()
+        counter["next_id"] = max([int(counter["next_id"])] + [n.id + 1 for n in nodes])
+        atomic_write(self.root / "counter.json", json.dumps(counter) + "\n")
+        self._cache.clear()
+
     # -- reboot --------------------------------------------------------------
 
     def clear(self) -> None:
