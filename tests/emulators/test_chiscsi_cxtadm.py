@@ -25,10 +25,13 @@ def test_cinders_cxtadm_against_the_emulator() -> None:
         pytest.skip(message)
     if importlib.util.find_spec("cinder") is not None:
         pytest.skip("cinder imports here: tests/emulators/cxtadm/ is collected directly")
+    # This checkout's code, whichever checkout the shared venv was last pointed at.
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO / "src"),
+                                                                     os.environ.get("PYTHONPATH")])))
     done = subprocess.run(
         [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "ignore", "-rs",
          "tests/emulators/cxtadm"],
-        cwd=REPO, capture_output=True, text=True, timeout=900)
+        cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
     lines = done.stdout.strip().splitlines()
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
     summary = lines[-1] if lines else ""
