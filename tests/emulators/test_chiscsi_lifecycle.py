@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -168,3 +169,18 @@ def test_node_records_are_private(host: Host) -> None:
                 assert os.stat(os.path.join(dirpath, name)).st_mode & 0o077 == 0
         for name in dirnames:
             assert os.stat(os.path.join(dirpath, name)).st_mode & 0o077 == 0
+
+
+def test_block_device_is_held_exclusively(host: Host, loop_device: Path, tmp_path: Path) -> None:
+    """A block device is opened O_EXCL (lu_vfs.c 48-55): another path to it fails with EBUSY."""
+    alias = tmp_path / "same-device"
+    alias.symlink_to(loop_device)
+    assert host.start(1, device=loop_device).code == 0
+    res = host.start(2, device=alias)
+    assert res.err == f"attach {alias} failed -16.\nERROR: Failed to start target {iqn(2)}!\n"
+    nonexcl = host.block("nonexcl", f"\tTargetName={iqn(3)}\n\tTargetDevice={alias},FILE,NONEXCL\n"
+                                    f"\tPortalGroup=1@127.0.0.1:{host.port}\n")
+    assert host.run("-S", f"target={iqn(3)}", "-f", str(nonexcl)).code == 0  # a shared open is allowed
+    assert host.run("-s", f"target={iqn(3)}").code == 0
+    assert host.run("-s", f"target={iqn(1)}").code == 0
+    assert host.start(2, device=alias).code == 0  # released with the target
