@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from iscsi_helper.lab.emulators import chiscsi as emulator
-from iscsi_helper.lab.emulators.chiscsi.state import State
+from iscsi_helper.lab.emulators.chiscsi import live as emulator_live
 from iscsi_helper.lab.emulators.shims import install_shims
 
 from .harness import Harness, LiveView, register
@@ -38,15 +38,15 @@ class ChiscsiHarness(Harness):
         emulator.reset(self.emulator_state)
 
     def live(self, iqn: str) -> LiveView | None:
-        record = State(self.emulator_state).load(iqn)
-        if record is None:
+        target = emulator_live.live_target(self.emulator_state, iqn)
+        if target is None:
             return None
-        block = record.target()
         chap = None
-        if block.auth_method == "CHAP" and block.chap_initiators:
-            chap = (block.chap_initiators[0].user, block.chap_initiators[0].secret)
-        return LiveView(block.name, {n: d.path for n, d in enumerate(block.devices)}, chap,
-                        frozenset(a.iname for a in block.acls if a.iname))
+        if target.auth_method == "CHAP" and target.initiator_credentials:
+            chap = target.initiator_credentials[0]
+        # ACLs count only with ACL_Enable=Yes (chiscsi's acl.c 308-336)
+        return LiveView(target.name, {n: lun.path for n, lun in enumerate(target.luns)}, chap,
+                        target.acl_initiators)
 
     def drop_record(self, volume_name: str) -> None:
         (self.state_path / "volumes" / "cxt" / volume_name).unlink()
