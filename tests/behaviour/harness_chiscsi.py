@@ -52,6 +52,7 @@ class ChiscsiHarness(Harness):
         chap = None
         if target.auth_method == "CHAP" and target.initiator_credentials:
             chap = target.initiator_credentials[0]
+        # ACLs count only with ACL_Enable=Yes (chiscsi's acl.c 308-336)
         return LiveView(target.name, {n: lun.path for n, lun in enumerate(target.luns)}, chap,
                         target.acl_initiators)
 

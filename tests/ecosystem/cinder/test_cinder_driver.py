@@ -29,7 +29,7 @@ from oslo_config import cfg
 from iscsi_helper.cinder import driver as our_driver
 from iscsi_helper.cinder.target import IscsiHelperTarget
 from iscsi_helper.lab.emulators import chiscsi as emulator
-from iscsi_helper.lab.emulators.chiscsi.state import State
+from iscsi_helper.lab.emulators.chiscsi import live as emulator_live
 from iscsi_helper.lab.emulators.shims import install_shims
 from iscsi_helper.targets.chiscsi import ChiscsiTarget
 
@@ -94,8 +94,16 @@ def make_lv(vg: str, name: str) -> str:
 
 
 def live(tmp_path: Path, iqn: str):
-    record = State(tmp_path / "chiscsi-state").load(iqn)
-    return record.target() if record else None
+    """The live target in the emulated kernel, with its devices, CHAP users and (enabled) ACL."""
+    from types import SimpleNamespace
+
+    target = emulator_live.live_target(tmp_path / "chiscsi-state", iqn)
+    if target is None:
+        return None
+    return SimpleNamespace(
+        devices=[SimpleNamespace(path=lun.path) for lun in target.luns],
+        chap_initiators=[SimpleNamespace(user=u, secret=s) for u, s in target.initiator_credentials],
+        acls=[SimpleNamespace(iname=name) for name in sorted(target.acl_initiators)])
 
 
 def test_cinder_itself_rejects_chiscsi_as_target_helper(env):

@@ -10,8 +10,8 @@ hold CHAP secrets)::
     counter.json           next node id, and the id of the hidden discovery node
     settings.json          driver-wide settings (-G, global: blocks)
     nodes/<id>.json        one record per node in the kernel's queue (live or offline)
-    names/ aliases/        name and alias -> id of the live node (lookups in O(1))
-    luns/ rdevs/ portals/  device path, block device number, portal -> ids of live nodes
+    names/<key>/<id>       indexes: one empty file per (name, node); likewise aliases/,
+    luns/ rdevs/ portals/  device paths, block device numbers and portals of live nodes
     sessions/<name>        test hook: sessions that refuse to close (sessions.py)
     ramdisk/               backing files serving MEM LUNs on the data path
     wire/                  run directory of the optional data path
@@ -187,41 +187,38 @@ class KernelState:
 
     # -- indexes -----------------------------------------------------------
 
-    def _index_path(self, index: str, key: str) -> Path:
+    def _index_dir(self, index: str, key: str) -> Path:
         return self.root / index / key_file_name(key)
 
-    def _index_ids(self, index: str, key: str) -> list[int]:
+    def _index_ids(self, index: str, key: str) -> Iterator[int]:
+        """Ids filed under ``key``, lazily: a lookup can stop at the first live one."""
         try:
-            return [int(i) for i in json.loads(self._index_path(index, key).read_text(encoding="utf-8"))]
-        except FileNotFoundError:
-            return []
-        except ValueError:
-            return []
+            entries = os.scandir(self._index_dir(index, key))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        with entries:
+            for entry in entries:
+                if entry.name.isdigit():
+                    yield int(entry.name)
 
     def _index_add(self, index: str, key: str, node_id: int) -> None:
-        ids = self._index_ids(index, key)
-        if node_id not in ids:
-            ids.append(node_id)
-            atomic_write(self._index_path(index, key), json.dumps(ids) + "\n")
+        """One empty file per (key, node): adding and dropping cost the same at any size."""
+        directory = self._index_dir(index, key)
+        directory.mkdir(mode=0o700, exist_ok=True)
+        os.close(os.open(directory / str(node_id), os.O_WRONLY | os.O_CREAT, 0o600))
 
     def _index_drop(self, index: str, key: str, node_id: int) -> None:
-        ids = self._index_ids(index, key)
-        if node_id in ids:
-            ids.remove(node_id)
-            path = self._index_path(index, key)
-            if ids:
-                atomic_write(path, json.dumps(ids) + "\n")
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
+        directory = self._index_dir(index, key)
+        with contextlib.suppress(FileNotFoundError):
+            (directory / str(node_id)).unlink()
+        with contextlib.suppress(OSError):
+            directory.rmdir()  # only when empty
 
-    def _live(self, index: str, key: str) -> list[Node]:
-        nodes = []
+    def _live(self, index: str, key: str) -> Iterator[Node]:
         for node_id in self._index_ids(index, key):
             node = self.load_node(node_id)
             if node is not None and not node.offline:
-                nodes.append(node)
-        return nodes
+                yield node
 
     @staticmethod
     def _keys(node: Node) -> dict[str, set[str]]:
@@ -248,10 +245,7 @@ class KernelState:
 
     def find_by_name(self, name: str) -> Node | None:
         """``iscsi_node_find_by_name``: exact name, offline nodes skipped."""
-        for node in self._live("names", name):
-            if node.name == name:
-                return node
-        return None
+        return next((node for node in self._live("names", name) if node.name == name), None)
 
     def alias_in_use(self, alias: str) -> bool:
         return any(node.alias == alias for node in self._live("aliases", alias))
@@ -267,13 +261,14 @@ class KernelState:
         """Nothing to undo: a portal counts as taken only once its node is recorded."""
 
     def lun_holders(self, path: str) -> list[tuple[int, str, str]]:
+        """Live nodes with a LUN on ``path``, in queue order (the order of it_lu_q)."""
         holders = []
         for node in self._live("luns", path):
             for lun in node.luns:
                 if lun.path == path:
                     holders.append((node.id, node.name, lun.lclass))
                     break
-        return holders
+        return sorted(holders)
 
     def device_held_exclusively(self, rdev: int) -> bool:
         return any(lun.rdev == rdev and lun.exclusive
@@ -304,6 +299,23 @@ class KernelState:
             self._node_path(node.id).unlink()
         self._cache[node.id] = None
         self._unindex(node)
+
+    def seed(self, nodes: list[Node]) -> None:
+        """Put nodes in the queue as if started, without fsync: for fixtures needing thousands.
+
+        Only the record and the name index are written (no device, portal or
+        alias index), and the id counter moves past the last id.
+        """
+        self.ensure()
+        for node in nodes:
+            (self._node_path(node.id)).write_text(json.dumps(node.to_dict()) + "\n", encoding="utf-8")
+            directory = self._index_dir("names", node.name)
+            directory.mkdir(mode=0o700, exist_ok=True)
+            (directory / str(node.id)).touch(mode=0o600)
+        counter = self._counter()
+        counter["next_id"] = max([int(counter["next_id"])] + [n.id + 1 for n in nodes])
+        atomic_write(self.root / "counter.json", json.dumps(counter) + "\n")
+        self._cache.clear()
 
     # -- reboot --------------------------------------------------------------
 
