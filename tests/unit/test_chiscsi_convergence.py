@@ -228,3 +228,34 @@ def test_the_recorded_class_is_kept_while_the_device_stays(tmp_path, kernel):
     changed = helper(tmp_path, kernel, iscsi_iotype="auto")  # a regular file: FILE either way
     changed.create_export(None, vol(1), disk(tmp_path, 1))
     assert kernel.nodes[0].block.device_class == codec.FILE
+
+
+CXTADM_BLOCK = """
+              target:
+                       TargetName=iqn.2010-10.org.openstack:volume-7
+                       TargetDevice={device}
+                       PortalGroup=1@127.0.0.1:3260
+                       AuthMethod=CHAP
+                       Auth_CHAP_Policy=Oneway
+                       Auth_CHAP_Initiator="cxtuser7":"cxtsecret7xyzab"
+                 """
+
+
+@pytest.mark.parametrize("block_device", [True, False])
+def test_a_cxtadm_block_is_adopted_untouched_only_where_chiscsi_can_load_it(tmp_path, kernel,
+                                                                            monkeypatch, block_device):
+    """CxtAdm names no class, so chiscsi reads BLK: right for an LV (a block device), refused
+    for a regular file, where the block is rewritten with FILE and its credentials kept."""
+    import iscsi_helper.targets.chiscsi as helper_module
+    monkeypatch.setattr(helper_module, "is_block_device", lambda path: block_device)
+    records = tmp_path / "state" / "volumes" / "cxt"
+    records.mkdir(parents=True)
+    original = CXTADM_BLOCK.format(device=disk(tmp_path, 7))
+    (records / "volume-7").write_text(original)
+    target = helper(tmp_path, kernel, iscsi_iotype="fileio")
+    assert target.restore_exports().started == ["7"]
+    text = (records / "volume-7").read_text()
+    assert (text == original) is block_device
+    assert kernel.nodes[0].block.device_class == (codec.BLK if block_device else codec.FILE)
+    assert '"cxtuser7":"cxtsecret7xyzab"' in text
+    assert target.devices.owner(disk(tmp_path, 7)) == "volume-7", "the restore made its claim"
