@@ -9,15 +9,19 @@ Entries are claims, not truth: the caller checks a claim against the
 claimed owner's record (one more read) before trusting it. So an entry
 left behind by a crash (written, then the export never recorded; or the
 record removed, then the process killed) is simply stale and taken over,
-and no ordering between index and record needs to be atomic.
+and no ordering between index and record needs to be atomic. For the same
+reason entries are written and removed without fsync: one a crash loses is
+made again by the next restore, and meanwhile the target itself refuses a
+device that is in use.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
-from iscsi_helper.fileutil import atomic_write, read_text_or_none, remove_file
+from iscsi_helper.fileutil import atomic_write, read_text_or_none
 
 
 class DeviceIndex:
@@ -44,10 +48,14 @@ class DeviceIndex:
         """Record ``volume_name`` as the device's owner; False when it already was."""
         if self.owner(device_path) == volume_name:
             return False
-        atomic_write(self._entry(device_path), f"{volume_name}\n{device_path}\n", mode=0o600)
+        atomic_write(self._entry(device_path), f"{volume_name}\n{device_path}\n", mode=0o600,
+                     durable=False)
         return True
 
     def release(self, device_path: str, volume_name: str) -> None:
         """Drop the claim if it is ``volume_name``'s; another volume's claim stays."""
         if self.owner(device_path) == volume_name:
-            remove_file(self._entry(device_path))
+            try:
+                os.unlink(self._entry(device_path))
+            except FileNotFoundError:
+                pass
