@@ -644,3 +644,40 @@ def test_a_remove_while_a_real_initiator_stays_logged_in_is_reported_busy(env, w
     (env / "chiscsi-state" / "sessions").rename(env / "no-more-stuck-sessions")
     target.remove_export(None, volume)  # logged out: the remove goes through
     assert shown(PREFIX + "volume-1") is None and not record.exists()
+
+
+def test_every_iscsictl_call_holds_the_hosts_iscsictl_lock(env, device, monkeypatch):
+    """The lock is the locking module's (a file under lock_path, or coordination_url's
+    backend), named for this host, and held around each call, not across operations."""
+    import socket
+
+    from iscsi_helper import locking
+    held: list[str] = []
+    during_calls: list[tuple[str, ...]] = []
+    real_lock = locking.named_lock
+
+    between_calls: list[tuple[str, ...]] = []
+
+    @contextlib.contextmanager
+    def recording_lock(conf, name):
+        if not name.startswith("iscsictl-"):
+            between_calls.append(tuple(held))  # volume and device locks: taken between calls
+        with real_lock(conf, name):
+            held.append(name)
+            try:
+                yield
+            finally:
+                held.remove(name)
+
+    monkeypatch.setattr(locking, "named_lock", recording_lock)
+    target = make_target(env, executor=Executor(observers=[lambda argv: during_calls.append(tuple(held))]))
+    result = target.create_export(None, vol(1), device)
+    volume = vol(1, provider_auth=result["auth"], provider_location=result["location"])
+    target.initialize_connection(volume, {"initiator": "iqn.1993-08.org.debian:01:a"})
+    target.restore_exports()
+    target.remove_export(None, volume)
+    host_lock = f"iscsictl-{socket.gethostname()}"
+    assert len(during_calls) >= 6
+    assert all(locks.count(host_lock) == 1 for locks in during_calls), during_calls
+    assert between_calls and not any(host_lock in locks for locks in between_calls), \
+        "released after each call, never held across an operation"

@@ -220,6 +220,12 @@ def test_bulk_paths_see_every_recorded_export_past_the_cut_in_a_few_calls(tmp_pa
     assert sorted(kernel.live()) == sorted(f"{LONG_PREFIX}volume-{n}" for n in range(count))
     assert {d.state for d in target.reconcile()} == {"ok"}
     assert all(s.live for s in target.list_exports())
+    # Cinder's start-up path: ensure_exports with the volumes it knows
+    kernel.nodes = [n for n in kernel.nodes if not n.name.endswith(f"volume-{count - 2}")]
+    kernel.argvs.clear()
+    report = target.ensure_exports(None, [(vol(n), disk(tmp_path, n)) for n in range(count)])
+    assert report.started == [str(count - 2)] and len(report.unchanged) == count - 1
+    assert [a[1] for a in kernel.argvs].count("-S") == 1
 
 
 def test_the_recorded_class_is_kept_while_the_device_stays(tmp_path, kernel):
