@@ -67,7 +67,7 @@ def conf_of(tmp_path, **overrides):
 
 def make_target(tmp_path, calls=None, executor=None, **overrides):
     conf = conf_of(tmp_path, **overrides)
-    return registry.get_target(conf, executor or Executor(
+    return registry.get_helper(conf, executor or Executor(
         observers=[calls.append] if calls is not None else []))
 
 
@@ -397,7 +397,7 @@ def test_missing_iscsictl_is_one_clear_line(tmp_path, device):
 EXPORTER = textwrap.dedent("""
     import json, sys
     from iscsi_helper import options, registry
-    target = registry.get_target(options.new_config([sys.argv[1]]))
+    target = registry.get_helper(options.new_config([sys.argv[1]]))
     n, device = sys.argv[2], sys.argv[3]
     print(json.dumps(target.create_export(None, {"id": n, "name": f"volume-{n}"}, device)))
 """)

@@ -129,7 +129,7 @@ def helper(tmp_path, kernel, **overrides):
         "target_helper": "chiscsi", "state_path": str(tmp_path / "state"),
         "target_ip_address": "127.0.0.1", "chiscsi_conf": str(tmp_path / "chiscsi.conf"),
         "oslo_concurrency.lock_path": str(tmp_path / "locks"), **overrides})
-    return registry.get_target(conf, kernel)
+    return registry.get_helper(conf, kernel)
 
 
 def disk(tmp_path, n) -> str:

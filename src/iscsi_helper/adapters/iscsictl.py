@@ -38,12 +38,11 @@ import enum
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ContextManager
 
-from iscsi_helper.exception import (CommandFailed, CommandLockBusy, InvalidInput,
-                                    ToolOutputError)
+from iscsi_helper.exception import CommandFailed, CommandLockBusy, InvalidInput, ToolOutputError
 from iscsi_helper.executor import CommandResult, Executor
 from iscsi_helper.formats import Portal, parse_portal
 
@@ -357,7 +356,7 @@ class Iscsictl:
     """
 
     executor: Executor
-    host_lock: Callable[[], ContextManager[None]]
+    host_lock: Callable[[], AbstractContextManager[None]]
     chiscsi_conf: str
     lock_retry_timeout: float = 40.0
     sleep: Callable[[float], None] = time.sleep

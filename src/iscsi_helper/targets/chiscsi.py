@@ -21,23 +21,29 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import os
 import socket
-import stat
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from iscsi_helper import locking, secretmask
+from iscsi_helper import locking, secretmask, specs
 from iscsi_helper.adapters.iscsictl import Iscsictl, StopOutcome, TargetDetail, TargetSummary
 from iscsi_helper.codecs import chiscsi as codec
 from iscsi_helper.deviceindex import DeviceIndex
-from iscsi_helper.exception import (CommandError, CommandNotExecutable, CommandNotFound,
-                                    InvalidInput, PersistenceError, TargetBusy,
-                                    TargetCreateFailed, TargetRemoveFailed)
+from iscsi_helper.devices import device_size, is_block_device
+from iscsi_helper.exception import (
+    CommandError,
+    CommandNotExecutable,
+    CommandNotFound,
+    InvalidInput,
+    PersistenceError,
+    TargetBusy,
+    TargetCreateFailed,
+    TargetRemoveFailed,
+)
 from iscsi_helper.fileutil import atomic_write, read_text_or_none, remove_file
-from iscsi_helper.model import ExportSpec, LiveTarget, Volume
-from iscsi_helper.targets.iscsi import ISCSITarget, is_block_device
+from iscsi_helper.model import ExportRecord, ExportSpec, LiveTarget, Volume
+from iscsi_helper.targets.iscsi import IscsiHelper
 
 LOG = secretmask.get_logger(__name__)
 
@@ -57,6 +63,14 @@ class ChiscsiLive(LiveTarget):
     detail: TargetDetail | None = None
 
 
+@dataclass(frozen=True)
+class ChiscsiRecord(ExportRecord):
+    """A record, and what of its block the spec does not say (codecs/chiscsi.py)."""
+
+    device_class: str = codec.DEFAULT_CLASS
+    acl_enabled: bool = False
+
+
 class _Listing(dict[str, LiveTarget]):
     """The targets ``-c target=ALL`` showed, and whether its name buffer may have been cut."""
 
@@ -70,27 +84,13 @@ def _live(iqn: str, shown: TargetSummary | TargetDetail) -> ChiscsiLive:
     return ChiscsiLive(iqn, codec.PORTAL_GROUP_TAG, portals, devices, detail)
 
 
-def _device_size(path: str) -> int | None:
-    """Bytes in ``path``; None when a block device cannot be opened to ask (the tool will judge)."""
-    mode = os.stat(path).st_mode
-    if not stat.S_ISBLK(mode):
-        return os.stat(path).st_size
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        return os.lseek(fd, 0, os.SEEK_END)
-    finally:
-        os.close(fd)
-
-
-class ChiscsiTarget(ISCSITarget):
+class ChiscsiHelper(IscsiHelper):
     """``target_helper = chiscsi`` (also ``iscsictl``, ``cxtadm``)."""
 
     names = ("chiscsi", "iscsictl", "cxtadm")
     lun = 0  # chiscsi numbers LUNs from 0
     supports_acl = True
+    records_subdir = SUBDIR
 
     @functools.cached_property
     def tool(self) -> Iscsictl:
@@ -100,10 +100,6 @@ class ChiscsiTarget(ISCSITarget):
         return Iscsictl(self.executor, lambda: locking.named_lock(self.conf, host_lock),
                         self.conf.chiscsi_conf, self.conf.chiscsi_lock_retry_timeout)
 
-    @property
-    def records_dir(self) -> Path:
-        return Path(self.conf.volumes_dir) / SUBDIR
-
     @functools.cached_property
     def devices(self) -> DeviceIndex:
         return DeviceIndex(Path(self.conf.volumes_dir) / DEVICES_SUBDIR)
@@ -111,32 +107,25 @@ class ChiscsiTarget(ISCSITarget):
     def _state_dirs(self) -> list[tuple[Path, bool, str | None]]:
         return [*super()._state_dirs(), (self.devices.directory, False, None)]
 
-    def _record_path(self, volume_name: str) -> Path:
-        return self.records_dir / volume_name
-
     # -- persistence
 
-    def _read_block(self, volume_name: str) -> codec.TargetBlock | None:
-        path = self._record_path(volume_name)
-        text = read_text_or_none(path)
-        if text is None:
-            return None
-        return codec.parse(text, path, volume_name, self._volume_id_from_name(volume_name), self.lun)
+    def _parse(self, text: str, volume_name: str) -> ChiscsiRecord:
+        block = codec.parse(text, self._record_path(volume_name), volume_name,
+                            specs.volume_id_from_name(self.conf, volume_name), self.lun)
+        return ChiscsiRecord(block.spec, text=text, device_class=block.device_class,
+                             acl_enabled=block.acl_enabled)
 
-    def _read_record(self, volume_name: str) -> ExportSpec | None:
-        block = self._read_block(volume_name)
-        return block.spec if block else None
-
-    def _list_records(self) -> list[ExportSpec]:
-        return self._records_in(self.records_dir)
+    def _read_record(self, volume_name: str) -> ChiscsiRecord | None:
+        text = read_text_or_none(self._record_path(volume_name))
+        return None if text is None else self._parse(text, volume_name)
 
     # -- what chiscsi would refuse, checked before anything is written
 
     def _desired_spec(self, volume: Volume, volume_path: str,
-                      record: ExportSpec | None) -> ExportSpec:
+                      record: ExportRecord | None) -> ExportSpec:
         spec = super()._desired_spec(volume, volume_path, record)
         codec.check_values(spec)
-        if _device_size(spec.device_path) == 0:
+        if device_size(spec.device_path) == 0:
             raise InvalidInput(field="device path", value=repr(spec.device_path),
                                reason="is empty (size 0), which chiscsi refuses "
                                       "(base/target/lu_vfs.c ~86-92)")
@@ -157,7 +146,7 @@ class ChiscsiTarget(ISCSITarget):
         except PersistenceError:
             taken = True  # an unreadable record still stands for an export: be safe
         else:
-            taken = other is not None and other.device_path == spec.device_path
+            taken = other is not None and other.spec.device_path == spec.device_path
         if taken:
             raise InvalidInput(field="device path", value=repr(spec.device_path),
                                reason=f"is already exported by {owner}; chiscsi puts a device "
@@ -173,7 +162,7 @@ class ChiscsiTarget(ISCSITarget):
         with self._device_lock(device_path):
             self.devices.release(device_path, volume_name)
 
-    def _device_class(self, spec: ExportSpec, previous: codec.TargetBlock | None) -> str:
+    def _device_class(self, spec: ExportSpec, previous: ChiscsiRecord | None) -> str:
         """The recorded class while the device stays (chiscsi cannot change a live LU's class,
         lun.c ~347-356), unless that class cannot take the device; else from iscsi_iotype."""
         is_block = is_block_device(spec.device_path)
@@ -184,12 +173,11 @@ class ChiscsiTarget(ISCSITarget):
 
     # -- live target
 
-    def _realise(self, spec: ExportSpec, previous: ExportSpec | None,
-                 listing: Mapping[str, LiveTarget] | None = None) -> None:
+    def _apply(self, spec: ExportSpec, previous: ExportRecord | None) -> ChiscsiRecord:
         path = self._record_path(spec.volume_name)
-        old_text = read_text_or_none(path)
-        old_block = None if old_text is None else codec.parse(
-            old_text, path, spec.volume_name, self._volume_id_from_name(spec.volume_name), self.lun)
+        old_text = previous.text if previous is not None else None
+        old_block = previous if isinstance(previous, ChiscsiRecord) else (
+            None if old_text is None else self._parse(old_text, spec.volume_name))
         device_class = self._device_class(spec, old_block)
         # A file that already says the same (one CxtAdm wrote, say) is adopted as it is.
         adopt = (old_block is not None and old_block.spec == spec
@@ -217,9 +205,12 @@ class ChiscsiTarget(ISCSITarget):
                 raise TargetCreateFailed(volume_id=spec.volume_id, reason=str(err)) from None
         if old_block is not None and old_block.spec.device_path != spec.device_path:
             self._release(old_block.spec.device_path, spec.volume_name)
+        return ChiscsiRecord(spec, text=new_text, device_class=device_class,
+                             acl_enabled=bool(spec.initiators))
 
-    def _note_live(self, spec: ExportSpec, live: LiveTarget) -> None:
+    def _note_live(self, record: ExportRecord, live: LiveTarget) -> None:
         """Records from before the index (or CxtAdm's) get their claim on the next restore."""
+        spec = record.spec
         with self._device_lock(spec.device_path):
             try:
                 self._refuse_if_taken(spec)
@@ -228,7 +219,7 @@ class ChiscsiTarget(ISCSITarget):
                 return
             self.devices.claim(spec.device_path, spec.volume_name)
 
-    def _lookup(self, iqn: str) -> LiveTarget | None:
+    def _lookup(self, iqn: str, record: ExportRecord | None) -> LiveTarget | None:
         detail = self.tool.show([iqn])[iqn]
         return _live(iqn, detail) if detail is not None else None
 
@@ -282,7 +273,7 @@ class ChiscsiTarget(ISCSITarget):
                     f"{sorted(detail.acl_initiators)}, not {list(spec.initiators) or 'any'}")
         return None
 
-    def _unrealise(self, volume_name: str, iqn: str) -> None:
+    def _withdraw(self, volume_name: str, iqn: str) -> None:
         """Stop the target, check it is gone, then drop the record and the device's claim.
 
         ``-s`` exits 0 when initiators stay logged in, leaving the target
@@ -305,7 +296,7 @@ class ChiscsiTarget(ISCSITarget):
         if outcome is StopOutcome.NOT_FOUND:
             LOG.debug("Target %s was not running", iqn)
         try:
-            block = self._read_block(volume_name)
+            block = self._read_record(volume_name)
         except PersistenceError:
             block = None  # removed all the same; its device's claim goes stale, which is harmless
         remove_file(self._record_path(volume_name))
