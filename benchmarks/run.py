@@ -796,7 +796,7 @@ def _s(value: float | None) -> str:
 def _ratio(rows: list[dict[str, Any]], key: str, lo: int, hi: int) -> float | None:
     a = next((r.get(key) for r in rows if r["n"] == lo), None)
     b = next((r.get(key) for r in rows if r["n"] == hi), None)
-    return b / a if a and b else None
+    return b / a if a and b and a == a and b == b else None  # nan: nothing measured there
 
 
 def render(rows: list[dict[str, Any]]) -> str:
