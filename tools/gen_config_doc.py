@@ -32,7 +32,7 @@ READERS: dict[str, str] = {
     "registry.py": "helper registry",
     "cli.py": "command line",
     "cinder/config.py": "Cinder adapter",
-    "demo.py": "demo command",
+    "lab/demo.py": "demo command",
 }
 _CONF_ATTR = re.compile(r"\bconf\.(?:oslo_concurrency\.)?([a-z_][a-z0-9_]*)")
 _INTERPOLATION = re.compile(r"\$\{?([a-z_][a-z0-9_]*)")
