@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -52,6 +51,8 @@ def key_file_name(text: str) -> str:
     plain = quote(text, safe="")
     if len(plain) <= _MAX_PLAIN_NAME:
         return plain
+    import hashlib
+
     return "h-" + hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 

@@ -14,7 +14,6 @@ Sources (paths under src/chiscsi/):
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -207,6 +206,8 @@ def post_decode_portalgroup(previous: list[PortalValue], new: list[PortalValue],
 
 def can_listen(ip: bytes, port: int) -> bool:
     """What the kernel's bind+listen with SO_REUSEADDR would do (base/transport/os_socket.c 442-530)."""
+    import socket
+
     family = socket.AF_INET6 if is_ipv6(ip) else socket.AF_INET
     try:
         with socket.socket(family, socket.SOCK_STREAM) as sock:
