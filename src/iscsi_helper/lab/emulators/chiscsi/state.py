@@ -160,7 +160,8 @@ class KernelState:
         if node_id in self._cache:
             return self._cache[node_id]
         try:
-            node: Node | None = Node.from_dict(json.loads(self._node_path(node_id).read_text(encoding="utf-8")))
+            text = self._node_path(node_id).read_text(encoding="utf-8")
+            node: Node | None = Node.from_dict(json.loads(text))
         except FileNotFoundError:
             node = None
         except (ValueError, KeyError, TypeError):
@@ -174,7 +175,7 @@ class KernelState:
 
     def node_ids(self) -> list[int]:
         """Every node in the kernel's queue, in queue order (ids grow with enqueueing)."""
-        ids = []
+        ids: list[int] = []
         if not self.nodes_dir.is_dir():
             return ids
         for entry in os.scandir(self.nodes_dir):
