@@ -322,7 +322,8 @@ class Commands:
         if inv.cmd == CONFIG_FILE_WRITE:
             return self.write_config(inv)
         if inv.cmd == DROP_SESSION:
-            self.err.write("iscsictl (emulator): -D is not modelled (the kernel dereferences the handle given)\n")
+            self.err.write("iscsictl (emulator): -D is not modelled "
+                           "(the kernel dereferences the handle given)\n")
             return -1
         self.err.write(f"ERROR: UNKNOWN command {inv.cmd}.\n")
         return -1

@@ -81,11 +81,11 @@ class ControlDevice:
                 if len(out) > DATA_MAX_BUFLEN:
                     break
             return _reply(ebuf, True, out[:DATA_MAX_BUFLEN])
-        node = self.state.find_by_name(name)
-        if node is None:
+        found = self.state.find_by_name(name)
+        if found is None:
             ebuf.put(f"target {name} NOT found.\n")
             return _reply(ebuf, False)
-        return _reply(ebuf, True, config_display(node, detail))
+        return _reply(ebuf, True, config_display(found, detail))
 
     # -- start / reload ------------------------------------------------------
 

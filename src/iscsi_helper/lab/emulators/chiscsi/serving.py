@@ -10,7 +10,6 @@ express is listed in docs/emulators/chiscsi.md (assumptions).
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +57,8 @@ def wire_acl(node: Node) -> tuple[list[str], bool]:
 
 def wire_spec(node: Node, settings: Settings, state_root: Path) -> dict[str, Any]:
     """The WireTarget as plain data; pure, so it is testable without the wire package."""
+    import secrets  # only here: every iscsictl run pays for module imports
+
     acl_names, acl_read_only = wire_acl(node)
     luns = []
     for index, lun in enumerate(node.luns):

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -52,6 +51,8 @@ def key_file_name(text: str) -> str:
     plain = quote(text, safe="")
     if len(plain) <= _MAX_PLAIN_NAME:
         return plain
+    import hashlib
+
     return "h-" + hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
@@ -159,7 +160,8 @@ class KernelState:
         if node_id in self._cache:
             return self._cache[node_id]
         try:
-            node: Node | None = Node.from_dict(json.loads(self._node_path(node_id).read_text(encoding="utf-8")))
+            text = self._node_path(node_id).read_text(encoding="utf-8")
+            node: Node | None = Node.from_dict(json.loads(text))
         except FileNotFoundError:
             node = None
         except (ValueError, KeyError, TypeError):
@@ -173,7 +175,7 @@ class KernelState:
 
     def node_ids(self) -> list[int]:
         """Every node in the kernel's queue, in queue order (ids grow with enqueueing)."""
-        ids = []
+        ids: list[int] = []
         if not self.nodes_dir.is_dir():
             return ids
         for entry in os.scandir(self.nodes_dir):

@@ -18,6 +18,7 @@ Sources (under src/chiscsi/):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from iscsi_helper.lab.emulators.chiscsi.kernel.addr import count_ipv6_colons, format_endpoint, string_to_ip
 from iscsi_helper.lab.emulators.chiscsi.kernel.cbuf import CBuf
@@ -53,9 +54,9 @@ class AclEntry:
         return {"inames": self.inames, "sips": self.sips, "dips": self.dips, "flag": self.flag}
 
     @classmethod
-    def from_dict(cls, data: dict[str, object]) -> AclEntry:
-        return cls([str(x) for x in data["inames"]], [str(x) for x in data["sips"]],  # type: ignore[union-attr]
-                   [str(x) for x in data["dips"]], int(data["flag"]))  # type: ignore[union-attr, arg-type]
+    def from_dict(cls, data: dict[str, Any]) -> AclEntry:
+        return cls([str(x) for x in data["inames"]], [str(x) for x in data["sips"]],
+                   [str(x) for x in data["dips"]], int(data["flag"]))
 
     @property
     def writable(self) -> bool:

@@ -23,6 +23,7 @@ Sources (under src/chiscsi/):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from iscsi_helper.lab.emulators.chiscsi.kernel.ebuf import Ebuf, KernelError
 
@@ -133,11 +134,11 @@ class ChapConfig:
                 "challenge_length": self.challenge_length, "policy": self.policy}
 
     @classmethod
-    def from_dict(cls, data: dict[str, object]) -> ChapConfig:
-        return cls([str(m) for m in data["methods"]], bool(data["configured"]),  # type: ignore[union-attr]
-                   [Credential(u, s) for u, s in data["targets"]],  # type: ignore[union-attr]
-                   [Credential(u, s) for u, s in data["initiators"]],  # type: ignore[union-attr]
-                   int(data["challenge_length"]), str(data["policy"]))  # type: ignore[arg-type]
+    def from_dict(cls, data: dict[str, Any]) -> ChapConfig:
+        return cls([str(m) for m in data["methods"]], bool(data["configured"]),
+                   [Credential(u, s) for u, s in data["targets"]],
+                   [Credential(u, s) for u, s in data["initiators"]],
+                   int(data["challenge_length"]), str(data["policy"]))
 
 
 def check_node(config: ChapConfig, ebuf: Ebuf) -> None:

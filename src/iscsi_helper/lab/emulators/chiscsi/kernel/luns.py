@@ -22,6 +22,7 @@ import os
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from iscsi_helper.lab.emulators.chiscsi.kernel.cstr import cstr, simple_strtoul
 from iscsi_helper.lab.emulators.chiscsi.kernel.ebuf import Ebuf, KernelError
@@ -89,11 +90,11 @@ class Lun:
                 "size": self.size, "rdev": self.rdev, "dif_type": self.dif_type}
 
     @classmethod
-    def from_dict(cls, data: dict[str, object]) -> Lun:
+    def from_dict(cls, data: dict[str, Any]) -> Lun:
         rdev = data.get("rdev")
-        return cls(str(data["path"]), str(data["class"]), [str(f) for f in data["flags"]],  # type: ignore[union-attr]
-                   str(data["region"]), int(data["size"]), None if rdev is None else int(rdev),  # type: ignore[arg-type]
-                   int(data.get("dif_type", 0)))  # type: ignore[arg-type]
+        return cls(str(data["path"]), str(data["class"]), [str(f) for f in data["flags"]],
+                   str(data["region"]), int(data["size"]), None if rdev is None else int(rdev),
+                   int(data.get("dif_type", 0)))
 
 
 class _Region:

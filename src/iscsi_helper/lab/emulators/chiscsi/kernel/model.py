@@ -9,8 +9,10 @@ private/klib/target/config_api.c 14-134 (settings lines and their order).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from iscsi_helper.lab.emulators.chiscsi.kernel import acl, chap, luns, portals
+from iscsi_helper.lab.emulators.chiscsi.kernel.portals import TargetPortal
 
 SESSION_FIELDS = (
     ("ErrorRecoveryLevel", "erl"), ("InitialR2T", "initial_r2t"), ("ImmediateData", "immediate_data"),
@@ -37,7 +39,7 @@ class Node:
     isns_register: bool = True
     shadow_mode: bool = False
     sess_max_cmds: int = 128
-    portals: list[portals.TargetPortal] = field(default_factory=list)
+    portals: list[TargetPortal] = field(default_factory=list)
     luns: list[luns.Lun] = field(default_factory=list)
     acls: list[acl.AclEntry] = field(default_factory=list)
     redirect_on: bool = False
@@ -56,23 +58,23 @@ class Node:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, object]) -> Node:
+    def from_dict(cls, data: dict[str, Any]) -> Node:
         return cls(
-            id=int(data["id"]), name=str(data["name"]), alias=str(data["alias"]),  # type: ignore[arg-type]
-            offline=bool(data["offline"]), session={str(k): int(v) for k, v in data["session"].items()},  # type: ignore[union-attr]
-            header_digest=list(data["header_digest"]), data_digest=list(data["data_digest"]),  # type: ignore[call-overload]
-            max_recv_data_segment=int(data["max_recv_data_segment"]),  # type: ignore[arg-type]
-            chap=chap.ChapConfig.from_dict(data["chap"]),  # type: ignore[arg-type]
+            id=int(data["id"]), name=str(data["name"]), alias=str(data["alias"]),
+            offline=bool(data["offline"]), session={str(k): int(v) for k, v in data["session"].items()},
+            header_digest=list(data["header_digest"]), data_digest=list(data["data_digest"]),
+            max_recv_data_segment=int(data["max_recv_data_segment"]),
+            chap=chap.ChapConfig.from_dict(data["chap"]),
             acl_enabled=bool(data["acl_enabled"]), isns_register=bool(data["isns_register"]),
-            shadow_mode=bool(data["shadow_mode"]), sess_max_cmds=int(data["sess_max_cmds"]),  # type: ignore[arg-type]
-            portals=[portals.TargetPortal.from_dict(p) for p in data["portals"]],  # type: ignore[union-attr]
-            luns=[luns.Lun.from_dict(lun) for lun in data["luns"]],  # type: ignore[union-attr]
-            acls=[acl.AclEntry.from_dict(a) for a in data["acls"]],  # type: ignore[union-attr]
+            shadow_mode=bool(data["shadow_mode"]), sess_max_cmds=int(data["sess_max_cmds"]),
+            portals=[portals.TargetPortal.from_dict(p) for p in data["portals"]],
+            luns=[luns.Lun.from_dict(lun) for lun in data["luns"]],
+            acls=[acl.AclEntry.from_dict(a) for a in data["acls"]],
             redirect_on=bool(data["redirect_on"]),
         )
 
     @property
-    def started_portals(self) -> list[portals.TargetPortal]:
+    def started_portals(self) -> list[TargetPortal]:
         return [p for p in self.portals if p.started]
 
 

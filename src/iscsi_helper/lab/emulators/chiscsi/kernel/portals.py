@@ -2,7 +2,7 @@
 
 Sources (paths under src/chiscsi/):
 - decode: private/klib/text/iscsi_config_keys.c 29-180 (``kv_decode_portalgroup``),
-  duplicate tag/address checks 187-228, address list 
+  duplicate tag/address checks 187-228, address list
   private/klib/text/iscsi_keys_common.c 301-414 (``kv_decode_addr_n_port``);
 - start: private/klib/target/iscsi_target_portal.c 108-168 (a portal already
   listening for another target is shared, else the kernel binds and
@@ -14,9 +14,9 @@ Sources (paths under src/chiscsi/):
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from iscsi_helper.lab.emulators.chiscsi.kernel.addr import (
     PORT_DEFAULT,
@@ -69,10 +69,10 @@ class TargetPortal:
                 "started": self.started, "flags": list(self.flags), "redirect_to": list(self.redirect_to)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, object]) -> TargetPortal:
-        return cls(bytes.fromhex(str(data["ip"])), int(data["port"]), int(data["tag"]),  # type: ignore[arg-type]
-                   int(data["timeout"]), bool(data["started"]), list(data["flags"]),  # type: ignore[arg-type]
-                   [int(t) for t in data["redirect_to"]])  # type: ignore[union-attr]
+    def from_dict(cls, data: dict[str, Any]) -> TargetPortal:
+        return cls(bytes.fromhex(str(data["ip"])), int(data["port"]), int(data["tag"]),
+                   int(data["timeout"]), bool(data["started"]), list(data["flags"]),
+                   [int(t) for t in data["redirect_to"]])
 
 
 def portal_key(ip: bytes, port: int) -> str:
@@ -207,6 +207,8 @@ def post_decode_portalgroup(previous: list[PortalValue], new: list[PortalValue],
 
 def can_listen(ip: bytes, port: int) -> bool:
     """What the kernel's bind+listen with SO_REUSEADDR would do (base/transport/os_socket.c 442-530)."""
+    import socket
+
     family = socket.AF_INET6 if is_ipv6(ip) else socket.AF_INET
     try:
         with socket.socket(family, socket.SOCK_STREAM) as sock:
