@@ -41,7 +41,7 @@ def env(tmp_path, monkeypatch):
 def connection_info(tmp_path, device, *, multipath: bool, **overrides) -> dict:
     conf = options.new_config(overrides={
         "target_helper": "chiscsi", "state_path": str(tmp_path / "state"),
-        "target_ip_address": "192.0.2.10", "chiscsi_conf": str(tmp_path / "chiscsi.conf"),
+        "target_ip_address": "127.0.0.1", "chiscsi_conf": str(tmp_path / "chiscsi.conf"),
         "oslo_concurrency.lock_path": str(tmp_path / "locks"), **overrides})
     target = registry.get_helper(conf, Executor())
     volume = {"id": "7", "name": "volume-7"}
@@ -81,25 +81,25 @@ def test_single_path_is_one_target_portal_lun_and_device(env, device):
     props = info["data"]
     connector = ISCSIConnector(root_helper="", execute=IscsiadmRecorder())
     iqn = f"{PREFIX}volume-7"
-    assert connector._get_all_targets(props) == [("192.0.2.10:3260", iqn, 0)]
+    assert connector._get_all_targets(props) == [("127.0.0.1:3260", iqn, 0)]
     assert connector._get_device_path(props) == [
-        f"/dev/disk/by-path/ip-192.0.2.10:3260-iscsi-{iqn}-lun-0"]
+        f"/dev/disk/by-path/ip-127.0.0.1:3260-iscsi-{iqn}-lun-0"]
 
 
 def test_multipath_over_ipv4_and_ipv6_portals(env, device):
     info = connection_info(env, device, multipath=True,
-                           target_secondary_ip_addresses=["2001:db8::10", "198.51.100.10"])
+                           target_secondary_ip_addresses=["::1", "127.0.0.2"])
     props = info["data"]
     connector = ISCSIConnector(root_helper="", execute=IscsiadmRecorder(), use_multipath=True)
     iqn = f"{PREFIX}volume-7"
-    expected = [("192.0.2.10:3260", iqn, 0), ("[2001:db8::10]:3260", iqn, 0),
-                ("198.51.100.10:3260", iqn, 0)]
+    expected = [("127.0.0.1:3260", iqn, 0), ("[::1]:3260", iqn, 0),
+                ("127.0.0.2:3260", iqn, 0)]
     # With target_portals and target_iqns present os-brick needs no discovery at all.
     assert connector._get_ips_iqns_luns(props, discover=False) == expected
     assert connector._get_device_path(props) == [
-        f"/dev/disk/by-path/ip-192.0.2.10:3260-iscsi-{iqn}-lun-0",
-        f"/dev/disk/by-path/ip-2001:db8::10:3260-iscsi-{iqn}-lun-0",
-        f"/dev/disk/by-path/ip-198.51.100.10:3260-iscsi-{iqn}-lun-0"]
+        f"/dev/disk/by-path/ip-127.0.0.1:3260-iscsi-{iqn}-lun-0",
+        f"/dev/disk/by-path/ip-::1:3260-iscsi-{iqn}-lun-0",
+        f"/dev/disk/by-path/ip-127.0.0.2:3260-iscsi-{iqn}-lun-0"]
     # Each per-path property set os-brick iterates over is a complete single path.
     paths = list(connector._iterate_all_targets(props))
     assert [(p["target_portal"], p["target_iqn"], p["target_lun"]) for p in paths] == expected
@@ -129,7 +129,7 @@ def test_chap_credentials_reach_iscsiadm_before_login(env, device, tmp_path):
     # Every call addressed our node: -T <our iqn> -p <our portal>.
     for argv in recorder.calls:
         if argv[1:3] == ("-m", "node"):
-            assert argv[3:7] == ("-T", iqn, "-p", "192.0.2.10:3260")
+            assert argv[3:7] == ("-T", iqn, "-p", "127.0.0.1:3260")
     login = [i for i, argv in enumerate(recorder.calls) if "--login" in argv]
     secret_set = [i for i, argv in enumerate(recorder.calls) if "node.session.auth.password" in argv]
     assert login and secret_set and secret_set[0] < login[0]

@@ -11,8 +11,9 @@ how many exports the node has.
 from __future__ import annotations
 
 import abc
+import contextlib
 import os
-from collections.abc import Iterable, Mapping, Set
+from collections.abc import Collection, Iterable, Mapping, Set
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,21 @@ class IscsiHelper(TargetHelper):
     @abc.abstractmethod
     def _list_live(self) -> dict[str, LiveTarget]:
         """All live targets by IQN: one call of the target tool."""
+
+    def _live_view(self, iqns: Collection[str]) -> Mapping[str, LiveTarget]:
+        """The live targets a bulk operation needs: at least those of ``iqns`` that are live.
+
+        One listing by default. A helper whose listing can miss targets
+        (chiscsi's is cut at 128 KiB of names) also looks ``iqns`` up.
+        """
+        return self._list_live()
+
+    def _live_differs(self, spec: ExportSpec, live: LiveTarget) -> str | None:
+        """Why the target a create just made is not the one asked for; None when it is.
+
+        For a helper whose lookup shows more than ``_live_matches`` compares.
+        """
+        return None
 
     @abc.abstractmethod
     def _withdraw(self, volume_name: str, iqn: str) -> None:
@@ -159,11 +175,12 @@ class IscsiHelper(TargetHelper):
                     # failed, so it must not stay behind, live and recorded.
                     self._undo(spec, record, applied)
                     raise
-                if live is None:
+                problem = ("the target tool reported success but the target is not live"
+                           if live is None else self._live_differs(spec, live))
+                if problem is not None:
                     self._undo(spec, record, applied)
-                    raise TargetCreateFailed(
-                        volume_id=vol.id,
-                        reason="the target tool reported success but the target is not live")
+                    raise TargetCreateFailed(volume_id=vol.id, reason=problem)
+                assert live is not None
                 LOG.info("Exported volume %s as %s (tid %s)", vol.id, spec.iqn, live.tid)
                 return ExportStatus(spec, live)
 
@@ -218,7 +235,11 @@ class IscsiHelper(TargetHelper):
 
     def _ensure_all(self, todo: list[tuple[Any, str, bool]],
                     progress: Progress | None) -> EnsureReport:
-        live_targets = self._list_live()
+        wanted = []
+        for volume, _path, _required in todo:
+            with contextlib.suppress(IscsiHelperError):  # reported per volume below
+                wanted.append(specs.target_iqn(self.conf, Volume.coerce(volume).name))
+        live_targets = self._live_view(wanted)
         tids_in_use = frozenset(t.tid for t in live_targets.values())
         report = EnsureReport()
         if progress:
@@ -308,9 +329,9 @@ class IscsiHelper(TargetHelper):
                 self._apply(record.spec, record)
 
     def list_exports(self) -> list[ExportStatus]:
-        live_targets = self._list_live()
-        return [ExportStatus(r.spec, live_targets.get(r.spec.iqn))
-                for r in sorted(self._list_records(), key=lambda r: r.spec.volume_name)]
+        records = sorted(self._list_records(), key=lambda r: r.spec.volume_name)
+        live_targets = self._live_view([r.spec.iqn for r in records])
+        return [ExportStatus(r.spec, live_targets.get(r.spec.iqn)) for r in records]
 
     def get_export(self, volume: Any) -> ExportStatus | None:
         vol = Volume.coerce(volume)
@@ -330,7 +351,7 @@ class IscsiHelper(TargetHelper):
         if fix:
             self.sweep_temp_files()
         records = {r.spec.iqn: r.spec for r in self._list_records()}
-        live_targets = self._list_live()
+        live_targets = self._live_view(list(records))
         prefix = self.conf.target_prefix
         report: list[Drift] = []
         for iqn in sorted(set(records) | {i for i in live_targets if i.startswith(prefix)}):
