@@ -533,8 +533,10 @@ def test_concurrent_starts_get_distinct_tids(shim_env: dict[str, str], cxt: CxtF
 def test_shim_with_interpreter_path_too_long_for_shebang(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     deep = tmp_path / ("d" * 60) / ("e" * 60)
     deep.mkdir(parents=True)
-    python = deep / "python"
-    python.symlink_to(sys.executable)
+    # The whole environment under a long path, not the interpreter alone: a venv's
+    # python away from its pyvenv.cfg is the base Python, without this package.
+    (deep / "env").symlink_to(sys.prefix, target_is_directory=True)
+    python = deep / "env" / "bin" / Path(sys.executable).name
     monkeypatch.setattr(sys, "executable", str(python))
     bin_dir = install_shims(tmp_path / "bin")
     script = (bin_dir / "iscsictl").read_text()
