@@ -1,18 +1,24 @@
-"""iscsi-perf against the embedded target and against tgtd, on the same file, as a ratio.
+"""iscsi-perf against the embedded target and tgtd in one run: queue depth 1 and 32, 4 KiB and 256 KiB.
 
-Run: ``python3 benchmarks/iscsi_perf.py [--seconds 5] [--blocks 8]``
+Run: ``python3 benchmarks/iscsi_perf.py [--seconds 4]``
 
-Both targets run on this machine on free loopback ports, one after the
-other, serving the same 64 MiB file; libiscsi's ``iscsi-perf`` reads for
-``--seconds`` against each and the IOPS and the ratio are printed. Not a
-test: the machine is shared and noisy, so only the ratio of one run means
-anything. Both servers are stopped by PID.
+Both targets serve the same 64 MiB file on free loopback ports, started
+here and stopped by PID. libiscsi's ``iscsi-perf`` reads (``-m`` requests in
+flight, ``-b`` blocks each) for ``--seconds`` per case; iscsi-perf only
+reads, so writes are measured with ``qemu-img bench -w`` (same queue depths
+and sizes) when qemu-img is installed. Cases alternate between the two
+targets so that load on this shared machine hits both alike. Printed: IOPS
+per target and case, the embedded/tgtd ratio, and the embedded target's
+QD32/QD1 ratio. Not a test: only ratios from one run mean anything.
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import re
+import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -23,85 +29,119 @@ from iscsi_helper.lab.wire.control import WireService
 from iscsi_helper.lab.wire.model import WireLun, WireTarget
 
 IQN = "iqn.2010-10.org.openstack:perf"
+DISK = 64 << 20
+CASES = [("read", 1, 4096), ("read", 32, 4096), ("read", 1, 262144), ("read", 32, 262144),
+         ("write", 1, 4096), ("write", 32, 4096), ("write", 1, 262144), ("write", 32, 262144)]
 
 
-def free_port(low: int = 0, high: int = 0) -> int:
-    if low:
-        for port in range(low, high):
-            with socket.socket() as probe:
-                try:
-                    probe.bind(("127.0.0.1", port))
-                    return port
-                except OSError:
-                    continue
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
 
 
-def iscsi_perf(url: str, seconds: int, blocks: int) -> tuple[float, str]:
-    done = subprocess.run(["iscsi-perf", "-t", str(seconds), "-b", str(blocks), url],
-                          capture_output=True, text=True, timeout=seconds + 60)
-    out = done.stdout + done.stderr
-    rates = re.findall(r"iops average (\d+)", out)
-    if not rates:
-        raise RuntimeError(f"iscsi-perf gave no IOPS figure: {out[-300:]}")
-    summary = [l for l in out.splitlines() if l.startswith("iops average")]
-    return float(rates[-1]), (summary[-1] if summary else "").strip()
+def free_control_port() -> int:
+    """tgtd's -C names a unix socket and a lock; pick one no tgtd holds (tgtd refuses >32767)."""
+    for _ in range(200):
+        port = random.randint(20000, 32000)
+        if not Path(f"/var/run/tgtd/socket.{port}").exists():
+            return port
+    raise RuntimeError("no free tgtd control port")
 
 
-def run_wire(image: str, run_dir: Path, seconds: int, blocks: int) -> tuple[float, str]:
-    port = free_port()
-    service = WireService(run_dir)
+def run_killable(argv: list[str], seconds: float) -> str:
+    """iscsi-perf ignores SIGTERM while requests are in flight: end it with SIGKILL if it overstays."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        service.publish(WireTarget(IQN, [WireLun(image)], [("127.0.0.1", port)], auth_method="None"))
-        return iscsi_perf(f"iscsi://127.0.0.1:{port}/{IQN}/0", seconds, blocks)
-    finally:
-        service.stop()
+        out, _ = proc.communicate(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGKILL)
+        out, _ = proc.communicate()
+    return out
 
 
-def run_tgtd(image: str, seconds: int, blocks: int) -> tuple[float, str]:
-    port, control = free_port(), free_port(20000, 32000)  # tgtd refuses -C above 32767
-    tgtd = subprocess.Popen(["tgtd", "-f", "--iscsi", f"portal=127.0.0.1:{port}", "-C", str(control)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        def adm(*args: str) -> None:
-            subprocess.run(["tgtadm", "-C", str(control), "--lld", "iscsi", *args], check=True,
-                           capture_output=True, timeout=30)
-        for _ in range(50):
-            try:
-                adm("--mode", "target", "--op", "show")
+def measure(kind: str, url: str, depth: int, size: int, seconds: int) -> float:
+    if kind == "read":
+        out = run_killable(["iscsi-perf", "-t", str(seconds), "-m", str(depth), "-b", str(size // 512), url],
+                           seconds + 30)
+        rates = re.findall(r"iops average (\d+)", out)
+        if not rates:
+            raise RuntimeError(f"iscsi-perf gave no IOPS figure: {out[-300:]}")
+        return float(rates[-1])
+    # qemu-img bench: a fixed request count, timed here.
+    count = max(200, int(seconds * (4000 if size == 4096 else 400)))
+    start = time.perf_counter()
+    out = run_killable(["qemu-img", "bench", "-w", "-f", "raw", "-c", str(count), "-d", str(depth),
+                        "-s", str(size), "-S", str(size), "--pattern=0xa5", url], seconds * 10 + 60)
+    elapsed = time.perf_counter() - start
+    if "Run completed" not in out:
+        raise RuntimeError(f"qemu-img bench failed: {out[-300:]}")
+    return count / elapsed
+
+
+class Tgtd:
+    def __init__(self, image: str) -> None:
+        self.port, self.control = free_port(), free_control_port()
+        self.proc = subprocess.Popen(["tgtd", "-f", "--iscsi", f"portal=127.0.0.1:{self.port}", "-C",
+                                      str(self.control)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            if self.adm("--mode", "target", "--op", "show", check=False) == 0:
                 break
-            except subprocess.CalledProcessError:
-                time.sleep(0.1)
-        adm("--mode", "target", "--op", "new", "--tid", "1", "-T", IQN)
-        adm("--mode", "logicalunit", "--op", "new", "--tid", "1", "--lun", "1", "-b", image)
-        adm("--mode", "target", "--op", "bind", "--tid", "1", "-I", "ALL")
-        return iscsi_perf(f"iscsi://127.0.0.1:{port}/{IQN}/1", seconds, blocks)
-    finally:
-        tgtd.terminate()
+            time.sleep(0.05)
+        self.adm("--mode", "target", "--op", "new", "--tid", "1", "-T", IQN)
+        self.adm("--mode", "logicalunit", "--op", "new", "--tid", "1", "--lun", "1", "-b", image)
+        self.adm("--mode", "target", "--op", "bind", "--tid", "1", "-I", "ALL")
+        self.url = f"iscsi://127.0.0.1:{self.port}/{IQN}/1"
+
+    def adm(self, *args: str, check: bool = True) -> int:
+        done = subprocess.run(["tgtadm", "-C", str(self.control), "--lld", "iscsi", *args],
+                              capture_output=True, timeout=30, check=check)
+        return done.returncode
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
         try:
-            tgtd.wait(10)
+            self.proc.wait(2)
         except subprocess.TimeoutExpired:
-            tgtd.kill()
-            tgtd.wait()
+            self.proc.kill()  # tgtd ignores SIGTERM while it has targets
+            self.proc.wait()
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--blocks", type=int, default=8, help="blocks (512 B) per request")
+    parser.add_argument("--seconds", type=int, default=4)
     args = parser.parse_args()
+    writes = shutil.which("qemu-img") is not None
     with tempfile.TemporaryDirectory() as scratch:
         image = str(Path(scratch) / "perf.img")
         with open(image, "wb") as handle:
-            handle.truncate(64 << 20)
-        wire, wire_line = run_wire(image, Path(scratch) / "wire", args.seconds, args.blocks)
-        tgt, tgt_line = run_tgtd(image, args.seconds, args.blocks)
-    print(f"iscsi-perf -t {args.seconds} -b {args.blocks}, same 64 MiB file, loopback")
-    print(f"  embedded target (iscsi_helper.lab.wire): {wire:10.0f} IOPS   ({wire_line})")
-    print(f"  tgtd                                : {tgt:10.0f} IOPS   ({tgt_line})")
-    print(f"  ratio embedded / tgtd               : {wire / tgt:10.2f}")
+            handle.truncate(DISK)
+        service = WireService(Path(scratch) / "wire")
+        port = free_port()
+        service.publish(WireTarget(IQN, [WireLun(image)], [("127.0.0.1", port)], auth_method="None"))
+        wire_url = f"iscsi://127.0.0.1:{port}/{IQN}/0"
+        tgtd = Tgtd(image)
+        results: dict[tuple[str, int, int], tuple[float, float]] = {}
+        try:
+            for kind, depth, size in CASES:
+                if kind == "write" and not writes:
+                    continue
+                wire = measure(kind, wire_url, depth, size, args.seconds)
+                tgt = measure(kind, tgtd.url, depth, size, args.seconds)
+                results[(kind, depth, size)] = (wire, tgt)
+        finally:
+            tgtd.stop()
+            service.stop()
+    print(f"same 64 MiB file, loopback; reads: iscsi-perf -t {args.seconds}; writes: qemu-img bench -w")
+    print(f"{'case':<22}{'embedded IOPS':>15}{'tgtd IOPS':>12}{'embedded/tgtd':>15}")
+    for (kind, depth, size), (wire, tgt) in results.items():
+        label = f"{kind} QD{depth} {size // 1024} KiB"
+        print(f"{label:<22}{wire:>15.0f}{tgt:>12.0f}{wire / tgt:>15.2f}")
+    for kind in ("read", "write"):
+        for size in (4096, 262144):
+            if (kind, 1, size) in results:
+                qd1, qd32 = results[(kind, 1, size)][0], results[(kind, 32, size)][0]
+                print(f"embedded {kind} {size // 1024} KiB: QD32 / QD1 = {qd32 / qd1:.2f}")
     return 0
 
 

@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -116,25 +115,23 @@ def test_concurrent_publishers_share_one_daemon(own: WireService, tmp_path: Path
     assert all(name in listing for name in names)
 
 
-def test_publish_cost_does_not_grow_with_the_number_of_targets(own: WireService, tmp_path: Path) -> None:
+def test_three_hundred_targets_are_served_and_listed(own: WireService, tmp_path: Path) -> None:
+    """Many targets on one portal: each published, one withdrawn, the rest listed.
+
+    How publish and withdraw cost grows with the number of targets is a
+    benchmark question (benchmarks/run.py), not a timed test here.
+    """
     port = dual_stack_port()
-    own.publish(_target(tmp_path, "warmup", port))
-    timings = []
     for i in range(300):
-        t = _target(tmp_path, f"scale-{i}", port)
-        start = time.perf_counter()
-        own.publish(t)
-        timings.append(time.perf_counter() - start)
-    first, last = sorted(timings[:50])[25], sorted(timings[-50:])[25]
-    assert last < 3 * first + 0.005, f"median publish went from {first * 1e3:.1f} ms to {last * 1e3:.1f} ms"
-    start = time.perf_counter()
+        own.publish(_target(tmp_path, f"scale-{i}", port))
     own.withdraw("iqn.2024-01.org.example:scale-150")
-    assert time.perf_counter() - start < 0.5
-    assert len(own.served()) == 300
+    assert len(own.served()) == 299
+    assert "iqn.2024-01.org.example:scale-150" not in own.served()
     # Discovery of ~300 targets is a text response far beyond 8 KiB.
     listing = run("iscsi-ls", f"iscsi://127.0.0.1:{port}/")
     assert listing.returncode == 0, listing.stderr
     assert listing.stdout.count("Target:iqn.2024-01.org.example:scale-") == 299
+    assert "scale-150 " not in listing.stdout
 
 
 def test_bad_target_is_refused_with_a_clear_error(own: WireService, tmp_path: Path) -> None:
@@ -169,10 +166,8 @@ def test_a_daemon_that_does_not_answer_times_out(tmp_path: Path) -> None:
     thread.start()
     try:
         svc = WireService(run_dir, timeout=0.5)
-        start = time.monotonic()
         with pytest.raises(WireServiceError, match="did not answer served within"):
             svc.served()
-        assert time.monotonic() - start < 5
     finally:
         stop.set()
         thread.join()

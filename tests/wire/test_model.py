@@ -107,3 +107,22 @@ def test_crc32c_known_vector_and_digest_framing() -> None:
     assert asyncio.run(roundtrip(False)) == b"ping"
     with pytest.raises(PDUError, match="data digest"):
         asyncio.run(roundtrip(True))
+
+
+def test_libiscsi_output_parser_tells_skipped_and_failed_from_passed() -> None:
+    from .cu_results import parse
+
+    sample = (
+        "Suite: Unmap\n"
+        "  Test: Simple ...passed\n"
+        "  Test: VPD ...    [SKIPPED] UNMAP is not implemented.\npassed\n"
+        "  Test: Zero ...    [FAILED] UNMAP failed\nFAILED\n    1. test_unmap.c:1  - CU_ASSERT\n"
+        "Suite: Reserve6\n"
+        "  Test: LUNReset ...passed    [FAILED] PRIN command: failed (teardown)\n\n"
+        "  Test: Cut ...    Take out a RESERVE6\n"
+    )
+    results = parse(sample)
+    assert {k: v.verdict for k, v in results.items()} == {
+        "Unmap.Simple": "passed", "Unmap.VPD": "skipped", "Unmap.Zero": "failed",
+        "Reserve6.LUNReset": "passed", "Reserve6.Cut": "unfinished"}
+    assert results["Unmap.VPD"].skip_reasons == ["UNMAP is not implemented."]

@@ -13,40 +13,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from dataclasses import dataclass, field
 
+from iscsi_helper.lab.wire.budget import DaemonBudget
 from iscsi_helper.lab.wire.model import WireTarget, format_portal
 from iscsi_helper.lab.wire.scsi import LunBackend
+from iscsi_helper.lab.wire.served import Portal, ServedTarget, SessionHandle
 from iscsi_helper.lab.wire.session import Connection
 
 LOG = logging.getLogger(__name__)
 
-Portal = tuple[str, int]
-
-
-@dataclass(eq=False)
-class ServedTarget:
-    target: WireTarget
-    luns: list[LunBackend]
-    connections: set[Connection] = field(default_factory=set)
-    withdrawn: bool = False
-
-    def close(self) -> None:
-        """Drop sessions; the LUN descriptors close once the last session has ended.
-
-        Closing a descriptor while a session still has I/O in a worker thread
-        could let a newly opened file reuse the number and receive that I/O.
-        """
-        self.withdrawn = True
-        for conn in list(self.connections):
-            conn.close()
-        self.release_if_idle()
-
-    def release_if_idle(self) -> None:
-        if self.withdrawn and not self.connections and self.luns:
-            for lun in self.luns:
-                lun.close()
-            self.luns = []
+# Connections one daemon serves at once, and how many of them may still be
+# logging in (unauthenticated); beyond either, a new connection is closed at
+# once, so no flood of sockets can take more than a bounded amount of memory.
+MAX_CONNECTIONS = 256
+MAX_LOGINS_IN_PROGRESS = 64
+# A StreamReader buffers up to twice this before it stops reading the socket.
+READ_BUFFER_LIMIT = 64 * 1024
 
 
 def open_luns(target: WireTarget) -> list[LunBackend]:
@@ -68,12 +50,14 @@ def _wildcard(host: str) -> bool:
 class WireServer:
     """All targets served by this process."""
 
-    def __init__(self) -> None:
+    def __init__(self, budget: DaemonBudget | None = None) -> None:
         self.targets: dict[str, ServedTarget] = {}
         self.by_portal: dict[Portal, set[str]] = {}
         self.listeners: dict[Portal, asyncio.AbstractServer] = {}
-        self.sessions: dict[tuple[str, bytes, str], Connection] = {}
+        self.sessions: dict[tuple[str, bytes, str], SessionHandle] = {}
         self.connections: set[Connection] = set()
+        self.budget = budget or DaemonBudget()
+        self.refused_connections = 0
 
     # --- target management ------------------------------------------------
     async def publish(self, target: WireTarget) -> list[str]:
@@ -140,13 +124,25 @@ class WireServer:
         host, port = portal
 
         async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            logging_in = sum(1 for c in self.connections if c.in_login)
+            if len(self.connections) >= MAX_CONNECTIONS or logging_in >= MAX_LOGINS_IN_PROGRESS:
+                self.refused_connections += 1
+                if self.refused_connections % 100 == 1:
+                    LOG.warning("refusing connection from %s: %d connections, %d logging in "
+                                "(limits %d and %d)", writer.get_extra_info("peername"),
+                                len(self.connections), logging_in, MAX_CONNECTIONS, MAX_LOGINS_IN_PROGRESS)
+                writer.close()
+                return
             conn = Connection(self, portal, reader, writer)
             self.connections.add(conn)
-            await conn.run()
+            try:
+                await conn.run()
+            finally:
+                self.connections.discard(conn)
 
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         return await asyncio.start_server(on_connect, host=host or None, port=port, family=family,
-                                          reuse_address=True, limit=2**20)
+                                          reuse_address=True, limit=READ_BUFFER_LIMIT)
 
     async def close(self) -> None:
         for served in list(self.targets.values()):
@@ -164,48 +160,61 @@ class WireServer:
             return None
         return served
 
-    def session_started(self, conn: Connection) -> None:
-        assert conn.target is not None
-        key = (conn.initiator_name, conn.isid, conn.target.target.iqn)
+    def session_started(self, conn: SessionHandle, initiator: str, isid: bytes, served: ServedTarget) -> None:
+        key = (initiator, isid, served.target.iqn)
         old = self.sessions.get(key)
         if old is not None and old is not conn:
-            LOG.info("session reinstatement for %s: dropping the old connection", conn.initiator_name)
+            LOG.info("session reinstatement for %s: dropping the old connection", initiator)
             old.close()
         self.sessions[key] = conn
-        conn.target.connections.add(conn)
+        served.connections.add(conn)
+        for lun in served.luns:
+            lun.nexuses.add(conn.nexus)
 
-    def connection_closed(self, conn: Connection) -> None:
-        self.connections.discard(conn)
-        if conn.target is not None:
-            conn.target.connections.discard(conn)
-            conn.target.release_if_idle()
-            key = (conn.initiator_name, conn.isid, conn.target.target.iqn)
-            if self.sessions.get(key) is conn:
-                del self.sessions[key]
+    def connection_closed(self, conn: SessionHandle, served: ServedTarget | None) -> None:
+        if served is None or conn not in served.connections:
+            return
+        served.connections.discard(conn)
+        if not any(other.nexus == conn.nexus for other in served.connections):
+            for lun in served.luns:
+                lun.nexuses.discard(conn.nexus)
+                lun.reservations.nexus_lost(conn.nexus)
+        served.release_if_idle()
+        key = _session_key(conn, served)
+        if key is not None and self.sessions.get(key) is conn:
+            del self.sessions[key]
 
-    def send_targets(self, conn: Connection, value: str) -> list[tuple[str, str]]:
-        """SendTargets answer: targets visible on the portal ``conn`` came in on, allowed for its initiator."""
+    def send_targets(self, portal: Portal, local: Portal, initiator: str, discovery: bool,
+                     own_target: str | None, value: str) -> list[tuple[str, str]]:
+        """SendTargets answer: targets visible on the portal the session came in on, allowed for its initiator."""
         if value == "All":
-            if not conn.discovery:
+            if not discovery:
                 return [("SendTargets", "Reject")]
-            names = sorted(self.by_portal.get(conn.portal, ()))
+            names = sorted(self.by_portal.get(portal, ()))
         elif value == "":
-            names = [conn.target.target.iqn] if conn.target is not None else []
+            names = [own_target] if own_target is not None else []
         else:
-            names = [value] if value in self.by_portal.get(conn.portal, ()) else []
+            names = [value] if value in self.by_portal.get(portal, ()) else []
         out: list[tuple[str, str]] = []
         for name in names:
             served = self.targets.get(name)
             if served is None:
                 continue
             t = served.target
-            if t.acl and conn.initiator_name not in t.acl:
+            if t.acl and initiator not in t.acl:
                 continue
             out.append(("TargetName", t.iqn))
             for host, port in t.portals:
                 if (host, port) not in self.listeners:
                     continue
                 if _wildcard(host):
-                    host, port = conn.local
+                    host, port = local
                 out.append(("TargetAddress", f"{format_portal(host, port)},{t.tpgt}"))
         return out
+
+
+def _session_key(conn: SessionHandle, served: ServedTarget) -> tuple[str, bytes, str] | None:
+    initiator, sep, isid = conn.nexus.rpartition(",i,0x")
+    if not sep:
+        return None
+    return (initiator, bytes.fromhex(isid), served.target.iqn)
