@@ -32,7 +32,9 @@ venv_works() {  # a venv (not the base interpreter) whose pip runs
         "$VENV/bin/python3" -m pip --version >/dev/null 2>&1
 }
 
-apt_install tgt libiscsi-bin qemu-utils qemu-block-extra redis-server
+# procps (ps) and iproute2 (ss): the wire tests read processes and sockets; a minimal
+# Debian (debootstrap's minbase) lacks both.
+apt_install tgt libiscsi-bin qemu-utils qemu-block-extra redis-server procps iproute2
 
 command -v python3 >/dev/null || apt_install python3
 if ! venv_works; then
