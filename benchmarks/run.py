@@ -51,9 +51,9 @@ from iscsi_helper import locking, options, registry
 from iscsi_helper.exception import CommandFailed
 from iscsi_helper.executor import CommandResult, Executor
 from iscsi_helper.formats import ChapCredentials, Portal
-from iscsi_helper.model import EnsureReport, ExportSpec, LiveTarget, Volume
-from iscsi_helper.targets.chiscsi import ChiscsiTarget, render_block
-from iscsi_helper.targets.iscsi import ISCSITarget
+from iscsi_helper.model import EnsureReport, ExportRecord, ExportSpec, LiveTarget, Volume
+from iscsi_helper.targets.chiscsi import ChiscsiHelper, render_block
+from iscsi_helper.targets.iscsi import IscsiHelper
 
 PREFIX = "iqn.2010-10.org.openstack:"
 INITIATOR = "iqn.1993-08.org.debian:01:bench"
@@ -159,7 +159,7 @@ def measuring(calls: list[tuple[str, ...]], sink: list[Measure]) -> Iterator[Non
 
 # -------------------------------------------------- the list-everything reference
 
-class CxtAdmReference(ChiscsiTarget):
+class CxtAdmReference(ChiscsiHelper):
     """REFERENCE ONLY, not shipped: Cinder's CxtAdm "list everything per call" strategy.
 
     Same files and ``iscsictl -S`` as the chiscsi helper, but, as
@@ -177,20 +177,22 @@ class CxtAdmReference(ChiscsiTarget):
                 return LiveTarget(iqn, int(tid[3:].rstrip(",")))
         return None
 
-    def _realise(self, spec: ExportSpec, previous: ExportSpec | None) -> None:
+    def _apply(self, spec: ExportSpec, previous: ExportRecord | None) -> ExportRecord:
         self.executor.run("iscsictl", "-c", "target=ALL")  # "Targets prior to update"
-        super()._realise(spec, previous)
+        applied = super()._apply(spec, previous)
         self.executor.run("iscsictl", "-c", "target=ALL")  # "Targets after update"
+        return applied
 
-    def _lookup(self, iqn: str) -> LiveTarget | None:
+    def _lookup(self, iqn: str, record: ExportRecord | None) -> LiveTarget | None:
         return self._scan_all(iqn)
 
-    def cinder_ensure(self, record: ExportSpec) -> None:
+    def cinder_ensure(self, record: ExportRecord) -> None:
         """CxtAdm.ensure_export: create_iscsi_target again, live or not."""
-        with locking.named_lock(self.conf, record.volume_name):
-            self._realise(record, record)
-            if self._lookup(record.iqn) is None:
-                raise RuntimeError(f"{record.iqn} not live after ensure")
+        spec = record.spec
+        with locking.named_lock(self.conf, spec.volume_name):
+            applied = self._apply(spec, record)
+            if self._lookup(spec.iqn, applied) is None:
+                raise RuntimeError(f"{spec.iqn} not live after ensure")
 
 
 # ------------------------------------------------------------- per helper
@@ -243,12 +245,12 @@ class HelperBench:
             return InProcessExecutor(self.emulator_main(), observers=[self.calls.append])
         return Executor(observers=[self.calls.append])
 
-    def target(self, mode: str, cls: type[ISCSITarget] | None = None) -> ISCSITarget:
+    def target(self, mode: str, cls: type[IscsiHelper] | None = None) -> IscsiHelper:
         conf = self.conf()
         if cls is not None:
             return cls(conf, self.executor(mode))
-        target = registry.get_target(conf, self.executor(mode))
-        assert isinstance(target, ISCSITarget)
+        target = registry.get_helper(conf, self.executor(mode))
+        assert isinstance(target, IscsiHelper)
         return target
 
     def populate(self, upto: int) -> None:
@@ -425,10 +427,12 @@ class TgtBench(HelperBench):
         not pay an account per target; its per-user marker index is kept as
         the helper keeps it.
         """
-        from iscsi_helper.targets import tgt
-        records = self.state_path / "volumes" / tgt.SUBDIR
+        from iscsi_helper.codecs import tgt_conf
+        from iscsi_helper.targets.tgt import DISK_LUN, TgtHelper
+        from iscsi_helper.targets.tgt_accounts import ACCOUNTS_DIR, account_key
+        records = self.state_path / "volumes" / TgtHelper.records_subdir
         records.mkdir(parents=True, exist_ok=True)
-        account = records / tgt.ACCOUNTS_DIR / tgt.TgtTarget._account_key(POPULATE_CHAP.username)
+        account = records / ACCOUNTS_DIR / account_key(POPULATE_CHAP.username)
         account.mkdir(parents=True, exist_ok=True)
         base = ["tgtadm", "-C", str(self.tgtd.control_port), "--lld", "iscsi"]
 
@@ -442,7 +446,7 @@ class TgtBench(HelperBench):
         for n in range(self.populated, upto):
             tid = 100000 + n  # far from the helper's own counter
             spec = ExportSpec(f"p{n}", f"volume-p{n}", f"{PREFIX}volume-p{n}", str(self.device),
-                              tgt.DISK_LUN, (Portal("127.0.0.1", 3260),), POPULATE_CHAP)
+                              DISK_LUN, (Portal("127.0.0.1", 3260),), POPULATE_CHAP)
             run("--mode", "target", "--op", "new", "--tid", str(tid), "-T", spec.iqn)
             run("--mode", "logicalunit", "--op", "new", "--tid", str(tid), "--lun", "1",
                 "-b", str(self.device))
@@ -450,8 +454,8 @@ class TgtBench(HelperBench):
                 POPULATE_CHAP.username)
             run("--mode", "target", "--op", "bind", "--tid", str(tid), "-I", "ALL")
             path = records / spec.volume_name
-            path.write_text(tgt.render_record(spec, tid, driver="iscsi", write_cache="on",
-                                              bsoflags=""))
+            path.write_text(tgt_conf.render(spec, tid, driver="iscsi", write_cache="on",
+                                            bsoflags=""))
             path.chmod(0o600)
             (account / spec.volume_name).touch()
         self.populated = max(self.populated, upto)
@@ -477,7 +481,7 @@ class OpStats:
         return max(counts) if counts else 0
 
 
-def _round(bench: HelperBench, target: ISCSITarget, volume: dict[str, str]
+def _round(bench: HelperBench, target: IscsiHelper, volume: dict[str, str]
            ) -> dict[str, Measure]:
     """One create, initialize_connection and remove of a fresh volume, each measured."""
     sink: dict[str, list[Measure]] = {"create": [], "connect": [], "remove": []}
@@ -491,8 +495,8 @@ def _round(bench: HelperBench, target: ISCSITarget, volume: dict[str, str]
     return {op: measures[0] for op, measures in sink.items()}
 
 
-def latency(bench: HelperBench, target: ISCSITarget, n: int, samples: int, tag: str,
-            beside: tuple[HelperBench, ISCSITarget] | None = None
+def latency(bench: HelperBench, target: IscsiHelper, n: int, samples: int, tag: str,
+            beside: tuple[HelperBench, IscsiHelper] | None = None
             ) -> tuple[dict[str, OpStats], dict[str, OpStats] | None]:
     """create, initialize_connection, remove of fresh volumes beside ``n`` existing exports.
 
@@ -508,7 +512,7 @@ def latency(bench: HelperBench, target: ISCSITarget, n: int, samples: int, tag: 
     gc.collect()
     for k in range(samples + 1):  # the first round warms caches and imports
         volume = {"id": f"b{tag}{n}x{k}", "name": f"volume-b{tag}{n}x{k}"}
-        turns: list[tuple[HelperBench, ISCSITarget, dict[str, OpStats]]] = [(bench, target, stats)]
+        turns: list[tuple[HelperBench, IscsiHelper, dict[str, OpStats]]] = [(bench, target, stats)]
         if beside and base is not None:
             turn = (beside[0], beside[1], base)
             turns = [*turns, turn] if k % 2 else [turn, *turns]  # neither always goes first
@@ -522,7 +526,7 @@ def latency(bench: HelperBench, target: ISCSITarget, n: int, samples: int, tag: 
     return stats, base
 
 
-def restore(bench: HelperBench, target: ISCSITarget,
+def restore(bench: HelperBench, target: IscsiHelper,
             reboot: Callable[[], None] | None = None) -> tuple[Measure, EnsureReport]:
     (reboot or bench.reboot)()
     sink: list[Measure] = []
@@ -545,7 +549,7 @@ def reference_restore(bench: HelperBench, n: int, mode: str, points: int | None
     bench.reboot()
     reference = bench.target(mode, CxtAdmReference)
     assert isinstance(reference, CxtAdmReference)
-    records = sorted(reference._list_records(), key=lambda r: int(r.volume_id[1:]))
+    records = sorted(reference._list_records(), key=lambda r: int(r.spec.volume_id[1:]))
     if points is None or points >= len(records):
         sampled_at = set(range(len(records)))
     else:
@@ -560,7 +564,7 @@ def reference_restore(bench: HelperBench, n: int, mode: str, points: int | None
             costs[i] = sink[0].wall
             invocations.append(sink[0].calls)
         else:
-            ChiscsiTarget._realise(reference, record, record)
+            ChiscsiHelper._apply(reference, record.spec, record)
     if len(costs) == len(records):
         return sum(costs.values()), sum(invocations), False
     xs = sorted(costs)

@@ -54,7 +54,7 @@ def make_target(tmp_path, calls=None, **overrides):
         "target_helper": "chiscsi", "state_path": str(tmp_path / "state"),
         "target_ip_address": "127.0.0.1", "chiscsi_conf": str(tmp_path / "chiscsi.conf"),
         "oslo_concurrency.lock_path": str(tmp_path / "locks"), **overrides})
-    return registry.get_target(conf, Executor(observers=[calls.append] if calls is not None else []))
+    return registry.get_helper(conf, Executor(observers=[calls.append] if calls is not None else []))
 
 
 def iscsictl(*args: str) -> tuple[int, str]:

@@ -20,7 +20,7 @@ import pytest
 from iscsi_helper import registry
 from iscsi_helper.exception import CommandFailed
 from iscsi_helper.executor import CommandResult, Executor
-from iscsi_helper.targets.iscsi import ISCSITarget
+from iscsi_helper.targets.iscsi import IscsiHelper
 
 from .behaviour.harness import HARNESSES, Harness, load_all
 
@@ -63,12 +63,12 @@ class InProcessExecutor(Executor):
         return CommandResult(tuple(argv), code, out.getvalue(), err.getvalue())
 
 
-def fast_target(h: Harness) -> ISCSITarget:
+def fast_target(h: Harness) -> IscsiHelper:
     """The helper on the harness's target, without a process per call where that is possible."""
     if h.name not in IN_PROCESS:
         return h.target()  # type: ignore[return-value]
     main = importlib.import_module(IN_PROCESS[h.name]).main
-    return registry.get_target(h.conf(), InProcessExecutor(main, observers=[h.calls.append]))  # type: ignore[return-value]
+    return registry.get_helper(h.conf(), InProcessExecutor(main, observers=[h.calls.append]))  # type: ignore[return-value]
 
 
 @pytest.fixture(params=HELPERS)

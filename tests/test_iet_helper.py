@@ -27,7 +27,8 @@ from iscsi_helper.lab.emulators.shims import install_shims
 from iscsi_helper.exception import CommandFailed, TargetCreateFailed
 from iscsi_helper.executor import CommandResult, Executor
 from iscsi_helper.formats import ProviderLocation, parse_provider_auth
-from iscsi_helper.targets.iet import IetTarget, iter_blocks, replace_block
+from iscsi_helper.codecs.ietd_conf import iter_blocks, replace_block
+from iscsi_helper.targets.iet import IetHelper
 
 PREFIX = "iqn.2010-10.org.openstack:"
 INITIATOR = "iqn.1994-05.com.example:host1"
@@ -85,7 +86,7 @@ def env(tmp_path, monkeypatch):
 
 
 def make_target(tmp_path: Path, calls: list | None = None, executor: Executor | None = None,
-                **overrides: object) -> IetTarget:
+                **overrides: object) -> IetHelper:
     conf = options.new_config(overrides={
         "target_helper": "iet", "state_path": str(tmp_path / "state"),
         "target_ip_address": "127.0.0.1", "iet_conf": str(tmp_path / "etc" / "ietd.conf"),
@@ -93,8 +94,8 @@ def make_target(tmp_path: Path, calls: list | None = None, executor: Executor | 
         "oslo_concurrency.lock_path": str(tmp_path / "locks"), **overrides})
     if executor is None:
         executor = Executor(observers=[calls.append] if calls is not None else [])
-    target = registry.get_target(conf, executor)
-    assert isinstance(target, IetTarget)
+    target = registry.get_helper(conf, executor)
+    assert isinstance(target, IetHelper)
     return target
 
 
@@ -329,8 +330,8 @@ def test_restore_after_ietd_reloaded_the_conf_calls_nothing_and_keeps_ops_consta
     assert calls == [] and sorted(report.unchanged) == ["1", "2", "3", "4"]
     assert {f"volume-{n}": _record_tid(env, f"volume-{n}") for n in (1, 2, 3, 4)} == live
     proc_reads: list[str] = []
-    original = IetTarget._list_live
-    monkeypatch.setattr(IetTarget, "_list_live",
+    original = IetHelper._list_live
+    monkeypatch.setattr(IetHelper, "_list_live",
                         lambda self: proc_reads.append("volume") or original(self))
     calls.clear()
     make_target(env, calls).remove_export(None, vol(3))
@@ -474,8 +475,8 @@ def test_ietadm_calls_per_create_and_remove_do_not_grow_with_exports(env, existi
     _populate(env, existing)
     assert proc_volume(env).count("tid:") == existing
     proc_reads: list[str] = []
-    original = IetTarget._list_live
-    monkeypatch.setattr(IetTarget, "_list_live",
+    original = IetHelper._list_live
+    monkeypatch.setattr(IetHelper, "_list_live",
                         lambda self: proc_reads.append("volume") or original(self))
     calls: list[tuple[str, ...]] = []
     target = make_target(env, calls)

@@ -26,6 +26,7 @@ OUTPUT = REPO / "docs" / "configuration.md"
 #: Source file (relative to src/iscsi_helper) -> who that is, for the "read by" column.
 READERS: dict[str, str] = {
     "targets/iscsi.py": "every iSCSI helper",
+    "specs.py": "every iSCSI helper",
     "targets/base.py": "every helper (its executor)",
     "locking.py": "every helper (locks)",
     "connection.py": "every iSCSI helper",
@@ -51,7 +52,7 @@ def readers(names: set[str]) -> dict[str, list[str]]:
     found: dict[str, set[str]] = {name: set() for name in names}
     for path in sorted(SRC.rglob("*.py")):
         rel = path.relative_to(SRC).as_posix()
-        if rel.startswith(("emulators/", "wire/")):
+        if rel.startswith(("lab/emulators/", "lab/wire/")):
             continue  # stand-ins for the products, not readers of our options
         for name in _CONF_ATTR.findall(path.read_text(encoding="utf-8")):
             if name in found:

@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from iscsi_helper.exception import ExportNotFound, InvalidConnector
-from iscsi_helper.formats import (ProviderLocation, parse_geometry,
-                                  parse_provider_auth, validate_iscsi_name)
+from iscsi_helper.exception import ExportNotFound, InvalidConnector, InvalidInput
+from iscsi_helper.formats import ProviderLocation, parse_geometry, parse_provider_auth, validate_iscsi_name
 from iscsi_helper.model import Volume
 
 
@@ -26,7 +25,7 @@ def connector_initiator(connector: Mapping[str, Any]) -> str:
         raise InvalidConnector(reason="an iSCSI connector must carry the initiator's IQN in 'initiator'")
     try:
         return validate_iscsi_name(str(initiator), "initiator name")
-    except Exception as err:  # InvalidInput -> the connector-specific error type
+    except InvalidInput as err:  # -> the connector-specific error type
         raise InvalidConnector(reason=str(err).rstrip(".")) from None
 
 

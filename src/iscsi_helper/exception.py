@@ -63,10 +63,6 @@ class TargetRemoveFailed(IscsiHelperError):
     template = "Failed to remove iSCSI target for volume %(volume_id)s: %(reason)s"
 
 
-class TargetUpdateFailed(IscsiHelperError):
-    template = "Failed to update iSCSI target for volume %(volume_id)s: %(reason)s"
-
-
 class PersistenceError(IscsiHelperError):
     template = "Cannot use persisted export file %(path)s: %(reason)s"
 
@@ -108,6 +104,52 @@ class CommandFailed(CommandError):
         self.exit_code = exit_code
         self.stdout = stdout
         self.stderr = stderr
+
+
+class ToolRefused(CommandFailed):
+    """A tool refused for a reason its adapter recognised; the caller may expect it.
+
+    Adapters (``iscsi_helper.adapters``) raise the subclasses below instead
+    of a plain CommandFailed, so helpers decide on the type, never on an
+    exit number or a phrase in stderr. The message stays the tool's.
+    """
+
+    @classmethod
+    def from_failure(cls, failure: CommandFailed) -> ToolRefused:
+        return cls(command=failure.command, exit_code=failure.exit_code,
+                   stdout=failure.stdout, stderr=failure.stderr)
+
+
+class AlreadyPresent(ToolRefused):
+    """What was to be added is there already (a target, LUN, account, binding or ACL rule)."""
+
+
+class NameInUse(AlreadyPresent):
+    """A target of that name exists already (IET tells this apart from a taken tid)."""
+
+
+class TidInUse(AlreadyPresent):
+    """Another target holds the requested tid (IET tells this apart from a taken name)."""
+
+
+class NotPresent(ToolRefused):
+    """What was to be removed, changed or shown is not there."""
+
+
+class NoSuchTarget(NotPresent):
+    pass
+
+
+class NoSuchAccount(NotPresent):
+    pass
+
+
+class NoSuchAclRule(NotPresent):
+    pass
+
+
+class TargetHasSessions(ToolRefused):
+    """The target still has sessions, so the tool will not delete it."""
 
 
 class ToolOutputError(CommandError):

@@ -77,7 +77,9 @@ class Executor:
         finished: list[int] = []
         with secretmask.handling_secrets(secrets):
             try:
-                stdout, stderr = processutils.execute(
+                # target_tool_timeout is a float; oslo's stub says int, but processutils
+                # hands it to Popen.communicate(), which takes seconds as a float.
+                stdout, stderr = processutils.execute(  # type: ignore[call-overload]
                     *full, check_exit_code=False, process_input=stdin,
                     timeout=self.timeout, loglevel=logging.DEBUG,
                     log_errors=processutils.LOG_FINAL_ERROR,

@@ -148,6 +148,14 @@ def remove_file(path: Path) -> bool:
     return True
 
 
+def put_back(path: Path, text: str | None, mode: int = 0o600) -> None:
+    """Return a file to what a reader saw before a change: ``text``, or no file when None (rollback)."""
+    if text is None:
+        remove_file(path)
+    else:
+        atomic_write(path, text, mode=mode)
+
+
 def read_text_or_none(path: Path) -> str | None:
     try:
         return path.read_text(encoding="utf-8")

@@ -153,7 +153,7 @@ class ChapCredentials:
         return f"ChapCredentials(username={self.username!r}, password='***')"
 
     @classmethod
-    def generate(cls) -> "ChapCredentials":
+    def generate(cls) -> ChapCredentials:
         return cls(random_token(GENERATED_USERNAME_LENGTH), random_token(GENERATED_SECRET_LENGTH))
 
 
@@ -194,6 +194,16 @@ def parse_provider_auth(text: str | None) -> ChapCredentials | None:
     return ChapCredentials(parts[1], parts[2])
 
 
+def format_portal(host: str, port: int) -> str:
+    """``ip:port``, an IPv6 address in brackets: the one spelling of a portal in the package.
+
+    Cinder's provider_location, os-brick's ``target_portal``, chiscsi's
+    PortalGroup, SendTargets answers and qemu's ``portal=`` option all
+    write it this way, so everything that prints a portal calls this.
+    """
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 @dataclass(frozen=True, order=True)
 class Portal:
     """An iSCSI portal; ``str()`` is Cinder's form, IPv6 in brackets."""
@@ -202,8 +212,7 @@ class Portal:
     port: int
 
     def __str__(self) -> str:
-        host = f"[{self.ip}]" if ":" in self.ip else self.ip
-        return f"{host}:{self.port}"
+        return format_portal(self.ip, self.port)
 
 
 def validate_ip(ip: str, field: str = "portal address") -> str:
@@ -270,7 +279,7 @@ class ProviderLocation:
         return f"{';'.join(map(str, self.portals))},{self.tid} {self.iqn} {self.lun}"
 
     @classmethod
-    def parse(cls, text: str) -> "ProviderLocation":
+    def parse(cls, text: str) -> ProviderLocation:
         parts = text.split(" ") if isinstance(text, str) else []
         if len(parts) != 3 or "," not in parts[0]:
             raise InvalidInput(field="provider_location", value=_show(text),

@@ -15,8 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from iscsi_helper.exception import InvalidInput
-from iscsi_helper.formats import (ChapCredentials, Portal, ProviderLocation,
-                                  validate_volume_id, validate_volume_name)
+from iscsi_helper.formats import (
+    ChapCredentials,
+    Portal,
+    ProviderLocation,
+    validate_volume_id,
+    validate_volume_name,
+)
 
 _VOLUME_FIELDS = ("id", "name", "provider_location", "provider_auth",
                   "provider_geometry", "encryption_key_id")
@@ -52,7 +57,7 @@ class Volume:
                 f"provider_location={self.provider_location!r}, provider_auth={auth})")
 
     @classmethod
-    def coerce(cls, volume: Any) -> "Volume":
+    def coerce(cls, volume: Any) -> Volume:
         if isinstance(volume, Volume):
             return volume
         values = {name: _read_field(volume, name) for name in _VOLUME_FIELDS}
@@ -84,10 +89,30 @@ class ExportSpec:
     def secrets(self) -> tuple[str, ...]:
         return tuple(c.password for c in (self.chap, self.target_chap) if c)
 
-    def with_initiators(self, initiators: tuple[str, ...]) -> "ExportSpec":
+    def with_initiators(self, initiators: tuple[str, ...]) -> ExportSpec:
         return ExportSpec(self.volume_id, self.volume_name, self.iqn, self.device_path,
                           self.lun, self.portals, self.chap, self.target_chap,
                           tuple(sorted(set(initiators))))
+
+
+@dataclass(frozen=True)
+class ExportRecord:
+    """A persisted export as its helper read it: the spec, and what only that helper needs.
+
+    The shared base reads the record once per operation and hands it to the
+    helper, so the helper never reads its own files a second time: the tid
+    it recorded, the device size its LUN was added with, and the text of
+    its file exactly as read (kept as it is when nothing changed, and
+    written back if the operation has to be rolled back).
+    """
+
+    spec: ExportSpec
+    #: The target id the helper recorded (IET, tgt); None when it keeps none.
+    tid: int | None = None
+    #: Bytes behind the device when its LUN was added (IET re-adds a grown one).
+    device_size: int | None = None
+    #: The helper's own record file as read; None when there is none (yet).
+    text: str | None = None
 
 
 @dataclass(frozen=True)

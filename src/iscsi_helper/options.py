@@ -23,7 +23,7 @@ def _guess_my_ip() -> str:
         return "127.0.0.1"
 
 
-HOST_OPTS = [
+HOST_OPTS: list[cfg.Opt] = [
     cfg.StrOpt("my_ip", default=_guess_my_ip(), sample_default="<host ipv4>",
                help="IP address of this host."),
     cfg.StrOpt("state_path", default="/var/lib/cinder",
@@ -37,7 +37,7 @@ HOST_OPTS = [
                     "iscsi-helper only."),
 ]
 
-TARGET_OPTS = [
+TARGET_OPTS: list[cfg.Opt] = [
     cfg.StrOpt("target_helper", default="tgtadm",
                deprecated_name="iscsi_helper",
                help="Target helper to use: chiscsi (aliases iscsictl, cxtadm), "
@@ -96,7 +96,7 @@ TARGET_OPTS = [
                     "iscsi-helper only."),
 ]
 
-COORDINATION_OPTS = [
+COORDINATION_OPTS: list[cfg.Opt] = [
     cfg.StrOpt("coordination_url", default="", secret=True,
                help="tooz coordination backend URL (e.g. redis://host:6379) for locks "
                     "shared by several hosts managing the same exports; empty uses "
@@ -104,7 +104,7 @@ COORDINATION_OPTS = [
                     "iscsi-helper only."),
 ]
 
-LOCK_OPTS = [
+LOCK_OPTS: list[cfg.Opt] = [
     cfg.StrOpt("lock_path", default="$state_path/lock",
                help="Directory for inter-process lock files (the "
                     "[oslo_concurrency] lock_path of Cinder)."),

@@ -8,13 +8,14 @@ entry points in its own package, without touching this one.
 from __future__ import annotations
 
 from importlib import metadata
+from typing import Any
 
 from oslo_config import cfg
 from stevedore import driver
 
-from iscsi_helper.exception import UnknownTargetHelper
+from iscsi_helper.exception import InvalidConfiguration, UnknownTargetHelper
 from iscsi_helper.executor import Executor
-from iscsi_helper.targets.base import Target
+from iscsi_helper.targets.base import TargetHelper
 
 NAMESPACE = "iscsi_helper.target_helpers"
 
@@ -24,11 +25,15 @@ def helper_names() -> list[str]:
     return sorted({ep.name for ep in metadata.entry_points(group=NAMESPACE)})
 
 
-def helper_class(name: str) -> type[Target]:
+def helper_class(name: str) -> type[TargetHelper]:
     if name not in helper_names():
         raise UnknownTargetHelper(name=name, valid=", ".join(helper_names()))
-    manager = driver.DriverManager(NAMESPACE, name, invoke_on_load=False)
-    return manager.driver
+    manager: driver.DriverManager[Any] = driver.DriverManager(NAMESPACE, name, invoke_on_load=False)
+    found = manager.driver
+    if not (isinstance(found, type) and issubclass(found, TargetHelper)):
+        raise InvalidConfiguration(reason=f"the {NAMESPACE} entry point {name!r} is "
+                                          f"{found!r}, not a TargetHelper class")
+    return found
 
 
 def canonical_names() -> list[str]:
@@ -41,7 +46,7 @@ def canonical_names() -> list[str]:
     return sorted(seen.values())
 
 
-def get_target(conf: cfg.ConfigOpts, executor: Executor | None = None,
-               name: str | None = None) -> Target:
+def get_helper(conf: cfg.ConfigOpts, executor: Executor | None = None,
+               name: str | None = None) -> TargetHelper:
     """The helper selected by ``target_helper`` (or ``name``), ready to use."""
     return helper_class(name or conf.target_helper)(conf, executor)

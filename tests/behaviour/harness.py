@@ -20,7 +20,7 @@ from oslo_config import cfg
 
 from iscsi_helper import options, registry
 from iscsi_helper.executor import Executor
-from iscsi_helper.targets.base import Target
+from iscsi_helper.targets.base import TargetHelper
 
 
 @dataclass(frozen=True)
@@ -77,10 +77,10 @@ class Harness:
         values.update(overrides)
         return options.new_config(overrides=values)
 
-    def target(self, **overrides: object) -> Target:
+    def target(self, **overrides: object) -> TargetHelper:
         conf = self.conf(**overrides)
         executor = Executor(timeout=conf.target_tool_timeout, observers=[self.calls.append])
-        return registry.get_target(conf, executor)
+        return registry.get_helper(conf, executor)
 
     def config_file(self, **overrides: object) -> Path:
         conf = self.conf(**overrides)

@@ -27,7 +27,8 @@ import time
 from pathlib import Path
 
 
-from iscsi_helper.targets import tgt
+from iscsi_helper.adapters.tgtadm import TgtLiveTarget, parse_show
+from iscsi_helper.targets.tgt import DISK_LUN, TgtHelper
 
 from ..conftest import free_port
 from .harness import Harness, LiveView, register
@@ -160,10 +161,10 @@ class TgtHarness(Harness):
         self.tgtd.restart()
 
     def drop_record(self, volume_name: str) -> None:
-        (self.state_path / "volumes" / tgt.SUBDIR / volume_name).unlink()
+        (self.state_path / "volumes" / TgtHelper.records_subdir / volume_name).unlink()
 
     def live(self, iqn: str) -> LiveView | None:
-        shown = tgt.parse_show(self.tgtd.tgtadm("--mode", "target", "--op", "show").stdout)
+        shown = parse_show(self.tgtd.tgtadm("--mode", "target", "--op", "show").stdout)
         target = shown.get(iqn)
         if target is None:
             return None
@@ -175,11 +176,11 @@ class TgtHarness(Harness):
             chap = (user, secret)
         return LiveView(target.iqn, dict(target.luns), chap, names)
 
-    def _accepted_secret(self, target: tgt.TgtLiveTarget, user: str,
+    def _accepted_secret(self, target: TgtLiveTarget, user: str,
                          names: frozenset[str]) -> str:
         """The recorded secret if tgtd accepts it in a real login; "" if none is known or it fails."""
         candidates = []
-        records = self.state_path / "volumes" / tgt.SUBDIR
+        records = self.state_path / "volumes" / TgtHelper.records_subdir
         for path in records.iterdir() if records.is_dir() else ():
             if path.is_file() and not path.name.startswith("."):
                 text = path.read_text()
@@ -188,7 +189,7 @@ class TgtHarness(Harness):
                                    if line.split()[:2] == ["incominguser", user]]
         initiator = min(names) if names else self.LOGIN_INITIATOR
         for secret in candidates:
-            if chap_login_works(self.tgtd.portal_port, target.iqn, tgt.DISK_LUN, user, secret,
+            if chap_login_works(self.tgtd.portal_port, target.iqn, DISK_LUN, user, secret,
                                 initiator):
                 return secret
         return ""

@@ -269,7 +269,7 @@ WORKER = textwrap.dedent("""
     import json, sys
     from iscsi_helper import options, registry
     conf = options.new_config([sys.argv[1]])
-    target = registry.get_target(conf)
+    target = registry.get_helper(conf)
     out = {}
     for n in range(int(sys.argv[2]), int(sys.argv[3])):
         out[str(n)] = target.create_export(None, {"id": str(n), "name": f"volume-{n}"}, sys.argv[4])

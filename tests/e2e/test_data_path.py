@@ -20,8 +20,8 @@ from iscsi_helper.lab.emulators import chiscsi as chiscsi_emulator
 from iscsi_helper.lab.emulators.iet import serving as iet_serving
 from iscsi_helper.lab.emulators.iet.state import PROC_ENV, STATE_ENV as IET_STATE_ENV
 from iscsi_helper.lab.emulators.shims import install_shims
-from iscsi_helper.lab.initiator import Initiator, LoginFailed, paths
-from iscsi_helper.targets.base import Target
+from iscsi_helper.lab.initiator import Initiator, InitiatorError, paths
+from iscsi_helper.targets.base import TargetHelper
 
 from ..conftest import free_port
 
@@ -35,7 +35,7 @@ INTRUDER = "iqn.1993-08.org.debian:01:e2e-intruder"
 
 @dataclass
 class Served:
-    target: Target
+    target: TargetHelper
     reboot: Callable[[], None]
 
 
@@ -67,7 +67,7 @@ def served(request, tmp_path, monkeypatch):
             iet_serving.stop(state)
             shutil.rmtree(state)
             shutil.rmtree(tmp_path / "proc", ignore_errors=True)
-    yield Served(registry.get_target(conf), reboot)
+    yield Served(registry.get_helper(conf), reboot)
     reboot()  # stops the embedded target's daemon by its PID
 
 
@@ -96,14 +96,14 @@ def test_real_initiator_logs_in_with_chap_reads_and_writes(served, tmp_path):
         assert handle.read(256 << 10) == b"\xa5" * (256 << 10)
 
     wrong = dict(props, auth_password=props["auth_password"][::-1])
-    with pytest.raises(LoginFailed, match="Authentication failure"):
+    with pytest.raises(InitiatorError, match="Authentication failure"):
         Initiator(INITIATOR, wrong).inquiry()
     if target.supports_acl:
-        with pytest.raises(LoginFailed, match="Authorization failure"):
+        with pytest.raises(InitiatorError, match="Authorization failure"):
             Initiator(INTRUDER, props).inquiry()
 
     target.remove_export(None, volume)
-    with pytest.raises(LoginFailed):
+    with pytest.raises(InitiatorError):
         initiator.inquiry()
 
 
@@ -115,7 +115,7 @@ def test_export_survives_a_reboot_with_the_same_credentials(served, tmp_path):
     props = target.initialize_connection(volume, {"initiator": INITIATOR})["data"]
     Initiator(INITIATOR, props).inquiry()
     served.reboot()
-    with pytest.raises(LoginFailed):
+    with pytest.raises(InitiatorError):
         Initiator(INITIATOR, props).inquiry()
     assert target.restore_exports().started == ["2"]
     Initiator(INITIATOR, props).write_and_read_back(0x3C, length=64 << 10)

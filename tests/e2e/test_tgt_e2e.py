@@ -19,8 +19,8 @@ import pytest
 from iscsi_helper import options, registry
 from iscsi_helper.exception import CommandFailed, TargetCreateFailed
 from iscsi_helper.executor import CommandResult, Executor
-from iscsi_helper.lab.initiator import Initiator, LoginFailed
-from iscsi_helper.targets import tgt
+from iscsi_helper.lab.initiator import Initiator, InitiatorError
+from iscsi_helper.adapters.tgtadm import TgtLiveTarget, parse_show
 
 from ..behaviour.harness_tgt import TgtdProcess
 
@@ -70,7 +70,7 @@ def make_target(tgtd, tmp_path):
             "oslo_concurrency.lock_path": str(tmp_path / "locks"),
             "tgt_control_port": tgtd.control_port, **overrides})
         executor = FailingExecutor(timeout=30, observers=[calls.append], fail_on=fail_on)
-        return registry.get_target(conf, executor)
+        return registry.get_helper(conf, executor)
 
     make.calls = calls  # type: ignore[attr-defined]
     return make
@@ -88,8 +88,8 @@ def stored(n: int, model: dict[str, str]) -> dict[str, str]:
             "provider_auth": model["auth"]}
 
 
-def show(tgtd: TgtdProcess) -> dict[str, tgt.TgtLiveTarget]:
-    return tgt.parse_show(tgtd.tgtadm("--mode", "target", "--op", "show").stdout)
+def show(tgtd: TgtdProcess) -> dict[str, TgtLiveTarget]:
+    return parse_show(tgtd.tgtadm("--mode", "target", "--op", "show").stdout)
 
 
 def accounts(tgtd: TgtdProcess) -> list[str]:
@@ -118,9 +118,9 @@ def test_real_initiator_logs_in_with_chap_reads_writes_and_is_refused_after_remo
         assert handle.read(512 << 10) == b"\x5a" * (512 << 10), "the bytes reached the file"
 
     wrong = dict(props, auth_password=props["auth_password"][::-1])
-    with pytest.raises(LoginFailed, match="Authentication failure"):
+    with pytest.raises(InitiatorError, match="Authentication failure"):
         Initiator(INITIATOR, wrong).inquiry()
-    with pytest.raises(LoginFailed):
+    with pytest.raises(InitiatorError):
         Initiator(INTRUDER, props).inquiry()  # the ACL admits only the connector's IQN
 
     secret = props["auth_password"]
@@ -130,7 +130,7 @@ def test_real_initiator_logs_in_with_chap_reads_writes_and_is_refused_after_remo
     assert secret not in caplog.text
 
     target.remove_export(None, volume)
-    with pytest.raises(LoginFailed):
+    with pytest.raises(InitiatorError):
         initiator.inquiry()
     assert show(tgtd) == {}
     assert accounts(tgtd) == []
@@ -144,12 +144,12 @@ def test_restart_of_tgtd_then_restore_serves_the_same_properties(make_target, tg
     record = (tmp_path / "state" / "volumes" / "tgt" / "volume-2")
     assert oct(record.stat().st_mode & 0o777) == "0o600"
     tgtd.restart()
-    with pytest.raises(LoginFailed):
+    with pytest.raises(InitiatorError):
         Initiator(INITIATOR, props).inquiry()
     report = make_target().restore_exports()
     assert report.started == ["2"] and report.ok
     assert Initiator(INITIATOR, props).capacity() == 8 * MiB
-    with pytest.raises(LoginFailed):
+    with pytest.raises(InitiatorError):
         Initiator(INTRUDER, props).inquiry()  # the ACL came back too
 
 
@@ -201,7 +201,7 @@ def test_a_shared_chap_account_outlives_the_removal_of_one_export(make_target, t
     target.remove_export(None, stored(6, models[6]))
     props = target.initialize_connection(stored(7, models[7]), {"initiator": INITIATOR})["data"]
     assert "DIRECT_ACCESS" in Initiator(INITIATOR, props).inquiry()
-    with pytest.raises(LoginFailed, match="Authentication failure"):
+    with pytest.raises(InitiatorError, match="Authentication failure"):
         Initiator(INITIATOR, dict(props, auth_password="not-the-secret-1")).inquiry()
 
 

@@ -48,7 +48,7 @@ def chiscsi(tmp_path: Path, root_helper: str, calls: list) -> object:
         "target_helper": "chiscsi", "state_path": str(tmp_path / "state"),
         "target_ip_address": "127.0.0.1", "chiscsi_conf": str(tmp_path / "chiscsi.conf"),
         "oslo_concurrency.lock_path": str(tmp_path / "locks"), "root_helper": root_helper})
-    return registry.get_target(conf, Executor(root_helper=conf.root_helper,
+    return registry.get_helper(conf, Executor(root_helper=conf.root_helper,
                                               observers=[calls.append]))
 
 

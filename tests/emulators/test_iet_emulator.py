@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from iscsi_helper.lab.emulators import iet
+from iscsi_helper.lab.emulators.shims import install_shims
 from iscsi_helper.lab.emulators.iet import cli, proc, serving
 from iscsi_helper.lab.emulators.iet.inject import inject_session
 from iscsi_helper.lab.emulators.iet.state import State
@@ -309,7 +309,8 @@ def test_splice_detects_drift() -> None:
 
 def _ietadm(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
     environ = dict(os.environ, IET_EMULATOR_STATE=str(state))
-    environ["PATH"] = f"{iet.bin_dir()}{os.pathsep}{environ.get('PATH', '')}"
+    bin_dir = install_shims(state.parent / "bin")
+    environ["PATH"] = f"{bin_dir}{os.pathsep}{environ.get('PATH', '')}"
     return subprocess.run(["ietadm", *args], env=environ, capture_output=True, text=True,
                           check=False)
 

@@ -42,7 +42,7 @@ WORKER = textwrap.dedent("""
     import json, random, sys, time
     from iscsi_helper import options, registry
     config, seed, count, device, volumes = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
-    target = registry.get_target(options.new_config([config]))
+    target = registry.get_helper(options.new_config([config]))
     rng = random.Random(seed)
     log = []
     for _ in range(count):

@@ -105,7 +105,7 @@ CHILD = BUMP + textwrap.dedent("""\
     os.replace = around_commit(os.replace, 1, "replace")
     os.unlink = around_commit(os.unlink, 0, "unlink")
     from iscsi_helper import options, registry
-    target = registry.get_target(options.new_config([config]))
+    target = registry.get_helper(options.new_config([config]))
     vol = {"id": "1", "name": "volume-1", "provider_auth": env.get("FAULT_AUTH") or None}
     if op == "create":
         target.create_export(None, vol, device)

@@ -25,10 +25,10 @@ def test_cinder_names_defaults_and_deprecated_spellings(tmp_path):
 @pytest.mark.parametrize("alias", ["chiscsi", "iscsictl", "cxtadm"])
 def test_chiscsi_aliases_select_one_helper(alias):
     conf = options.new_config(overrides={"target_helper": alias})
-    assert type(registry.get_target(conf)).__name__ == "ChiscsiTarget"
+    assert type(registry.get_helper(conf)).__name__ == "ChiscsiHelper"
 
 
 def test_unknown_helper_lists_valid_ones():
     conf = options.new_config(overrides={"target_helper": "lio"})
     with pytest.raises(UnknownTargetHelper, match="valid helpers are: .*chiscsi.*fake"):
-        registry.get_target(conf)
+        registry.get_helper(conf)

@@ -17,12 +17,12 @@ from typing import Any
 
 from cinder import objects
 
+from iscsi_helper.cinder.config import backend_opts
+
 objects.register_all()  # cinder.volume.drivers.lvm needs cinder.objects.Volume at import time;
 # cinder-volume registers them at start-up too, and registering again is harmless.
 
 from cinder.volume.drivers import lvm  # noqa: E402
-
-from iscsi_helper.cinder.config import backend_opts
 
 TARGET_CLASS = "iscsi_helper.cinder.target.IscsiHelperTarget"
 
@@ -43,7 +43,7 @@ class _OurTargetForEveryName(Mapping[str, str]):
 class LVMVolumeDriver(lvm.LVMVolumeDriver):
     """Cinder's LVM driver exporting through iscsi-helper (chiscsi, IET, tgt, ...)."""
 
-    @property  # type: ignore[override]
+    @property
     def target_mapping(self) -> Mapping[str, str]:
         return _OurTargetForEveryName()
 
@@ -52,8 +52,8 @@ class LVMVolumeDriver(lvm.LVMVolumeDriver):
         """Cinder's base class assigns its own table here; it is deliberately not used."""
 
     @classmethod
-    def get_driver_options(cls) -> list:
+    def get_driver_options(cls) -> list[Any]:
         """Cinder's LVM options plus ours, for cinder's option listing and config generator."""
-        names = {o.name for o in lvm.LVMVolumeDriver.get_driver_options()}
-        return lvm.LVMVolumeDriver.get_driver_options() + [
-            o for o in backend_opts() if o.name not in names]
+        theirs: list[Any] = list(lvm.LVMVolumeDriver.get_driver_options())
+        names = {o.name for o in theirs}
+        return theirs + [o for o in backend_opts() if o.name not in names]

@@ -24,7 +24,7 @@ from oslo_config import cfg
 
 from iscsi_helper import exception, registry, secretmask
 from iscsi_helper.cinder.config import config_from_cinder
-from iscsi_helper.targets.base import Target
+from iscsi_helper.targets.base import TargetHelper
 
 LOG = secretmask.get_logger(__name__)
 
@@ -68,7 +68,7 @@ class IscsiHelperTarget(cinder_target.Target):
         super().__init__(*args, **kwargs)
         with cinder_errors():
             self.helper_conf = config_from_cinder(self.configuration, cfg.CONF)
-            self.helper: Target = registry.get_target(self.helper_conf)
+            self.helper: TargetHelper = registry.get_helper(self.helper_conf)
         LOG.info("Cinder backend uses iscsi-helper's %s helper (%s)",
                  self.helper_conf.target_helper, type(self.helper).__name__)
 

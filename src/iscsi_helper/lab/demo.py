@@ -18,7 +18,7 @@ from pathlib import Path
 from iscsi_helper import cli, options, registry
 from iscsi_helper.lab.emulators import chiscsi as emulator
 from iscsi_helper.lab.emulators.shims import install_shims
-from iscsi_helper.lab.initiator import Initiator, LoginFailed
+from iscsi_helper.lab.initiator import Initiator, InitiatorError
 
 VOLUME_ID = "8d1c2a5e-0f7b-4c3e-9a61-3e2d7f00c0de"
 INITIATOR = "iqn.1993-08.org.debian:01:demo-compute-1"
@@ -53,7 +53,7 @@ def run(workdir: Path | None = None) -> int:
         "target_helper": "chiscsi", "state_path": str(root / "state"),
         "oslo_concurrency.lock_path": str(root / "locks"), "target_ip_address": "127.0.0.1",
         "target_port": port, "chiscsi_conf": str(root / "chiscsi.conf")})
-    target = registry.get_target(conf)
+    target = registry.get_helper(conf)
     print("iscsi-helper demo: the chiscsi helper on the embedded chiscsi emulator")
     print(f"working directory: {root}")
     try:
@@ -86,7 +86,7 @@ def run(workdir: Path | None = None) -> int:
         capacity = initiator.capacity()
         print(f"    READ CAPACITY(16): {capacity} bytes ({capacity >> 20} MiB)")
         if capacity != SIZE:
-            raise LoginFailed(f"capacity {capacity} != {SIZE}")
+            raise InitiatorError(f"capacity {capacity} != {SIZE}")
 
         _step(5, "Write 1 MiB of 0x5a at offset 4 MiB, read it back (qemu-io over iSCSI)")
         initiator.write_and_read_back(0x5A, offset=4 << 20, length=1 << 20)
@@ -104,7 +104,7 @@ def run(workdir: Path | None = None) -> int:
                 Initiator(who, props).inquiry()
                 print(f"    {who}: logged in (UNEXPECTED)")
                 return 1
-            except LoginFailed as err:
+            except InitiatorError as err:
                 print(f"    {who}: refused ({err})")
 
         _step(7, "iscsi-helper list")
@@ -116,7 +116,7 @@ def run(workdir: Path | None = None) -> int:
             initiator.inquiry()
             print("    login still works (UNEXPECTED)")
             return 1
-        except LoginFailed as err:
+        except InitiatorError as err:
             print(f"    login refused: {err}")
         cli.main(flags + ["list"])
         print("\ndemo complete: export, CHAP login, write/read-back, list and removal all worked")

@@ -18,10 +18,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from iscsi_helper.formats import parse_portal
+from iscsi_helper.formats import format_portal, parse_portal
 
 
-class LoginFailed(Exception):
+class InitiatorError(Exception):
     """The initiator could not log in or run its command; the message is the tool's."""
 
 
@@ -36,8 +36,7 @@ class LunPath:
 
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"iscsi://{host}:{self.port}/{self.iqn}/{self.lun}"
+        return f"iscsi://{format_portal(self.host, self.port)}/{self.iqn}/{self.lun}"
 
 
 def paths(properties: Mapping[str, Any]) -> list[LunPath]:
@@ -46,7 +45,7 @@ def paths(properties: Mapping[str, Any]) -> list[LunPath]:
     iqns = properties.get("target_iqns") or [properties["target_iqn"]] * len(portals)
     luns = properties.get("target_luns") or [properties["target_lun"]] * len(portals)
     result = []
-    for portal, iqn, lun in zip(portals, iqns, luns):
+    for portal, iqn, lun in zip(portals, iqns, luns, strict=True):
         parsed = parse_portal(portal)
         result.append(LunPath(parsed.ip, parsed.port, iqn, int(lun)))
     return result
@@ -73,7 +72,7 @@ class Initiator:
                               timeout=self.timeout)
         if done.returncode != 0:
             message = (done.stderr.strip() or done.stdout.strip() or f"exit {done.returncode}")
-            raise LoginFailed(message.splitlines()[-1])
+            raise InitiatorError(message.splitlines()[-1])
         return done.stdout
 
     def inquiry(self, path: LunPath | None = None) -> str:
@@ -87,14 +86,14 @@ class Initiator:
         out = self._run(["iscsi-readcapacity16", "-s", "-i", self.name, path.url])
         match = re.search(r"\d+", out)
         if not match:
-            raise LoginFailed(f"unexpected iscsi-readcapacity16 output {out!r}")
+            raise InitiatorError(f"unexpected iscsi-readcapacity16 output {out!r}")
         return int(match.group())
 
     def write_and_read_back(self, pattern: int, offset: int = 0, length: int = 1 << 20,
                             path: LunPath | None = None) -> str:
         """Write ``pattern`` bytes and read them back over iSCSI; qemu-io checks every byte."""
         path = path or paths(self.properties)[0]
-        portal = f"[{path.host}]:{path.port}" if ":" in path.host else f"{path.host}:{path.port}"
+        portal = format_portal(path.host, path.port)
         options = [f"driver=iscsi,transport=tcp,portal={portal},target={path.iqn},lun={path.lun}",
                    f"initiator-name={self.name}"]
         argv = ["qemu-io", "--image-opts"]
@@ -109,5 +108,5 @@ class Initiator:
             ops = [f"write -P {pattern:#x} {offset} {length}", f"read -P {pattern:#x} {offset} {length}"]
             out = self._run(argv + [c for op in ops for c in ("-c", op)] + [",".join(options)])
         if "Pattern verification failed" in out or "read " not in out:
-            raise LoginFailed(f"read-back did not match the written pattern: {out.strip()[-200:]}")
+            raise InitiatorError(f"read-back did not match the written pattern: {out.strip()[-200:]}")
         return out

@@ -1,37 +1,43 @@
-"""The contract every target helper honours, in the shape a Cinder volume driver calls it.
+"""The contract every target helper honours: Cinder's calls, plus what operators need.
 
-The method names and signatures are Cinder's (``context`` is accepted and
-passed through untouched; iscsi-helper needs none), so a driver can hold
-one of our helpers where it held a Cinder target object. Bulk and
-read-only operations that Cinder lacks (``ensure_exports``,
-``list_exports``, ``get_export``) are what the command line and restart
-paths are built on.
+The first group of methods has Cinder's names and signatures (``context``
+is accepted and passed through untouched; iscsi-helper needs none), so a
+Cinder volume driver can hold one of our helpers where it held a Cinder
+target object. The second group is what Cinder lacks and the command line,
+service start and monitoring are built on: bulk restore, read-only views
+and reconciliation. The command line calls nothing else, so a helper that
+implements this class is complete.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from oslo_config import cfg
 
 from iscsi_helper.executor import Executor
-from iscsi_helper.model import EnsureReport, ExportStatus
+from iscsi_helper.model import Drift, EnsureReport, ExportStatus
+
+#: Called as ``progress(done, total)`` by bulk operations: once with 0 before
+#: the first export, then after each one.
+Progress = Callable[[int, int], None]
 
 
-class Target(abc.ABC):
+class TargetHelper(abc.ABC):
     """A target helper. Subclasses are found by name in the helper registry."""
 
     #: Names under which the registry offers this helper (first is canonical).
     names: tuple[str, ...] = ()
-    #: Protocol reported as ``driver_volume_type``.
-    protocol: str = "iscsi"
 
     def __init__(self, conf: cfg.ConfigOpts, executor: Executor | None = None) -> None:
         self.conf = conf
         self.executor = executor or Executor(root_helper=conf.root_helper,
                                              timeout=conf.target_tool_timeout)
+
+    # ------------------------------------------------------------ Cinder's
 
     @abc.abstractmethod
     def create_export(self, context: Any, volume: Any, volume_path: str) -> dict[str, str]:
@@ -42,8 +48,8 @@ class Target(abc.ABC):
         """Make the export exist exactly as recorded (after a restart); a no-op when it does."""
 
     @abc.abstractmethod
-    def ensure_exports(self, context: Any,
-                       volumes: Iterable[tuple[Any, str]]) -> EnsureReport:
+    def ensure_exports(self, context: Any, volumes: Iterable[tuple[Any, str]],
+                       progress: Progress | None = None) -> EnsureReport:
         """``ensure_export`` for many volumes at the cost of one listing plus the repairs."""
 
     @abc.abstractmethod
@@ -67,6 +73,22 @@ class Target(abc.ABC):
     def extend_target(self, volume: Any) -> None:
         """Make the live target report the backing device's new size."""
 
+    # -------------------------------------------------------------- ours
+
+    @abc.abstractmethod
+    def export(self, volume: Any, volume_path: str) -> ExportStatus:
+        """``create_export``, answered with the export's status rather than Cinder's model update."""
+
+    @abc.abstractmethod
+    def restore_exports(self, volume_names: Iterable[str] | None = None,
+                        progress: Progress | None = None, *,
+                        missing_ok: bool = True) -> EnsureReport:
+        """Bring persisted exports back live (service start); all of them when no names are given.
+
+        With ``missing_ok=False`` a named volume without a persisted export
+        is an ExportNotFound before anything is touched.
+        """
+
     @abc.abstractmethod
     def list_exports(self) -> list[ExportStatus]:
         """Every persisted export with its live state (one listing of the target)."""
@@ -74,3 +96,11 @@ class Target(abc.ABC):
     @abc.abstractmethod
     def get_export(self, volume: Any) -> ExportStatus | None:
         """One persisted export with its live state, at constant cost."""
+
+    @abc.abstractmethod
+    def reconcile(self, fix: bool = False) -> list[Drift]:
+        """Compare persisted exports with the live target; with ``fix``, repair the drift."""
+
+    @abc.abstractmethod
+    def sweep_temp_files(self) -> list[Path]:
+        """Remove what writes killed before their rename left behind; returns what was removed."""

@@ -13,18 +13,18 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
 from pathlib import Path
 
-from iscsi_helper import secretmask
+from iscsi_helper import secretmask, specs
+from iscsi_helper.devices import is_block_device
 from iscsi_helper.exception import (CommandError, CommandFailed, CommandNotExecutable,
                                     CommandNotFound, PersistenceError,
                                     TargetCreateFailed, TargetRemoveFailed, ToolOutputError)
 from iscsi_helper.fileutil import (atomic_write, read_text_or_none,
                                    remove_file)
 from iscsi_helper.formats import ChapCredentials, Portal, parse_portal, validate_iscsi_name
-from iscsi_helper.model import ExportSpec, LiveTarget
-from iscsi_helper.targets.iscsi import ISCSITarget, is_block_device
+from iscsi_helper.model import ExportRecord, ExportSpec, LiveTarget
+from iscsi_helper.targets.iscsi import IscsiHelper
 
 LOG = secretmask.get_logger(__name__)
 
@@ -146,20 +146,13 @@ def parse_listing(text: str) -> dict[str, LiveTarget]:
     return targets
 
 
-class ChiscsiTarget(ISCSITarget):
+class ChiscsiHelper(IscsiHelper):
     """``target_helper = chiscsi`` (also ``iscsictl``, ``cxtadm``)."""
 
     names = ("chiscsi", "iscsictl", "cxtadm")
     lun = 0  # chiscsi numbers LUNs from 0
     supports_acl = True
-
-    @property
-    def records_dir(self) -> Path:
-        return Path(self.conf.volumes_dir) / SUBDIR
-
-    def _record_path(self, volume_name: str) -> Path:
-        return self.records_dir / volume_name
-
+    records_subdir = SUBDIR
 
     def _device_options(self, spec: ExportSpec) -> tuple[str, ...]:
         """Access mode from iscsi_iotype, and a serial so multipath sees one disk per volume."""
@@ -170,25 +163,24 @@ class ChiscsiTarget(ISCSITarget):
 
     # -- persistence
 
-    def _read_record(self, volume_name: str) -> ExportSpec | None:
+    def _read_record(self, volume_name: str) -> ExportRecord | None:
         path = self._record_path(volume_name)
         text = read_text_or_none(path)
         if text is None:
             return None
-        return parse_record(text, path, volume_name, self._volume_id_from_name(volume_name), self.lun)
-
-    def _list_records(self) -> list[ExportSpec]:
-        return self._records_in(self.records_dir)
+        return ExportRecord(parse_record(text, path, volume_name,
+                                         specs.volume_id_from_name(self.conf, volume_name), self.lun),
+                            text=text)
 
     # -- live target
 
-    def _realise(self, spec: ExportSpec, previous: ExportSpec | None,
-                 listing: Mapping[str, LiveTarget] | None = None) -> None:
+    def _apply(self, spec: ExportSpec, previous: ExportRecord | None) -> ExportRecord:
         validate_iscsi_name(spec.iqn, "target IQN")
         path = self._record_path(spec.volume_name)
-        old_text = read_text_or_none(path)
+        old_text = previous.text if previous else None
         # A file that already says the same (one CxtAdm wrote, say) is adopted as it is.
-        new_text = old_text if (previous == spec and old_text is not None) else \
+        new_text = old_text if (previous is not None and previous.spec == spec
+                                and old_text is not None) else \
             render_block(spec, self._device_options(spec))
         if new_text != old_text:
             atomic_write(path, new_text, mode=0o600)
@@ -203,8 +195,9 @@ class ChiscsiTarget(ISCSITarget):
             if isinstance(err, (CommandNotFound, CommandNotExecutable)):
                 raise  # the tool is missing: that is the whole story
             raise TargetCreateFailed(volume_id=spec.volume_id, reason=str(err)) from None
+        return ExportRecord(spec, text=new_text)
 
-    def _lookup(self, iqn: str) -> LiveTarget | None:
+    def _lookup(self, iqn: str, record: ExportRecord | None) -> LiveTarget | None:
         result = self.executor.run(TOOL, "-c", f"target={iqn}", ok_codes=range(256))
         if result.exit_code != 0:
             if "NOT found" in result.stdout:
@@ -216,7 +209,7 @@ class ChiscsiTarget(ISCSITarget):
     def _list_live(self) -> dict[str, LiveTarget]:
         return parse_listing(self.executor.run(TOOL, "-c", "target=ALL").stdout)
 
-    def _unrealise(self, volume_name: str, iqn: str) -> None:
+    def _withdraw(self, volume_name: str, iqn: str) -> None:
         try:
             self.executor.run(TOOL, "-s", f"target={iqn}")
         except CommandFailed as err:

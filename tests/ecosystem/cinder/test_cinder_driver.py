@@ -31,7 +31,7 @@ from iscsi_helper.cinder.target import IscsiHelperTarget
 from iscsi_helper.lab.emulators import chiscsi as emulator
 from iscsi_helper.lab.emulators.chiscsi.state import State
 from iscsi_helper.lab.emulators.shims import install_shims
-from iscsi_helper.targets.chiscsi import ChiscsiTarget
+from iscsi_helper.targets.chiscsi import ChiscsiHelper
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "cinder.md"
 BACKEND = "lvm-chiscsi"
@@ -112,7 +112,7 @@ def test_export_lifecycle_through_cinders_lvm_driver(env):
     load_cinder_conf(tmp_path, documented_cinder_conf(), vg)
     driver = make_driver(vg)
     assert isinstance(driver.target_driver, IscsiHelperTarget)
-    assert isinstance(driver.target_driver.helper, ChiscsiTarget)
+    assert isinstance(driver.target_driver.helper, ChiscsiHelper)
     assert driver.protocol == "iSCSI"
 
     ctxt = cinder_context.get_admin_context()
@@ -222,7 +222,7 @@ def test_cinders_own_iscsictl_name_adopts_a_cxtadm_backend_as_it_is(env):
     before = record_file.read_bytes()
 
     driver = make_driver(vg)
-    assert isinstance(driver.target_driver.helper, ChiscsiTarget)
+    assert isinstance(driver.target_driver.helper, ChiscsiHelper)
     driver.ensure_export(ctxt, volume)
 
     target = live(tmp_path, f"{PREFIX}{volume.name}")

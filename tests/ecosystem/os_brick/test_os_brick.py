@@ -62,7 +62,7 @@ def connection_info(tmp_path, device, *, multipath: bool, **overrides) -> dict:
         "target_helper": "chiscsi", "state_path": str(tmp_path / "state"),
         "target_ip_address": "192.0.2.10", "chiscsi_conf": str(tmp_path / "chiscsi.conf"),
         "oslo_concurrency.lock_path": str(tmp_path / "locks"), **overrides})
-    target = registry.get_target(conf, Executor())
+    target = registry.get_helper(conf, Executor())
     volume = {"id": "7", "name": "volume-7"}
     model = target.create_export(None, volume, device)
     stored = {**volume, "provider_location": model["location"], "provider_auth": model["auth"]}

@@ -13,6 +13,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+# The package's one portal spelling; re-exported for the wire target's modules.
+from iscsi_helper.formats import format_portal as format_portal
+
 AUTH_METHODS = ("None", "CHAP", "None,CHAP")
 CHAP_POLICIES = ("Oneway", "Mutual")
 BLOCK_SIZES = (512, 1024, 2048, 4096)
@@ -24,10 +27,6 @@ def normalize_host(host: str) -> str:
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     return host
-
-
-def format_portal(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 @dataclass

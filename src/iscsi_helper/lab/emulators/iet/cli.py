@@ -24,8 +24,8 @@ from iscsi_helper.lab.emulators.iet import serving
 from iscsi_helper.lab.emulators.iet.errors import (
     USAGE_EXIT,
     EmulatorConfigError,
+    IetadmUsageError,
     IetError,
-    UsageError,
     ebusy,
     eexist,
     einval,
@@ -105,7 +105,7 @@ def _number(option: str, text: str, maximum: int) -> int:
 
 
 def parse_args(argv: Sequence[str]) -> Args:
-    """getopt_long-compatible parsing; syntax errors raise UsageError, bad values IetError."""
+    """getopt_long-compatible parsing; syntax errors raise IetadmUsageError, bad values IetError."""
     raw: list[tuple[str, str | None]] = []
     args = Args()
     i = 0
@@ -121,59 +121,59 @@ def parse_args(argv: Sequence[str]) -> Args:
                 candidates = [name]
             if len(candidates) != 1:
                 kind = "ambiguous" if candidates else "unrecognized"
-                raise UsageError(f"{kind} option '--{name}'")
+                raise IetadmUsageError(f"{kind} option '--{name}'")
             key, takes_arg = _LONG[candidates[0]]
             if takes_arg:
                 if not eq:
                     i += 1
                     if i >= len(argv):
-                        raise UsageError(f"option '--{candidates[0]}' requires an argument")
+                        raise IetadmUsageError(f"option '--{candidates[0]}' requires an argument")
                     value = argv[i]
                 raw.append((key, value))
             else:
                 if eq:
-                    raise UsageError(f"option '--{candidates[0]}' doesn't allow an argument")
+                    raise IetadmUsageError(f"option '--{candidates[0]}' doesn't allow an argument")
                 raw.append((key, None))
         elif arg.startswith("-") and arg != "-":
             chars = arg[1:]
             j = 0
             while j < len(chars):
-                key = _SHORT.get(chars[j])
-                if key is None:
-                    raise UsageError(f"invalid option -- '{chars[j]}'")
-                if _LONG[key][1]:
+                short = _SHORT.get(chars[j])
+                if short is None:
+                    raise IetadmUsageError(f"invalid option -- '{chars[j]}'")
+                if _LONG[short][1]:
                     value = chars[j + 1:]
                     if not value:
                         i += 1
                         if i >= len(argv):
-                            raise UsageError(f"option requires an argument -- '{chars[j]}'")
+                            raise IetadmUsageError(f"option requires an argument -- '{chars[j]}'")
                         value = argv[i]
-                    raw.append((key, value))
+                    raw.append((short, value))
                     break
-                raw.append((key, None))
+                raw.append((short, None))
                 j += 1
         else:
             args.positional.append(arg)
         i += 1
 
-    for key, value in raw:
-        if key == "version" or key == "help":
-            setattr(args, key, True)
+    for option, _argument in raw:
+        if option == "version" or option == "help":
+            setattr(args, option, True)
             return args  # ietadm acts on these the moment getopt sees them
-    for key, value in raw:
-        assert key not in ("version", "help")
-        if key == "op":
-            args.op = value
-        elif key == "params":
-            args.params = value
-        elif key == "user":
+    for option, argument in raw:
+        assert option not in ("version", "help")
+        if option == "op":
+            args.op = argument
+        elif option == "params":
+            args.params = argument
+        elif option == "user":
             args.user = True
-        elif key in ("tid", "cid"):
-            setattr(args, key, _number(key, value or "", MAX_TID))
-        elif key == "sid":
-            args.sid = _number(key, value or "", 2**64 - 1)
-        elif key == "lun":
-            args.lun = _number(key, value or "", MAX_TID)
+        elif option in ("tid", "cid"):
+            setattr(args, option, _number(option, argument or "", MAX_TID))
+        elif option == "sid":
+            args.sid = _number(option, argument or "", 2**64 - 1)
+        elif option == "lun":
+            args.lun = _number(option, argument or "", MAX_TID)
     return args
 
 
@@ -193,7 +193,7 @@ class Ietadm:
         if args.op not in _OPS:
             raise einval(f"unknown operation {args.op!r} (new, delete, update, show)")
         if args.positional:
-            raise UsageError("unrecognized: " + " ".join(args.positional))
+            raise IetadmUsageError("unrecognized: " + " ".join(args.positional))
         exclusive = args.op != "show"
         with self.state.locked(exclusive=exclusive):
             if exclusive:
@@ -521,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
         Ietadm(State.from_env(), _write_stdout).run(args)
         sys.stdout.flush()
         return 0
-    except UsageError as exc:
+    except IetadmUsageError as exc:
         sys.stderr.write(f"{PROGRAM}: {exc}\nTry `{PROGRAM} --help' for more information.\n")
         return USAGE_EXIT
     except EmulatorConfigError as exc:

@@ -29,7 +29,7 @@ class IetError(Exception):
         return (-self.errno) & 0xFF
 
 
-class UsageError(Exception):
+class IetadmUsageError(Exception):
     """Command-line syntax ietadm's getopt would reject with ``usage(-1)``."""
 
 

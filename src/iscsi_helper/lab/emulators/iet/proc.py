@@ -4,7 +4,8 @@ Layout (what IET's kernel module prints; helpers such as Cinder's parse it
 with regular expressions, so every byte matters)::
 
     volume:   tid:<tid> name:<iqn>
-              \\tlun:<lun> state:0 iotype:<fileio|blockio> iomode:<wt|wb|ro> blocks:<n> blocksize:<bs> path:<path>
+              \\tlun:<lun> state:0 iotype:<fileio|blockio> iomode:<wt|wb|ro> blocks:<n> \\
+                  blocksize:<bs> path:<path>              (one line)
     session:  tid:<tid> name:<iqn>
               \\tsid:<sid> initiator:<initiator iqn>
               \\t\\tcid:<cid> ip:<ip> state:active hd:none dd:none
