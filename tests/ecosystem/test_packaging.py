@@ -141,7 +141,7 @@ def test_readme_test_command_is_what_ci_runs():
 
 
 @pytest.mark.slow
-def test_wheel_carries_license_filters_ietadm_and_metadata(built):
+def test_wheel_carries_license_filters_types_and_metadata(built):
     with zipfile.ZipFile(built.wheel) as wheel:
         names = set(wheel.namelist())
         dist_info = next(n.split("/")[0] for n in names if n.endswith(".dist-info/METADATA"))
@@ -150,8 +150,7 @@ def test_wheel_carries_license_filters_ietadm_and_metadata(built):
         entry_points = wheel.read(f"{dist_info}/entry_points.txt").decode()
         assert wheel.read(f"{dist_info}/licenses/LICENSE") == (REPO / "LICENSE").read_bytes()
         assert wheel.read(f"{data}/data/{FILTERS}") == (REPO / FILTERS).read_bytes()
-        ietadm = wheel.getinfo("iscsi_helper/lab/emulators/iet/bin/ietadm")
-        assert (ietadm.external_attr >> 16) & 0o111, "ietadm keeps its executable bit"
+        assert "iscsi_helper/py.typed" in names
     license_text = (REPO / "LICENSE").read_text()
     assert "Apache License" in license_text and "Version 2.0, January 2004" in license_text
     headers = metadata.split("\n\n", 1)[0].splitlines()
@@ -230,18 +229,21 @@ def test_rootwrap_filters_are_installed_where_the_docs_say(installed, tmp_path):
 
 
 @pytest.mark.slow
-def test_lab_tools_the_docs_name_run_from_the_install(installed):
+def test_lab_tools_the_docs_name_run_from_the_install(installed, tmp_path):
     python = installed.python
     installed.run(str(installed.env_dir / "bin/iscsi-helper"), "demo", "--help")
     installed.run(python, "-m", "iscsi_helper.lab.wire", "--help")
     installed.run(python, "-m", "iscsi_helper.lab.emulators.chiscsi", "-h")
     installed.run(python, "-m", "iscsi_helper.lab.emulators.iet", "--help")
-    # docs/emulators/iet.md: prepend bin_dir() to PATH and `ietadm` is the emulator.
-    bin_dir = Path(installed.run(python, "-c", "from iscsi_helper.lab.emulators.iet import bin_dir; "
-                                               "print(bin_dir())").strip())
-    assert str(bin_dir).startswith(str(installed.env_dir)) and os.access(bin_dir / "ietadm", os.X_OK)
+    # docs/emulators/iet.md: install_shims(dir), prepend dir to PATH, and `ietadm` and
+    # `iscsictl` are the emulators, run by the installed package.
+    bin_dir = tmp_path / "shims"
+    installed.run(python, "-c", "import sys; from pathlib import Path; "
+                  "from iscsi_helper.lab.emulators.shims import install_shims; "
+                  "install_shims(Path(sys.argv[1]))", str(bin_dir))
     env = {**installed.env, "PATH": f"{bin_dir}:{installed.env['PATH']}"}
     assert "emulated" in run(["ietadm", "--help"], env, installed.home)
+    assert "usage: iscsictl" in run(["iscsictl", "-h"], env, installed.home)
 
 
 @pytest.mark.slow
