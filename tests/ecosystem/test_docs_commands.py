@@ -29,8 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 DOCS = ["quickstart.md", "helpers/chiscsi.md", "migration.md", "cinder.md",
         "configuration.md"]
 PREFIX = "iqn.2010-10.org.openstack:"
-REWRITES = ("/tmp/iscsi-helper-try", "/etc/cinder", "/var/lib/cinder",
-            "/etc/chelsio-iscsi", "/etc/iet", "/proc/net/iet")
+REWRITES = ("/etc/cinder", "/var/lib/cinder", "/etc/chelsio-iscsi", "/etc/iet", "/proc/net/iet")
 
 CXTADM_FILE = """
               target:
@@ -63,7 +62,6 @@ def sandbox(tmp_path, monkeypatch):
     for sub in ("tmp", "etc/cinder", "etc/chelsio-iscsi", "etc/iet", "proc/net/iet",
                 "var/lib/cinder/volumes/cxt"):
         (root / sub).mkdir(parents=True)
-    (root / "tmp/iscsi-helper-try").mkdir()
     (root / "etc/chelsio-iscsi/chiscsi.conf").write_text("global:\n\tiscsi_offload_mode=AUTO\n")
     for disk in ("disk1.img", "disk2.img"):
         with open(root / "var/lib/cinder" / disk, "wb") as handle:
@@ -79,9 +77,13 @@ def sandbox(tmp_path, monkeypatch):
     (root / "var/lib/cinder/volumes/cxt/volume-1").write_text(CXTADM_FILE.format(root=root))
     (root / "etc/iet/ietd.conf").write_text(FOREIGN_IET + IETADM_BLOCK.format(root=root))
     bin_dir = install_shims(tmp_path / "emulator-bin")
-    cli_dir = Path(shutil.which("iscsi-helper") or sys.executable).parent
+    # This interpreter's own iscsi-helper (its venv's bin), not one found first on PATH.
+    cli_dir = Path(sys.executable).parent
+    if not (cli_dir / "iscsi-helper").exists():
+        cli_dir = Path(shutil.which("iscsi-helper") or sys.executable).parent
     env = {**os.environ, "PATH": f"{cli_dir}:{bin_dir}:{os.environ['PATH']}",
-           "HOME": str(tmp_path), chiscsi_emulator.STATE_ENV: str(tmp_path / "chiscsi-state"),
+           "HOME": str(tmp_path), "TMPDIR": str(root / "tmp"),  # mktemp -d lands in the sandbox
+           chiscsi_emulator.STATE_ENV: str(tmp_path / "chiscsi-state"),
            "CHISCSI_EMULATOR_WIRE": "0", "IET_EMULATOR_STATE": str(tmp_path / "iet-state"),
            "IET_EMULATOR_PROC": str(root / "proc/net/iet"), "IET_EMULATOR_WIRE": "0"}
     yield root, env
@@ -124,6 +126,7 @@ def cli_json(root: Path, env: dict[str, str], conf: str, *args: str):
 
 
 def check_quickstart(root, env, outputs):
+    assert list(root.glob("tmp/*/iscsi-helper.conf")), "the walkthrough works in its own mktemp -d"
     assert any("provider_location" in o and "127.0.0.1:3260,1 " in o for o in outputs)
     assert "export removed" in outputs[-1]
 
@@ -135,6 +138,8 @@ def check_chiscsi(root, env, outputs):
     assert "\tACL_Enable=No\n" in shown and "********" in shown
     # ends with the removal; the ls after it printed nothing: the record is gone
     assert shown.rstrip().endswith("volume 1: export removed")
+    assert list(root.glob("tmp/*/volumes/cxt")), "the walkthrough's state_path is under $TMPDIR"
+    assert not list(root.glob("tmp/*/volumes/cxt/volume-1"))
 
 
 def check_migration(root, env, outputs):
@@ -153,6 +158,19 @@ def check_migration(root, env, outputs):
     rows = cli_json(root, env, "cinder-iet.conf", "list")
     assert [(r["volume_id"], r["live"], r["provider_auth"]) for r in rows] == \
         [("2", True, "CHAP ietuser2 ***")]
+
+
+def every_doc() -> list[Path]:
+    return [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+
+
+def test_docs_name_no_build_machine_path_and_no_fixed_temporary_directory():
+    """Examples make their own directory (mktemp -d): a fixed /tmp path is shared by every user."""
+    for doc in every_doc():
+        text = doc.read_text()
+        assert "/work/" not in text, f"{doc.relative_to(REPO)} names a path of our build machines"
+        fixed = re.findall(r"(?<![\w}])/tmp/[\w.-]+", text)
+        assert not fixed, f"{doc.relative_to(REPO)}: fixed temporary paths {fixed}"
 
 
 def test_every_document_with_commands_is_checked():

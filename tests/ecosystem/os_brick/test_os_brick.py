@@ -9,20 +9,39 @@ parsing code what it will connect to: ``_get_ips_iqns_luns`` /
 waits for) and ``_connect_to_iscsi_portal`` (the iscsiadm calls that set up
 and log in a node, CHAP included), with iscsiadm replaced by a recorder since
 the kernel initiator cannot run here.
+
+os-brick imports eventlet (through oslo.privsep), and eventlet warns on
+every later fork of the process that imported it: each helper command run
+through oslo.concurrency (which forks to reset SIGPIPE) would then warn, for
+the rest of the test run. So this module runs in a process of its own
+(tests/ecosystem/test_os_brick_process.py), and eventlet's two warnings are
+filtered here, where eventlet comes in, and nowhere else.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 
 import pytest
-from os_brick.initiator.connectors.iscsi import ISCSIConnector
+
+#: eventlet's warning on fork, for each helper command these tests run (see above).
+EVENTLET_FORK_WARNING = r"Using fork\(\) is a bad idea"
+
+with warnings.catch_warnings():
+    # eventlet's "Eventlet is deprecated" notice, raised as oslo.privsep imports it,
+    # and its fork warning, as os-brick's import runs grep (initiator/utils.py).
+    warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+    warnings.filterwarnings("ignore", message=EVENTLET_FORK_WARNING, category=DeprecationWarning)
+    from os_brick.initiator.connectors.iscsi import ISCSIConnector
 from oslo_config import cfg
 
 from iscsi_helper import options, registry
 from iscsi_helper.lab.emulators import chiscsi as emulator
 from iscsi_helper.lab.emulators.shims import install_shims
 from iscsi_helper.executor import Executor
+
+pytestmark = pytest.mark.filterwarnings(f"ignore:{EVENTLET_FORK_WARNING}:DeprecationWarning")
 
 PREFIX = "iqn.2010-10.org.openstack:"
 INITIATOR = "iqn.1993-08.org.debian:01:compute1"
