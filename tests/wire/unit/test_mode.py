@@ -1,10 +1,10 @@
 """Mode pages: MODE SENSE(6/10) encodings and which MODE SELECT(6/10) lists are taken or refused.
 
-Sections of SPC-4 (r37): 6.11/6.12 MODE SELECT, 6.13/6.14 MODE SENSE, 7.5.5
-mode parameter header and block descriptors (with SBC-3 6.4.1/6.4.2 for
-the direct-access device-specific parameter and block descriptors), 7.5.7
-Control mode page; SBC-3 6.4.5 Caching mode page. The changeable fields are
-WCE (caching page) and SWP (control page); pages are not saveable.
+Sections of SPC-4 (r37, as mode.py cites it): 6.11/6.12 MODE SELECT, 6.13/6.14
+MODE SENSE, 7.5 mode parameters (header, block descriptors; 7.5.7 Control
+mode page); SBC-3 6.4 for the direct-access device-specific parameter (WP,
+DPOFUA), the block descriptors and the Caching mode page. The changeable
+fields are WCE (caching page) and SWP (control page); pages are not saveable.
 """
 
 from __future__ import annotations
@@ -85,8 +85,8 @@ def sense(modes: ModePages, cdb: bytes, read_only: bool = False, blocks: int = B
 
 
 def test_mode_sense6_header_descriptor_and_length() -> None:
-    """7.5.5: MODE DATA LENGTH counts the bytes after itself; SBC-3 6.4.1: WP bit 7, DPOFUA bit 4
-    (FUA is honoured); 6.4.2: the short descriptor holds the block count and the block length."""
+    """SPC-4 7.5: MODE DATA LENGTH counts the bytes after itself; SBC-3 6.4: WP bit 7, DPOFUA bit 4
+    (FUA is honoured), the short descriptor holds the block count and the block length."""
     data = sense(ModePages(), mode_sense6(CACHING_PAGE))
     assert data[0] == len(data) - 1
     assert data[1] == 0  # medium type
@@ -106,13 +106,13 @@ def test_mode_sense10_header_descriptor_and_length() -> None:
 
 
 def test_a_capacity_beyond_the_short_descriptor_reads_ffffff() -> None:
-    """SBC-3 6.4.2: a count that does not fit the 3-byte field is reported as FFFFFFh."""
+    """SBC-3 6.4: a count that does not fit the 3-byte field is reported as FFFFFFh."""
     data = sense(ModePages(), mode_sense6(CACHING_PAGE), blocks=1 << 30)
     assert data[5:8] == b"\xff\xff\xff"
 
 
 def test_llbaa_gives_the_long_lba_descriptor() -> None:
-    """SPC-4 6.14 LLBAA, 7.5.5: LONGLBA set, a 16-byte descriptor with an 8-byte block count."""
+    """SPC-4 6.14 LLBAA, 7.5: LONGLBA set, a 16-byte descriptor with an 8-byte block count."""
     blocks = (1 << 33) + 5
     data = sense(ModePages(), mode_sense10(CACHING_PAGE, llbaa=True), blocks=blocks)
     assert data[4] & 0x01
@@ -156,7 +156,7 @@ def test_all_pages_come_in_ascending_page_code_order(subpage: int) -> None:
 
 
 def test_caching_page_reports_write_cache_enable() -> None:
-    """SBC-3 6.4.5: page 08h, PAGE LENGTH 12h, WCE byte 2 bit 2; RCD (bit 0) clear: reads are cached."""
+    """SBC-3 caching mode page: 08h, PAGE LENGTH 12h, WCE byte 2 bit 2; RCD (bit 0) clear: reads are cached."""
     for wce in (True, False):
         page = pages_of(sense(ModePages(write_cache=wce), mode_sense6(CACHING_PAGE, dbd=True)), 4, 0)[CACHING_PAGE]
         assert page[0] == CACHING_PAGE and page[1] == 0x12 and len(page) == 20

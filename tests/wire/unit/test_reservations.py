@@ -204,7 +204,7 @@ def test_read_keys_keeps_the_full_additional_length_when_the_allocation_length_c
     assert struct.unpack_from(">II", data) == (2, 16)
 
 
-# --- reserving, holders, READ RESERVATION (5.12.8, 5.12.10, 6.15.3) ----------------------
+# --- reserving, holders, READ RESERVATION (5.12.9, 5.12.10, 6.15.3) ----------------------
 
 
 def test_reserve_needs_a_registration_and_its_key(lu: Unit) -> None:
