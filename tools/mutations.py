@@ -90,6 +90,7 @@ def edit(path: str, old: str, new: str) -> Edit:
 ISCSI = "src/iscsi_helper/targets/iscsi.py"
 SPECS = "src/iscsi_helper/specs.py"
 CHISCSI = "src/iscsi_helper/targets/chiscsi.py"
+CHISCSI_CODEC = "src/iscsi_helper/codecs/chiscsi.py"
 IET = "src/iscsi_helper/targets/iet.py"
 IETD_CONF = "src/iscsi_helper/codecs/ietd_conf.py"
 TGT = "src/iscsi_helper/targets/tgt.py"
@@ -133,7 +134,7 @@ GUARANTEES: list[Mutation] = [
     Mutation(
         "chiscsi-mutual-secret-not-written",
         "chiscsi's target file carries the mutual (target) secret",
-        (edit(CHISCSI, "        if spec.target_chap:\n            lines.append(f'\\tAuth_CHAP_Target=",
+        (edit(CHISCSI_CODEC, "        if spec.target_chap:\n            lines.append(f'\\tAuth_CHAP_Target=",
               "        if False:\n            lines.append(f'\\tAuth_CHAP_Target="),),
         ((BEHAVIOUR, "mutual_chap and chiscsi"), (HYGIENE, "chiscsi"))),
     Mutation(
@@ -145,10 +146,10 @@ GUARANTEES: list[Mutation] = [
     Mutation(
         "chiscsi-no-immediate-rollback",
         "a failed iscsictl -S rolls back at once (the target file is put back)",
-        (edit(CHISCSI, "            if old_text is None:\n                remove_file(path)\n"
-                       "            elif new_text != old_text:\n"
-                       "                atomic_write(path, old_text, mode=0o600)\n",
-              "            pass\n"),),
+        (edit(CHISCSI, "                if old_text is None:\n                    remove_file(path)\n"
+                       "                elif new_text != old_text:\n"
+                       "                    atomic_write(path, old_text, mode=0o600)\n",
+              "                pass\n"),),
         ((CRASH, "chiscsi and create"),)),
     Mutation(
         "iet-ietd-conf-not-put-back",
@@ -216,8 +217,8 @@ GUARANTEES: list[Mutation] = [
     Mutation(
         "secret-file-world-readable",
         "files holding CHAP secrets are mode 0600",
-        (edit(CHISCSI, "            atomic_write(path, new_text, mode=0o600)\n        try:\n",
-              "            atomic_write(path, new_text, mode=0o644)\n        try:\n"),),
+        (edit(CHISCSI, "                atomic_write(path, new_text, mode=0o600)\n            try:\n",
+              "                atomic_write(path, new_text, mode=0o644)\n            try:\n"),),
         ((HYGIENE, "chiscsi"),)),
     Mutation(
         "write-without-fsync",
@@ -228,8 +229,9 @@ GUARANTEES: list[Mutation] = [
     Mutation(
         "chiscsi-lookup-lists-all",
         "constant cost: chiscsi's create/remove never list all targets",
-        (edit(CHISCSI, 'self.executor.run(TOOL, "-c", f"target={iqn}", ok_codes=range(256))',
-              'self.executor.run(TOOL, "-c", "target=ALL", ok_codes=range(256))'),),
+        (edit(CHISCSI, "        detail = self.tool.show([iqn])[iqn]\n"
+                       "        return _live(iqn, detail) if detail is not None else None\n",
+              "        return self._list_live().get(iqn)\n"),),
         (("tests/test_constant_cost.py", "create_and_remove and chiscsi"),)),
     Mutation(
         "create-forgets-stored-credentials",
