@@ -156,7 +156,9 @@ def test_iscsictl_calls_per_create_and_remove_do_not_grow_with_exports(env, tmp_
     assert sorted(report.started) == sorted(n.removeprefix("volume-") for n in stopped)
     assert len(report.unchanged) == existing - len(stopped)
     assert calls[0][1:] == ("-c", "target=ALL")
-    assert len(calls) == len(stopped) + 1, "one listing plus one start per missing export"
+    assert calls[-1][1:] == ("-c", "target=ALL")
+    assert len(calls) == len(stopped) + 2, ("one listing, one start per missing export, and one "
+                                            "listing to confirm they are live")
 
 
 def test_the_block_cinder_cxtadm_writes_is_accepted_by_the_emulator(env, device):

@@ -17,7 +17,7 @@ from iscsi_helper import locking
 from iscsi_helper.codecs.ietd_conf import find_block, replace_block
 from iscsi_helper.fileutil import atomic_write, read_text_or_none
 
-# '_' is never in a volume name, so this lock is no volume's own.
+# An internal lock (locking.named_lock): its namespace is not the volumes'.
 CONF_LOCK = "iet_conf"
 
 
