@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # The virtual environment in which the Cinder adapter is tested against real Cinder.
 # Cinder (and fixtures, which its test utilities import) pulls in ~150 packages (eventlet, SQLAlchemy, oslo.db, ...); keeping them
-# out of the main environment keeps that one what a CLI user gets. Lives outside
-# the work tree so a fresh clone on the same machine reuses it; idempotent: Cinder
-# is installed once, iscsi-helper is re-pointed (editable, no deps) at this checkout.
-# Prints the venv's python.
+# out of the main environment keeps that one what a CLI user gets. One venv per
+# checkout, in its work tree (.venv-cinder, ignored by git): iscsi-helper is
+# installed into it editable, i.e. as a path to one checkout, so a venv shared by
+# two checkouts would test whichever ran this script last. Idempotent: Cinder is
+# installed once (about 45 s), iscsi-helper is (re-)pointed at this checkout.
+# ISCSI_HELPER_CINDER_VENV overrides the place; tests/ecosystem/test_cinder_venv.py
+# refuses a venv that imports another checkout's iscsi_helper. Prints the venv's python.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CINDER_VERSION=29.0.0
-VENV="${ISCSI_HELPER_CINDER_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/iscsi-helper/venv-cinder-$CINDER_VERSION}"
+VENV="${ISCSI_HELPER_CINDER_VENV:-$PWD/.venv-cinder}"
 PIP=(-q --disable-pip-version-check)
 pip_in_venv() {  # pip's exit status counts; its noise about unused local indexes does not
     local log status=0
@@ -26,4 +29,11 @@ if ! "$VENV/bin/python" -c "import importlib.metadata as m, sys; import fixtures
 fi
 pip_in_venv install "${PIP[@]}" --no-deps --no-build-isolation -e .
 "$VENV/bin/python" -c "import iscsi_helper.cinder.driver"
+# The venv must now import this checkout's code, not another's.
+"$VENV/bin/python" - "$PWD/src/iscsi_helper/__init__.py" <<'PY'
+import os, sys
+import iscsi_helper
+if os.path.realpath(iscsi_helper.__file__) != os.path.realpath(sys.argv[1]):
+    sys.exit(f"the Cinder venv imports {iscsi_helper.__file__}, not {sys.argv[1]}")
+PY
 echo "$VENV/bin/python"

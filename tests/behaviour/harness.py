@@ -11,16 +11,23 @@ the suite fails for a registered helper that has none.
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from oslo_config import cfg
 
 from iscsi_helper import options, registry
-from iscsi_helper.executor import Executor
+from iscsi_helper.exception import CommandFailed
+from iscsi_helper.executor import CommandResult, Executor
 from iscsi_helper.targets.base import TargetHelper
+
+#: One tool call as it ended: (argv as given by the helper, exit code; None if it never exited).
+CallResult = tuple[tuple[str, ...], int | None]
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,46 @@ class LiveView:
     luns: dict[int, str]  # LUN -> backing path
     chap: tuple[str, str] | None  # (user, secret) the target will accept
     initiators: frozenset[str] = frozenset()  # ACL; empty = any
+    #: (user, secret) the target answers with under mutual CHAP; None: one-way.
+    mutual: tuple[str, str] | None = None
+    #: The target's id as the target numbers it. Not part of equality: a
+    #: restore after a reboot may legitimately give another id.
+    tid: int | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class PersistedView:
+    """An export as the helper's persisted configuration states it (what comes back at boot).
+
+    Read by each harness with its own parser, never the helper's, from the
+    file the target (or the helper's restore) loads: a helper that mangles a
+    neighbour's block is caught here even while the live target is intact.
+    """
+
+    iqn: str
+    device: str
+    chap: tuple[str, str] | None
+    mutual: tuple[str, str] | None = None  # the target's own account under mutual CHAP
+
+
+@dataclass
+class RecordingExecutor(Executor):
+    """The real executor, also noting how each call ended (observers see argv only, up front)."""
+
+    results: list[CallResult] = field(default_factory=list)
+
+    def run(self, *argv: str, ok_codes: Sequence[int] = (0,), stdin: str | None = None,
+            secrets: Sequence[str] = ()) -> CommandResult:
+        try:
+            result = super().run(*argv, ok_codes=ok_codes, stdin=stdin, secrets=secrets)
+        except CommandFailed as err:
+            self.results.append((tuple(argv), err.exit_code))
+            raise
+        except Exception:
+            self.results.append((tuple(argv), None))
+            raise
+        self.results.append((tuple(argv), result.exit_code))
+        return result
 
 
 @dataclass
@@ -39,6 +86,8 @@ class Harness:
     monkeypatch: pytest.MonkeyPatch
     calls: list[tuple[str, ...]] = field(default_factory=list)
     name: str = ""
+    #: Every tool call with its exit code, in order (see :class:`RecordingExecutor`).
+    results: list[CallResult] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.state_path = self.root / "state"
@@ -62,6 +111,19 @@ class Harness:
         """Delete the persisted record only (the live target stays): makes an orphan."""
         raise NotImplementedError
 
+    def persisted(self, volume_name: str, iqn: str) -> PersistedView | None:
+        """What the helper's persisted configuration says of ``iqn`` (None: nothing)."""
+        raise NotImplementedError
+
+    def in_place_check(self, argv: tuple[str, ...], exit_code: int | None) -> bool:
+        """Whether a call an in-place ``ensure_export`` made beyond its lookup is a documented check.
+
+        None by default: an export already in place costs its lookup and
+        nothing more. A helper whose tool cannot show part of a target may
+        ask by trying, and the harness names exactly that call and answer.
+        """
+        return False
+
     def state_dirs(self) -> list[Path]:
         """Directories whose every byte must be unchanged after a rejected input."""
         return [self.state_path]
@@ -79,7 +141,8 @@ class Harness:
 
     def target(self, **overrides: object) -> TargetHelper:
         conf = self.conf(**overrides)
-        executor = Executor(timeout=conf.target_tool_timeout, observers=[self.calls.append])
+        executor = RecordingExecutor(timeout=conf.target_tool_timeout,
+                                     observers=[self.calls.append], results=self.results)
         return registry.get_helper(conf, executor)
 
     def config_file(self, **overrides: object) -> Path:
@@ -103,6 +166,15 @@ class Harness:
                     with open(path, "rb") as handle:
                         files[path] = handle.read()
         return files
+
+    def identities(self) -> dict[str, tuple[bytes, int, int]]:
+        """Every file of :meth:`state_dirs` with its bytes, inode and mtime.
+
+        An atomic rewrite with the same bytes still gets a new inode: this is
+        what tells "left alone" from "rewritten identically".
+        """
+        return {path: (data, os.stat(path).st_ino, os.stat(path).st_mtime_ns)
+                for path, data in self.snapshot().items()}
 
     def env(self) -> dict[str, str]:
         return dict(os.environ)
@@ -143,5 +215,19 @@ class FakeHarness(Harness):
         if spec is None:
             return None
         chap = (spec.chap.username, spec.chap.password) if spec.chap else None
-        return LiveView(spec.iqn, {spec.lun: spec.device_path}, chap, frozenset(spec.initiators))
+        mutual = (spec.target_chap.username, spec.target_chap.password) if spec.target_chap else None
+        tid = json.loads((self.state_path / "volumes" / "fake-live" / quote(iqn, safe="")).read_text())["tid"]
+        return LiveView(spec.iqn, {spec.lun: spec.device_path}, chap, frozenset(spec.initiators),
+                        mutual, tid)
+
+    def persisted(self, volume_name: str, iqn: str) -> PersistedView | None:
+        path = self.state_path / "volumes" / "fake" / volume_name
+        if not path.exists():
+            return None
+        data = json.loads(path.read_text())
+        if data["iqn"] != iqn:
+            return None
+        return PersistedView(data["iqn"], data["device_path"],
+                             tuple(data["chap"]) if data["chap"] else None,  # type: ignore[arg-type]
+                             tuple(data["target_chap"]) if data["target_chap"] else None)
 

@@ -13,7 +13,7 @@ from iscsi_helper.lab.emulators import chiscsi as emulator
 from iscsi_helper.lab.emulators.chiscsi.state import State
 from iscsi_helper.lab.emulators.shims import install_shims
 
-from .harness import Harness, LiveView, register
+from .harness import Harness, LiveView, PersistedView, register
 
 
 @register("chiscsi")
@@ -45,8 +45,30 @@ class ChiscsiHarness(Harness):
         chap = None
         if block.auth_method == "CHAP" and block.chap_initiators:
             chap = (block.chap_initiators[0].user, block.chap_initiators[0].secret)
+        mutual = (block.chap_target.user, block.chap_target.secret) if block.chap_target else None
         return LiveView(block.name, {n: d.path for n, d in enumerate(block.devices)}, chap,
-                        frozenset(a.iname for a in block.acls if a.iname))
+                        frozenset(a.iname for a in block.acls if a.iname), mutual, record.tid)
+
+    def persisted(self, volume_name: str, iqn: str) -> PersistedView | None:
+        """The target file ``iscsictl -S`` loads for this volume, read key by key."""
+        path = self.state_path / "volumes" / "cxt" / volume_name
+        if not path.exists():
+            return None
+        values: dict[str, str] = {}
+        for line in path.read_text().splitlines():
+            key, sep, value = line.strip().partition("=")
+            if sep and not key.startswith("#"):
+                values.setdefault(key, value)
+        if values.get("TargetName") != iqn:
+            return None
+        def account(key: str) -> tuple[str, str] | None:
+            if key not in values:
+                return None
+            user, _, secret = values[key].partition(":")
+            return (user.strip('"'), secret.strip('"'))
+
+        return PersistedView(iqn, values.get("TargetDevice", "").split(",")[0],
+                             account("Auth_CHAP_Initiator"), account("Auth_CHAP_Target"))
 
     def drop_record(self, volume_name: str) -> None:
         (self.state_path / "volumes" / "cxt" / volume_name).unlink()

@@ -15,7 +15,9 @@ from pathlib import Path
 from iscsi_helper.lab.emulators.iet.state import PROC_ENV, STATE_ENV, State
 from iscsi_helper.lab.emulators.shims import install_shims
 
-from .harness import Harness, LiveView, register
+from .harness import Harness, LiveView, PersistedView, register
+
+EXIT_EEXIST = 239  # ietadm returns -EEXIST from main: "the LUN is there already"
 
 
 def _drop_conf_block(text: str, iqn: str) -> str:
@@ -31,6 +33,24 @@ def _drop_conf_block(text: str, iqn: str) -> str:
         if not skipping:
             out.append(line)
     return "".join(out)
+
+
+def _conf_blocks(text: str) -> list[list[list[str]]]:
+    """ietd.conf as ietd reads it: word lists per ``Target`` block, up to the next ``Target``.
+
+    Blank lines and ``#`` comments are skipped, not block ends (ietd's own
+    reading; the emulator's ``--start-ietd`` does the same).
+    """
+    blocks: list[list[list[str]]] = []
+    for line in text.splitlines():
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        if words[0].lower() == "target":
+            blocks.append([words])
+        elif blocks:
+            blocks[-1].append(words)
+    return blocks
 
 
 def read_proc_volume(path: Path) -> dict[str, tuple[int, dict[int, str]]]:
@@ -81,7 +101,45 @@ class IetHarness(Harness):
         record = State(self.emulator_state, self.proc_dir).load_target(tid)
         assert record is not None and record["name"] == iqn, "proc file and state disagree"
         chap = tuple(record["incoming"][0]) if record["incoming"] else None
-        return LiveView(iqn, luns, chap, frozenset())  # type: ignore[arg-type]
+        mutual = tuple(record["outgoing"][0]) if record["outgoing"] else None
+        return LiveView(iqn, luns, chap, frozenset(), mutual, tid)  # type: ignore[arg-type]
+
+    def persisted(self, volume_name: str, iqn: str) -> PersistedView | None:
+        """The ietd.conf block of exactly ``iqn``: what ietd itself loads at boot.
+
+        The JSON index record beside it only speeds the helper up; a block
+        lost from ietd.conf is an export lost at the next boot, whatever the
+        index says.
+        """
+        blocks = [words for words in _conf_blocks(self.iet_conf.read_text())
+                  if words[0][1:] == [iqn]]
+        if not blocks:
+            return None
+        assert len(blocks) == 1, f"{iqn} has {len(blocks)} blocks in ietd.conf"
+        chap = mutual = None
+        device = ""
+        for words in blocks[0][1:]:
+            if words[0].lower() == "incominguser" and len(words) == 3:
+                chap = (words[1], words[2])
+            elif words[0].lower() == "outgoinguser" and len(words) == 3:
+                mutual = (words[1], words[2])
+            elif words[0].lower() == "lun" and words[1:2] == ["0"]:
+                params = dict(p.partition("=")[::2] for p in "".join(words[2:]).split(","))
+                device = params.get("Path", "")
+        return PersistedView(iqn, device, chap, mutual)
+
+    def in_place_check(self, argv: tuple[str, ...], exit_code: int | None) -> bool:
+        """ietadm cannot show a LUN, so the helper asks by adding it: refused with EEXIST.
+
+        Besides that, only the account probe (``--op show --user``) that
+        proves the recorded tid is still this export's target.
+        """
+        if "--op" not in argv:
+            return False
+        op = argv[argv.index("--op") + 1]
+        if op == "show":
+            return exit_code == 0
+        return op == "new" and any(a.startswith("--lun=") for a in argv) and exit_code == EXIT_EEXIST
 
     def drop_record(self, volume_name: str) -> None:
         index = self.state_path / "volumes" / "iet" / volume_name

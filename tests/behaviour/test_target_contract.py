@@ -8,6 +8,7 @@ and checks the result in the target's own state via the harness.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -18,7 +19,7 @@ from iscsi_helper import registry
 from iscsi_helper.exception import ExportNotFound, InvalidConnector, InvalidInput
 from iscsi_helper.formats import ProviderLocation, parse_provider_auth
 
-from .harness import load_all
+from .harness import PersistedView, load_all
 
 HARNESSES = load_all()
 
@@ -72,10 +73,35 @@ def test_create_is_idempotent_and_reuses_stored_credentials(h):
     first = target.create_export(None, volume(1), dev)
     again = target.create_export(None, volume(1, provider_auth=first["auth"]), dev)
     assert again == first
+    # Without provider_auth (the CLI, a caller that lost it) the recorded credentials stay.
+    assert h.target().create_export(None, volume(1), dev) == first
+    assert h.live(IQN_PREFIX + "volume-1").chap == tuple(first["auth"].split()[1:])
     chosen = "CHAP operator1 chosen-secret-123"
     third = h.target().create_export(None, volume(2, provider_auth=chosen), make_device(h, "d2"))
     assert third["auth"] == chosen
     assert h.live(IQN_PREFIX + "volume-2").chap == ("operator1", "chosen-secret-123")
+
+
+def test_mutual_chap_gives_the_target_its_own_secret_and_keeps_it(h):
+    """iscsi_mutual_chap: the target holds a second account, answered with its own secret."""
+    target = h.target(iscsi_mutual_chap=True)
+    dev = make_device(h)
+    created = target.create_export(None, volume(1), dev)
+    record = target.get_export(volume(1)).spec
+    assert record.target_chap is not None, "mutual CHAP asked for, none recorded"
+    mutual = (record.target_chap.username, record.target_chap.password)
+    assert mutual[1] != parse_provider_auth(created["auth"]).password
+    live = h.live(IQN_PREFIX + "volume-1")
+    assert live.chap == tuple(created["auth"].split()[1:])
+    assert live.mutual == mutual, "the target does not answer with the recorded mutual secret"
+    iqn = IQN_PREFIX + "volume-1"
+    assert h.persisted("volume-1", iqn) == PersistedView(iqn, dev, live.chap, mutual), \
+        "the persisted configuration (what comes back at boot) lacks the mutual account"
+    again = target.create_export(None, volume(1, provider_auth=created["auth"]), dev)
+    assert again == created and target.get_export(volume(1)).spec.target_chap == record.target_chap
+    h.reboot()
+    assert h.target(iscsi_mutual_chap=True).restore_exports().ok
+    assert h.live(IQN_PREFIX + "volume-1") == live
 
 
 def test_connection_properties_single_several_ipv6_and_multipath(h):
@@ -114,20 +140,41 @@ def test_remove_makes_target_gone_and_second_remove_is_quiet(h):
     h.target().remove_export(None, volume(99))
 
 
+def _tid_of(result: dict[str, str]) -> int:
+    return ProviderLocation.parse(result["location"]).tid
+
+
 def test_volume_1_and_volume_10_are_independent(h):
+    """Exact names, in the live target and in the helper's own persisted configuration.
+
+    A prefix or substring match would take volume-10 for volume-1: removing
+    volume-1 must leave volume-10's live target *and* its persisted block
+    (IET keeps every export in one ietd.conf), and each create must report
+    the id of its own target, not its neighbour's.
+    """
     target = h.target()
     d1, d10 = make_device(h, "d1"), make_device(h, "d10")
+    iqn1, iqn10 = IQN_PREFIX + "volume-1", IQN_PREFIX + "volume-10"
     a1 = target.create_export(None, volume(1), d1)
     a10 = target.create_export(None, volume(10), d10)
+    assert _tid_of(a1) == h.live(iqn1).tid and _tid_of(a10) == h.live(iqn10).tid
+    kept10 = h.persisted("volume-10", iqn10)
+    assert kept10 == PersistedView(iqn10, d10, tuple(a10["auth"].split()[1:]))
     target.remove_export(None, volume(1))
-    assert h.live(IQN_PREFIX + "volume-1") is None
-    live10 = h.live(IQN_PREFIX + "volume-10")
+    assert h.live(iqn1) is None and h.persisted("volume-1", iqn1) is None
+    live10 = h.live(iqn10)
     assert live10 is not None and live10.luns[target.lun] == d10
+    assert h.persisted("volume-10", iqn10) == kept10, "removing volume-1 touched volume-10's config"
     assert target.get_export(volume(10)).spec.chap == parse_provider_auth(a10["auth"])
-    target.create_export(None, volume(1), d1)
+    again1 = target.create_export(None, volume(1), d1)
+    assert _tid_of(again1) == h.live(iqn1).tid != h.live(iqn10).tid
+    assert h.persisted("volume-10", iqn10) == kept10, "creating volume-1 touched volume-10's config"
+    kept1 = h.persisted("volume-1", iqn1)
+    assert kept1 == PersistedView(iqn1, d1, tuple(again1["auth"].split()[1:]))
     target.remove_export(None, volume(10))
-    assert h.live(IQN_PREFIX + "volume-10") is None
-    assert h.live(IQN_PREFIX + "volume-1") is not None
+    assert h.live(iqn10) is None and h.persisted("volume-10", iqn10) is None
+    assert h.live(iqn1) is not None and h.persisted("volume-1", iqn1) == kept1
+    assert target.get_export(volume(1)).provider_location == again1["location"]
     assert a1["auth"] != a10["auth"]
 
 
@@ -148,6 +195,8 @@ def test_ensure_after_reboot_restores_identical_exports(h):
 
 
 def test_ensure_export_preserves_chap_and_is_a_noop_when_in_place(h):
+    """In place, ensure_export looks (its lookup) and changes nothing: no file rewritten, no
+    further tool call (beyond a check the harness documents for its tool)."""
     target = h.target()
     dev = make_device(h)
     created = target.create_export(None, volume(1), dev)
@@ -156,9 +205,38 @@ def test_ensure_export_preserves_chap_and_is_a_noop_when_in_place(h):
     target.ensure_export(None, stored, dev)
     live = h.live(IQN_PREFIX + "volume-1")
     assert live.chap == tuple(created["auth"].split()[1:])
-    before = h.snapshot()
+    before = h.identities()
+    start = len(h.results)
     target.ensure_export(None, stored, dev)
-    assert h.snapshot() == before
+    ensured = h.results[start:]
+    assert h.identities() == before, "an in-place ensure rewrote a file"
+    start = len(h.results)
+    assert target._lookup(IQN_PREFIX + "volume-1", target._read_record("volume-1")) is not None
+    lookup = h.results[start:]
+    extra = list(ensured)
+    for call in lookup:
+        assert call in extra, f"the ensure skipped its lookup {call}?"
+        extra.remove(call)
+    undocumented = [call for call in extra if not h.in_place_check(*call)]
+    assert not undocumented, f"an in-place ensure ran the tool beyond its lookup: {undocumented}"
+    assert h.live(IQN_PREFIX + "volume-1") == live
+
+
+def test_ensure_exports_in_place_makes_no_tool_call_beyond_its_one_listing(h):
+    """The bulk path (service start) costs one listing when nothing is missing, whatever N."""
+    target = h.target()
+    devs = {n: make_device(h, f"d{n}") for n in range(3)}
+    auths = {n: target.create_export(None, volume(n), devs[n])["auth"] for n in devs}
+    wanted = [(volume(n, provider_auth=auths[n]), devs[n]) for n in devs]
+    start = len(h.results)
+    target._list_live()
+    listing = h.results[start:]
+    before = h.identities()
+    start = len(h.results)
+    report = target.ensure_exports(None, wanted)
+    assert sorted(report.unchanged) == ["0", "1", "2"] and not report.started and report.ok
+    assert h.results[start:] == listing, "an in-place bulk ensure ran the tool beyond its listing"
+    assert h.identities() == before, "an in-place bulk ensure rewrote a file"
 
 
 def test_ensure_exports_bulk_starts_only_what_is_missing(h):
@@ -205,27 +283,45 @@ def test_restore_on_a_stale_listing_neither_fails_nor_duplicates_a_target_made_m
         live = h.live(IQN_PREFIX + f"volume-{n}")
         assert live.chap == tuple(auths[n].split()[1:]) and live.luns[target.lun] == devs[n]
 
+def _relative_existing(h) -> str:
+    """A relative path to a real file: only "must be absolute" can refuse it."""
+    h.monkeypatch.chdir(h.root)
+    make_device(h, "relative")
+    return "relative.img"
+
+
+# (field, the one rule that refuses it, the call's input). Each input breaks
+# exactly one rule (a comma in a path that exists, a relative path that
+# exists...), and the error must name that rule: with the rule removed, the
+# input is accepted or refused for another reason, and the test fails.
 REJECTED = [
-    ("device path", lambda h: (volume(1), str(h.root / "missing.img"))),
-    ("device path", lambda h: (volume(1), str(h.root))),
-    ("device path", lambda h: (volume(1), make_device(h) + ",RO")),
-    ("device path", lambda h: (volume(1), "relative.img")),
-    ("volume name", lambda h: ({"id": "1", "name": "../volume-1"}, make_device(h))),
-    ("volume name", lambda h: ({"id": "1", "name": "volume-1\nTargetName=x"}, make_device(h))),
-    ("volume name", lambda h: ({"id": "1", "name": 'volume-"1'}, make_device(h))),
-    ("target IQN", lambda h: ({"id": "1", "name": "v" * 220}, make_device(h))),
-    ("provider_auth", lambda h: (volume(1, provider_auth="CHAP only-user"), make_device(h))),
-    ("CHAP secret", lambda h: (volume(1, provider_auth="CHAP user tiny"), make_device(h))),
+    ("device path", "does not exist", lambda h: (volume(1), str(h.root / "missing.img"))),
+    ("device path", "neither a regular file nor a block device",
+     lambda h: (volume(1), str(h.root))),
+    ("device path", "must not contain a comma", lambda h: (volume(1), make_device(h, "disk,RO"))),
+    ("device path", "must be absolute", lambda h: (volume(1), _relative_existing(h))),
+    ("volume name", "must start with a lower-case letter or digit",
+     lambda h: ({"id": "1", "name": "../volume-1"}, make_device(h))),
+    ("volume name", "must start with a lower-case letter or digit",
+     lambda h: ({"id": "1", "name": "volume-1\nTargetName=x"}, make_device(h))),
+    ("volume name", "must start with a lower-case letter or digit",
+     lambda h: ({"id": "1", "name": 'volume-"1'}, make_device(h))),
+    ("target IQN", "longer than 223 bytes", lambda h: ({"id": "1", "name": "v" * 220}, make_device(h))),
+    ("provider_auth", "expected 'CHAP <username> <secret>'",
+     lambda h: (volume(1, provider_auth="CHAP only-user"), make_device(h))),
+    ("CHAP secret", "shorter than 12 characters",
+     lambda h: (volume(1, provider_auth="CHAP user tiny-secret"), make_device(h))),
 ]
 
 
-@pytest.mark.parametrize("field,case", REJECTED, ids=[f"{f}-{i}" for i, (f, _) in enumerate(REJECTED)])
-def test_rejected_input_changes_nothing(h, field, case):
+@pytest.mark.parametrize("field,reason,case", REJECTED,
+                         ids=[f"{f}-{i}" for i, (f, _r, _c) in enumerate(REJECTED)])
+def test_rejected_input_changes_nothing(h, field, reason, case):
     target = h.target()
     kept = target.create_export(None, volume(5), make_device(h, "kept"))
     vol, dev = case(h)
     before, calls_before = h.snapshot(), len(h.calls)
-    with pytest.raises(InvalidInput, match=field):
+    with pytest.raises(InvalidInput, match=f"{re.escape(field)}.*{re.escape(reason)}"):
         target.create_export(None, vol, dev)
     assert h.snapshot() == before
     assert len(h.calls) == calls_before, "nothing may reach the target tool"

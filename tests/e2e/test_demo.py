@@ -1,16 +1,57 @@
-"""The README's first command, as a fresh user runs it."""
+"""The README's first command, as a fresh user runs it.
 
+The demo stops the emulator's data path on the way out (``emulator.reset``),
+which also forgets every live target: a check after it could never see a
+target left behind. So the demo runs in a child process whose ``reset`` first
+writes down every target the emulator still holds, and whose
+``remove_export`` writes down what was live just before the export is
+removed (proving the same inspection does see a live target).
+"""
+
+import json
 import shutil
 import subprocess
 import sys
+import textwrap
 
 import pytest
+
+DEMO = textwrap.dedent("""
+    import json, sys
+    from pathlib import Path
+    from iscsi_helper import cli
+    from iscsi_helper.lab.emulators import chiscsi as emulator
+    from iscsi_helper.lab.emulators.chiscsi.state import State
+    from iscsi_helper.targets.chiscsi import ChiscsiHelper
+
+    workdir, seen_path = Path(sys.argv[1]), Path(sys.argv[2])
+    seen = {}
+
+    def live_targets():
+        return sorted(r.iqn for r in State(workdir / "chiscsi-state").all_records())
+
+    real_remove = ChiscsiHelper.remove_export
+    def remove_export(self, context, volume):
+        seen["before_remove"] = live_targets()
+        return real_remove(self, context, volume)
+
+    real_reset = emulator.reset
+    def reset(state_dir):
+        seen["at_exit"] = live_targets()
+        seen_path.write_text(json.dumps(seen))
+        real_reset(state_dir)
+
+    ChiscsiHelper.remove_export = remove_export
+    emulator.reset = reset
+    sys.exit(cli.main(["demo", "--workdir", str(workdir)]))
+""")
 
 
 @pytest.mark.skipif(not all(shutil.which(t) for t in ("iscsi-inq", "qemu-io")),
                     reason="needs libiscsi-bin and qemu-utils (scripts/setup.sh installs them)")
 def test_demo_runs_the_whole_story_and_hides_the_secret(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "iscsi_helper", "demo", "--workdir", str(tmp_path)],
+    seen_path = tmp_path / "seen.json"
+    done = subprocess.run([sys.executable, "-c", DEMO, str(tmp_path / "demo"), str(seen_path)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
@@ -18,7 +59,10 @@ def test_demo_runs_the_whole_story_and_hides_the_secret(tmp_path):
     assert "read back matches: yes; backing file holds the pattern: yes" in out
     assert "Authentication failure" in out and "Authorization failure" in out
     assert out.rstrip().endswith("all worked")
-    record = next((tmp_path / "chiscsi-state").glob("**/*"), None)
-    assert record is None or not record.name.endswith(".json"), "no live target left behind"
-    secret_lines = [l for l in out.splitlines() if "auth_password" in l or "provider_auth" in l]
-    assert secret_lines and all(l.rstrip().endswith("***") for l in secret_lines)
+    seen = json.loads(seen_path.read_text())
+    assert len(seen["before_remove"]) == 1 and seen["before_remove"][0].startswith(
+        "iqn.2010-10.org.openstack:volume-"), seen
+    assert seen["at_exit"] == [], f"live targets left behind: {seen['at_exit']}"
+    secret_lines = [line for line in out.splitlines()
+                    if "auth_password" in line or "provider_auth" in line]
+    assert secret_lines and all(line.rstrip().endswith("***") for line in secret_lines)

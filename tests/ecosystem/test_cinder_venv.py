@@ -4,36 +4,81 @@ Cinder 29.0.0 and its ~150 dependencies live in their own venv
 (scripts/cinder-venv.sh, run by scripts/setup.sh), so this is how the main
 ``python -m pytest`` proves the adapter against real Cinder. In CI a missing
 venv is a failure, not a skip: a green run must mean Cinder was exercised.
+
+The venv holds iscsi-helper as an editable install, i.e. a path to one
+checkout. It is made per checkout (``.venv-cinder`` in the work tree), and
+before anything runs in it this test checks that the ``iscsi_helper`` it
+imports is this checkout's file: a venv pointing at another checkout would
+test that checkout's code, and pass or fail for the wrong reasons.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-CINDER_VERSION = "29.0.0"
+OUR_PACKAGE = REPO / "src" / "iscsi_helper" / "__init__.py"
 
 
-def cinder_python() -> Path:
-    default = (Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-               / "iscsi-helper" / f"venv-cinder-{CINDER_VERSION}")
-    return Path(os.environ.get("ISCSI_HELPER_CINDER_VENV", default)) / "bin" / "python"
+def cinder_venv() -> Path:
+    """Where scripts/cinder-venv.sh puts (or was told to put) this checkout's Cinder venv."""
+    return Path(os.environ.get("ISCSI_HELPER_CINDER_VENV", REPO / ".venv-cinder"))
+
+
+def imported_package(python: Path) -> Path:
+    """The iscsi_helper/__init__.py that ``python`` imports, from a neutral working directory."""
+    done = subprocess.run([str(python), "-c", "import iscsi_helper; print(iscsi_helper.__file__)"],
+                          cwd="/", capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return Path(done.stdout.strip()).resolve()
+
+
+def installed_entry_points(python: Path) -> dict[str, dict[str, str]]:
+    """The entry points the venv's iscsi-helper metadata declares, per group."""
+    script = ("import importlib.metadata as m, json; d = m.distribution('iscsi-helper'); "
+              "print(json.dumps([[e.group, e.name, e.value] for e in d.entry_points]))")
+    done = subprocess.run([str(python), "-c", script], cwd="/", capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    found: dict[str, dict[str, str]] = {}
+    for group, name, value in json.loads(done.stdout):
+        found.setdefault(group, {})[name] = value
+    return found
+
+
+def declared_entry_points() -> dict[str, dict[str, str]]:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    return {group: dict(points) for group, points in project.get("entry-points", {}).items()}
 
 
 def test_the_cinder_adapter_passes_inside_real_cinder():
-    python = cinder_python()
+    python = cinder_venv() / "bin" / "python"
     if not python.exists():
-        message = f"no Cinder venv at {python.parent.parent}: run bash scripts/setup.sh"
+        message = f"no Cinder venv at {python.parent.parent}: run bash scripts/cinder-venv.sh"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
     if importlib.util.find_spec("cinder") is not None:
         pytest.skip("cinder imports here: tests/ecosystem/cinder/ is collected directly")
+    imported = imported_package(python)
+    assert imported == OUR_PACKAGE.resolve(), (
+        f"the Cinder venv at {python.parent.parent} imports {imported}, not this checkout's "
+        f"{OUR_PACKAGE}: run bash scripts/cinder-venv.sh from this checkout")
+    # An editable install keeps the metadata of when it was made: helpers are found
+    # through its entry points, so they must be this checkout's too.
+    declared = declared_entry_points()
+    installed = {group: points for group, points in installed_entry_points(python).items()
+                 if group in declared}
+    assert installed == declared, (
+        "the Cinder venv's iscsi-helper metadata is older than pyproject.toml: "
+        "run bash scripts/cinder-venv.sh")
     done = subprocess.run(
         [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "ignore",
          "tests/ecosystem/cinder"],

@@ -32,7 +32,7 @@ import pytest
 from tests.conftest import free_port
 
 from . import figures
-from .conftest import IQN_PREFIX, make_device
+from .conftest import make_device
 
 PROCESSES = 8
 OPERATIONS = int(os.environ.get("ISCSI_HELPER_CONCURRENCY_OPS", "400"))
@@ -139,7 +139,7 @@ def redis_url(tmp_path):
     try:
         import redis
         client = redis.Redis(host="127.0.0.1", port=port)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60  # a guard against a hang, not a measurement
         while True:
             try:
                 client.ping()
@@ -162,39 +162,83 @@ def redis_url(tmp_path):
 HOLDER = textwrap.dedent("""
     import os, sys, time
     from iscsi_helper import locking, options
-    url, lock_path, journal, rounds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    url, lock_path, journal, me, other, rounds, wait_for = sys.argv[1:8]
     conf = options.new_config(overrides={"coordination_url": url,
                                          "oslo_concurrency.lock_path": lock_path})
-    for _ in range(rounds):
+
+    def write(event):
+        with open(journal, "a") as f:
+            f.write(f"{event} {me}\\n")
+
+    def count(event, who):
+        with open(journal) as f:
+            return f.read().split("\\n").count(f"{event} {who}")
+
+    def wait(done, limit):
+        deadline = time.monotonic() + limit
+        while not done():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    for round in range(int(rounds)):
+        write("try")
         with locking.named_lock(conf, "volume-1"):
-            with open(journal, "a") as f:
-                f.write(f"enter {os.getpid()}\\n")
-            time.sleep(0.02)
-            with open(journal, "a") as f:
-                f.write(f"exit {os.getpid()}\\n")
+            write("enter")
+            if wait_for == "enter":
+                # The control: both hosts must be inside together. The limit only
+                # guards against a hang; no outcome depends on how fast anything runs.
+                assert wait(lambda: count("enter", other) > round, 120), "the other never got in"
+            else:
+                # Hold the lock while the other host is trying to take it (and a
+                # moment more): were the lock not shared, it would get in now. (If it
+                # is inside already, the overlap is on record: nothing to wait for.)
+                wait(lambda: count("try", other) > count("enter", other) or count("done", other)
+                     or count("enter", other) > count("exit", other), 120)
+                time.sleep(0.2)
+            write("exit")
+    write("done")
 """)
 
 
-def _interleaved(journal: Path, url: str, root: Path, rounds: int = 15) -> bool:
-    """Two hosts take the same lock name; whether their critical sections overlapped."""
-    procs = [subprocess.Popen([sys.executable, "-c", HOLDER, url, str(root / f"host{i}-locks"),
-                               str(journal), str(rounds)], stderr=subprocess.PIPE, text=True)
-             for i in (1, 2)]
+def _overlapped(journal: Path) -> bool:
+    """Whether one host entered while the other was inside (the journal is in event order)."""
+    inside: set[str] = set()
+    entered = 0
+    for line in journal.read_text().splitlines():
+        event, who = line.split()
+        if event == "enter":
+            if inside:
+                return True
+            inside.add(who)
+            entered += 1
+        elif event == "exit":
+            inside.discard(who)
+    assert entered, "nobody entered"
+    return False
+
+
+def _two_hosts(journal: Path, url: str, root: Path, rounds: int, wait_for: str) -> bool:
+    """Two hosts (own lock_path each) take the same lock name; whether they overlapped."""
+    journal.write_text("")
+    procs = [subprocess.Popen([sys.executable, "-c", HOLDER, url, str(root / f"host{me}-locks"),
+                               str(journal), str(me), str(3 - me), str(rounds), wait_for],
+                              stderr=subprocess.PIPE, text=True)
+             for me in (1, 2)]
     for proc in procs:
-        _out, err = proc.communicate(timeout=120)
+        _out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err[-2000:]
-    lines = journal.read_text().split()
-    events = list(zip(lines[::2], lines[1::2]))
-    assert len(events) == 4 * rounds
-    return any(events[i][0] != "enter" or events[i + 1] != ("exit", events[i][1])
-               for i in range(0, len(events), 2))
+    return _overlapped(journal)
 
 
 def test_two_hosts_sharing_a_redis_coordinator_cannot_interleave(tmp_path, redis_url):
-    assert not _interleaved(tmp_path / "with-redis", redis_url, tmp_path)
-    # The control: the same two hosts with only their own file locks do interleave.
-    assert _interleaved(tmp_path / "file-locks-only", "", tmp_path)
-    figures.add("distributed locks: critical sections by two hosts, none interleaved", 2 * 15)
+    rounds = 5
+    assert not _two_hosts(tmp_path / "with-redis", redis_url, tmp_path, rounds, "try")
+    # The control: the same two hosts with only their own file locks are both inside at
+    # once (each waits inside until the other is in, so this cannot depend on timing).
+    assert _two_hosts(tmp_path / "file-locks-only", "", tmp_path, 1, "enter")
+    figures.add("distributed locks: critical sections by two hosts, none interleaved", 2 * rounds)
 
 
 def test_two_hosts_with_redis_locks_keep_every_export_consistent(h, redis_url):

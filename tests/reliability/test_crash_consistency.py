@@ -26,7 +26,6 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -180,8 +179,10 @@ SCENARIOS: dict[str, Callable[[Any, str], None]] = {
 }
 
 
-def _in_process(h: Any, op: str, dev: str, auth: str | None) -> None:
-    target = h.target(target_tool_timeout=TIMEOUT)
+def _in_process(h: Any, op: str, dev: str, auth: str | None, short_timeout: bool = False) -> None:
+    """Run ``op`` here; the short tool timeout only where a hang is injected (a slow machine
+    must not turn an ordinary call into a timeout where a refusal is being tested)."""
+    target = h.target(**({"target_tool_timeout": TIMEOUT} if short_timeout else {}))
     vol = volume(1, provider_auth=auth)
     if op == "create":
         target.create_export(None, vol, dev)
@@ -226,6 +227,44 @@ class Run:
         return subprocess.run([sys.executable, "-c", CHILD, str(self.config), self.op, self.dev,
                                str(self.h.root)], env=env, capture_output=True, text=True,
                               timeout=120)
+
+    def volume_1(self) -> tuple[Any, Any]:
+        """(persisted spec, live view) of volume-1, read without the fault wrapper armed."""
+        self.faults.disarm()
+        status = self.h.target().get_export(volume(1))
+        return (status.spec if status else None), self.h.live(IQN_PREFIX + "volume-1")
+
+    def right_after(self, what: str, mode: str, raised: bool,
+                    before: tuple[Any, Any]) -> list[str]:
+        """The state the moment the operation returned or raised, before any repair.
+
+        When the tool refused (``fail``), a failed create or ensure has rolled
+        back at once: persisted and live state exactly as before (a later
+        reconcile must not be what makes it whole). When the tool did its
+        work and then timed out (``hang-after``), the helper cannot know what
+        the tool did: its persisted record is back as before, and what the
+        tool left live is for repair to settle (checked by :meth:`converged`).
+        A failed remove keeps the record, so the remove can be retried. An
+        operation that did not fail did its whole job.
+        """
+        record, live = self.volume_1()
+        if raised:
+            if self.op == "remove":
+                return [] if record == before[0] else [f"{what}: a failed remove lost the record"]
+            if mode == "hang-after":
+                return [] if record == before[0] else [f"{what}: the record was not rolled back"]
+            if (record, live) != before:
+                return [f"{what}: not rolled back right after the failure: "
+                        f"record {'kept' if record == before[0] else 'changed'}, "
+                        f"live {'kept' if live == before[1] else f'changed to {live}'}"]
+            return []
+        if self.op == "remove":
+            return [] if record is None and live is None else [f"{what}: remove reported success "
+                                                               "but the export is still there"]
+        if record is None or live is None or live.luns.get(self.h.target().lun) != self.dev \
+                or live.chap != (record.chap.username, record.chap.password):
+            return [f"{what}: {self.op} reported success but the export is not whole: {live}"]
+        return []
 
     def converged(self, what: str, reboot: bool = False) -> list[str]:
         """Recover as a restarted service would; every export fully there or fully gone.
@@ -320,15 +359,21 @@ def test_a_fault_at_any_step_converges_after_restart(h, op):
         injected += 1
     # "fail": the tool refuses without doing anything; "hang-after": it does
     # its work, then hangs until target_tool_timeout kills it.
+    # Right after each, before any repair, the state is checked too (immediate rollback).
     for mode in ("fail", "hang-after"):
         for step in _tool_steps(mode, tool_steps):
             run.reset()
+            before = run.volume_1()
             run.faults.arm(mode, step)
+            raised = False
             try:
-                _in_process(h, op, run.dev, run.auth)
+                _in_process(h, op, run.dev, run.auth, short_timeout=mode == "hang-after")
             except IscsiHelperError as err:
                 assert "\n" not in str(err)
-            problems += run.converged(f"{op}: tool {mode} at call {step}/{tool_steps}")
+                raised = True
+            what = f"{op}: tool {mode} at call {step}/{tool_steps}"
+            problems += run.right_after(what, mode, raised, before)
+            problems += run.converged(what)
             injected += 1
     figures.add(f"crash: fault points injected [{h.name}]", injected)
     figures.add(f"crash: fault points recovered [{h.name}]", injected - len(problems))

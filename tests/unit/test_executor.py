@@ -1,11 +1,12 @@
 """Running target tools: clear errors for missing, broken and hanging tools."""
 
 import os
+import subprocess
 
 import pytest
 
-from iscsi_helper.exception import (CommandFailed, CommandNotExecutable, CommandNotFound,
-                                    CommandTimedOut)
+from iscsi_helper import executor as executor_module
+from iscsi_helper.exception import CommandFailed, CommandNotExecutable, CommandNotFound, CommandTimedOut
 from iscsi_helper.executor import Executor
 
 
@@ -22,13 +23,26 @@ def test_not_executable_tool(monkeypatch, tmp_path):
         Executor().run("iscsictl")
 
 
-def test_hanging_tool_is_killed(tmp_path):
-    pidfile = tmp_path / "pid"
+def test_hanging_tool_is_killed(monkeypatch):
+    """The child is known from its spawn, not from a pidfile it may not have written yet: the
+    test holds however slowly the machine runs (the tool cannot end before the timeout)."""
+    spawned: list[subprocess.Popen] = []
+    real_execute = executor_module.processutils.execute
+
+    def execute(*cmd, on_execute=None, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        def started(proc: subprocess.Popen) -> None:
+            spawned.append(proc)
+            if on_execute:
+                on_execute(proc)
+        return real_execute(*cmd, on_execute=started, **kwargs)
+
+    monkeypatch.setattr(executor_module.processutils, "execute", execute)
     with pytest.raises(CommandTimedOut, match="within 0.5 s"):
-        Executor(timeout=0.5).run("sh", "-c", f"echo $$ > {pidfile}; exec sleep 30")
-    pid = int(pidfile.read_text())
+        Executor(timeout=0.5).run("sleep", "600")
+    assert len(spawned) == 1
+    assert spawned[0].returncode is not None, "the hung tool was not reaped"
     with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
+        os.kill(spawned[0].pid, 0)
 
 
 def test_failure_keeps_output_and_masks_declared_secrets():

@@ -40,7 +40,9 @@ def test_atomic_write_leaves_only_the_file_with_its_mode(tmp_path):
 def test_a_dead_writers_temp_file_is_swept_and_a_live_ones_is_kept(tmp_path):
     host = fileutil._host()
     dead = _temp(tmp_path, "volume-1", host, _dead_pid())
-    live_writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    # Alive until told otherwise (its stdin closed), however slow the machine: no timer.
+    live_writer = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                                   stdin=subprocess.PIPE)
     try:
         live = _temp(tmp_path, "volume-2", host, live_writer.pid)
         mine = _temp(tmp_path, "volume-3", host, os.getpid())
@@ -48,6 +50,7 @@ def test_a_dead_writers_temp_file_is_swept_and_a_live_ones_is_kept(tmp_path):
         record.write_text("a record, not a temp file\n")
         assert sweep_temp_files(tmp_path) == [dead]
         assert not dead.exists() and live.exists() and mine.exists() and record.exists()
+        assert live_writer.poll() is None, "the live writer must still be running here"
     finally:
         live_writer.kill()
         live_writer.wait()
@@ -55,7 +58,8 @@ def test_a_dead_writers_temp_file_is_swept_and_a_live_ones_is_kept(tmp_path):
 
 
 def test_another_hosts_temp_file_is_swept_only_once_old(tmp_path):
-    fresh = _temp(tmp_path, "volume-1", "other_host", 1)
+    # "fresh" is dated in the future: it stays fresh however long the test takes.
+    fresh = _temp(tmp_path, "volume-1", "other_host", 1, age=-fileutil.FOREIGN_TEMP_AGE)
     old = _temp(tmp_path, "volume-2", "other_host", 1, age=fileutil.FOREIGN_TEMP_AGE + 60)
     foreign_layout = tmp_path / f"{fileutil.TEMP_PREFIX}volume-3"
     foreign_layout.write_text("")
@@ -91,3 +95,36 @@ def test_atomic_write_makes_missing_directories_private(tmp_path):
     assert target.read_text() == "one\n"
     for level in (target.parent, target.parent.parent, target.parent.parent.parent):
         assert stat.S_IMODE(level.stat().st_mode) == 0o700, level
+
+
+def test_atomic_write_renames_a_fsynced_file_and_then_fsyncs_the_directory(tmp_path, monkeypatch):
+    """The README's "temp file, fsync, rename": the old file is never opened for writing, the
+    new bytes are on disk before the rename, and the rename is on disk before returning."""
+    target = tmp_path / "volume-1"
+    atomic_write(target, "old\n")
+    reader = open(target, "rb")  # a reader of the old file, e.g. a target reloading it
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src, dst) -> None:  # noqa: ANN001
+        events.append(("replace", f"{os.fspath(src)} -> {os.fspath(dst)}"))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    try:
+        atomic_write(target, "new\n")
+        assert reader.read() == b"old\n", "the old file was rewritten in place"
+    finally:
+        reader.close()
+    assert target.read_text() == "new\n"
+    kinds = [kind for kind, _ in events]
+    assert kinds == ["fsync", "replace", "fsync"], events
+    temp = events[1][1].split(" -> ")[0]
+    assert events[0][1] == temp and is_temp_file(os.path.basename(temp))
+    assert events[1][1].endswith(f" -> {target}")
+    assert events[2][1] == str(tmp_path), "the directory is fsynced after the rename"

@@ -41,6 +41,13 @@ CONNECTOR = {"initiator": INITIATOR, "host": "compute1", "ip": "192.0.2.50",
              "multipath": False, "platform": "x86_64", "os_type": "linux"}
 
 
+def test_cinder_imports_this_checkouts_iscsi_helper():
+    """The venv's editable install points at one checkout: it must be the one under test."""
+    import iscsi_helper
+    ours = Path(__file__).resolve().parents[3] / "src" / "iscsi_helper" / "__init__.py"
+    assert Path(iscsi_helper.__file__).resolve() == ours.resolve(), iscsi_helper.__file__
+
+
 def documented_cinder_conf() -> str:
     """The ini block of docs/cinder.md, so the documentation is what is tested."""
     blocks = re.findall(r"```ini\n(.*?)```", DOC.read_text(), re.S)
