@@ -16,14 +16,15 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any, Literal
 
 from oslo_config import cfg
 
 from iscsi_helper import options, specs
 from iscsi_helper.exception import InvalidConfiguration, InvalidInput
-from iscsi_helper.formats import validate_volume_name
+from iscsi_helper.formats import make_portal, validate_bindable_ip, validate_volume_name
 
 #: ``directory``: a directory, or a path one can be created at; ``file``: not
 #: a directory (a regular file, or a path one can be created at).
@@ -47,8 +48,11 @@ def _raw(conf: cfg.ConfigOpts, opt: cfg.Opt, group: str | None) -> Any:
     """The value as written (before ``$`` substitution), for an error message; None if unknown.
 
     oslo.config offers no public way to read it, so this looks inside and
-    gives up quietly: it only improves a message.
+    gives up quietly: it only improves a message. A secret option's value
+    is never shown.
     """
+    if opt.secret:
+        return None
     try:
         info = conf._get_opt_info(opt.dest, group)
         if info.get("override") is not None:
@@ -96,8 +100,9 @@ def _read(conf: cfg.ConfigOpts, opt: cfg.Opt, group: str | None) -> Any:
     try:
         value = getattr(source, opt.dest)
     except cfg.ConfigSourceValueError as err:
-        text = str(err)
-        problem = text.split(" is not valid: ", 1)[-1]
+        problem = str(err).split(" is not valid: ", 1)[-1]
+        if problem.startswith(("invalid literal for int()", "could not convert string to float")):
+            problem = "not a number"
         raw = _raw(conf, opt, group)
         raise _fail(shown, (f"{raw!r}: " if raw is not None else "") + problem) from None
     except (cfg.NoSuchOptError, cfg.TemplateSubstitutionError):
@@ -157,11 +162,14 @@ def check_path(conf: cfg.ConfigOpts, option: str, group: str | None, kind: PathK
 
 def check_target_settings(conf: cfg.ConfigOpts) -> None:
     """Portals, the IQN prefix and the configured CHAP account, as every export will use them."""
-    for option, check in (
-            ("target_ip_address / target_secondary_ip_addresses / target_port",
-             lambda: specs.configured_portals(conf)),
-            ("target_prefix", lambda: specs.target_iqn(conf, conf.volume_name_template % _SAMPLE_ID)),
-            ("chap_username / chap_password", lambda: specs.configured_chap(conf))):
+    checks: list[tuple[str, Callable[[], object]]] = [
+        ("target_ip_address", lambda: validate_bindable_ip(conf.target_ip_address)),
+        *(("target_secondary_ip_addresses", partial(validate_bindable_ip, address))
+          for address in conf.target_secondary_ip_addresses),
+        ("target_port", lambda: make_portal("127.0.0.1", conf.target_port)),
+        ("target_prefix", lambda: specs.target_iqn(conf, conf.volume_name_template % _SAMPLE_ID)),
+        ("chap_username / chap_password", lambda: specs.configured_chap(conf))]
+    for option, check in checks:
         try:
             check()
         except InvalidInput as err:

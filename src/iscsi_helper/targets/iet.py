@@ -66,10 +66,6 @@ class IetHelper(IscsiHelper):
         self.tids = TidCounter(conf, self.records_dir / TID_COUNTER, TID_LOCK)
         self.ietd_conf = IetdConf(conf, Path(conf.iet_conf))
 
-    def _own_state(self) -> list[str]:
-        # ietd.conf holds every CHAP secret of the node: exported, any initiator could read them.
-        return [*super()._own_state(), self.conf.iet_conf, self.conf.iet_proc_dir]
-
     def _state_dirs(self) -> list[tuple[Path, bool, str | None]]:
         # ietd.conf's directory is shared with other software: only our file's temp files.
         path = self.ietd_conf.path

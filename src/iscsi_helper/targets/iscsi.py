@@ -169,8 +169,14 @@ class IscsiHelper(Reconciling, TargetHelper):
         confcheck.check_configuration(self.conf, self.path_options)
 
     def _own_state(self) -> list[str]:
-        """Paths of our own state, which no device may be: records, locks, a helper's config files."""
-        return [self.conf.volumes_dir, self.conf.oslo_concurrency.lock_path]
+        """Paths no device may be: our records and locks, and every target's configuration.
+
+        Whichever helper runs, ietd.conf and chiscsi.conf hold the node's
+        CHAP secrets: exported as a disk, any initiator could read them.
+        """
+        conf = self.conf
+        return [conf.volumes_dir, conf.oslo_concurrency.lock_path, conf.iet_conf,
+                conf.chiscsi_conf, conf.iet_proc_dir]
 
     def _check_names(self, volume_name: str, iqn: str) -> None:
         """Refuse a name this helper's target cannot carry (a helper adds its own rules)."""
