@@ -20,7 +20,6 @@ input, nothing was changed"). Once the tool tells the truth again,
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import textwrap
@@ -87,16 +86,6 @@ class Liar:
 
     def truthful(self) -> None:
         self.h.monkeypatch.setenv("LIAR_MODE", "none")
-
-
-@pytest.fixture
-def root_logging():
-    """cli.main() replaces the root logger's handlers; put them back afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def _cli(capsys: Any, config: str, *argv: str) -> tuple[int, str, str]:
