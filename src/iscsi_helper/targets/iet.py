@@ -20,14 +20,13 @@ from pathlib import Path
 
 from oslo_config import cfg
 
-from iscsi_helper import devices, secretmask, specs
+from iscsi_helper import devices, secretmask
 from iscsi_helper.adapters.ietadm import INCOMING, OUTGOING, Direction, Ietadm
 from iscsi_helper.codecs import export_json, iet_proc
-from iscsi_helper.codecs.ietd_conf import find_block, iter_blocks, parse_block, render_block
+from iscsi_helper.codecs.ietd_conf import render_block
 from iscsi_helper.exception import (
     AlreadyPresent,
     CommandError,
-    IscsiHelperError,
     NameInUse,
     NotPresent,
     TargetCreateFailed,
@@ -37,7 +36,7 @@ from iscsi_helper.exception import (
 )
 from iscsi_helper.executor import Executor
 from iscsi_helper.fileutil import atomic_write, put_back, read_text_or_none, remove_file
-from iscsi_helper.formats import ChapCredentials, validate_iscsi_name, validate_volume_name
+from iscsi_helper.formats import ChapCredentials, validate_iscsi_name
 from iscsi_helper.model import ExportRecord, ExportSpec, LiveTarget
 from iscsi_helper.rollback import Rollback
 from iscsi_helper.targets.iet_conf import IetdConf
@@ -78,42 +77,19 @@ class IetHelper(IscsiHelper):
         text = read_text_or_none(path)
         return None if text is None else export_json.parse_record(text, path, volume_name)
 
-    def _adopted(self, block: list[str], volume_name: str) -> ExportRecord | None:
-        """A block Cinder's IetAdm wrote, as a record without an index (so with no tid)."""
-        found = parse_block(block, self.ietd_conf.path)
-        if self.lun not in found.luns:
-            return None
-        return ExportRecord(ExportSpec(
-            specs.volume_id_from_name(self.conf, volume_name), volume_name, found.iqn, found.luns[self.lun],
-            self.lun, specs.configured_portals(self.conf), found.incoming, found.outgoing))
-
     def _read_record(self, volume_name: str) -> ExportRecord | None:
         record = self._read_index(volume_name)
         if record is not None:
             return record
         # Not ours yet: a block Cinder's IetAdm wrote is adopted with its credentials.
         # Only a miss reads ietd.conf, and a create then rewrites it anyway.
-        block = find_block(self.ietd_conf.read(), f"{self.conf.target_prefix}{volume_name}")
-        return None if block is None else self._adopted(block, volume_name)
+        return self.ietd_conf.adopted_one(volume_name, self.lun)
 
     def _scan_records(self) -> tuple[list[ExportRecord], list[tuple[str, str]]]:
         """Our index records, then the blocks of ietd.conf that have none (Cinder's)."""
         indexed, foreign = super()._scan_records()
-        records = {r.spec.volume_name: r for r in indexed}
-        taken = records.keys() | {name for name, _why in foreign}
-        lines = self.ietd_conf.read().splitlines(keepends=True)
-        for iqn, start, end in iter_blocks(lines):
-            name = self._ours(iqn)
-            if name is None or name in taken:
-                continue
-            try:
-                adopted = self._adopted(lines[start:end], validate_volume_name(name))
-            except IscsiHelperError as err:  # one bad block must not hide the others
-                LOG.error("Skipping ietd.conf block %s: %s", iqn, err)
-                continue
-            if adopted is not None:
-                records[name] = adopted
-        return list(records.values()), foreign
+        taken = {r.spec.volume_name for r in indexed} | {name for name, _why in foreign}
+        return [*indexed, *self.ietd_conf.adopted_all(self._ours, taken, self.lun)], foreign
 
     # --------------------------------------------------------- live state
 
