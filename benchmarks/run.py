@@ -22,7 +22,9 @@ different questions:
 The "list everything" reference (:class:`CxtAdmReference`) is Cinder's
 CxtAdm strategy, written here so the comparison is measured: it lists every
 target (``iscsictl -c target=ALL``) three times per create and per restored
-export, and scans the listing for the IQN.
+export, and scans the listing for the IQN. Past chiscsi's 128 KiB cut of
+that listing (about 1,870 of these IQNs) the scan cannot find a new target,
+so its creates fail there: the figures count those failures.
 """
 
 from __future__ import annotations
@@ -48,16 +50,18 @@ from pathlib import Path
 from typing import Any
 
 from iscsi_helper import locking, options, registry
-from iscsi_helper.exception import CommandFailed
+from iscsi_helper.codecs import chiscsi as chiscsi_codec
+from iscsi_helper.deviceindex import DeviceIndex
+from iscsi_helper.exception import CommandFailed, IscsiHelperError
 from iscsi_helper.executor import CommandResult, Executor
 from iscsi_helper.formats import ChapCredentials, Portal
 from iscsi_helper.model import EnsureReport, ExportRecord, ExportSpec, LiveTarget, Volume
-from iscsi_helper.targets.chiscsi import ChiscsiHelper, render_block
+from iscsi_helper.targets.chiscsi import ChiscsiHelper
 from iscsi_helper.targets.iscsi import IscsiHelper
 
 PREFIX = "iqn.2010-10.org.openstack:"
 INITIATOR = "iqn.1993-08.org.debian:01:bench"
-POPULATE_CHAP = ChapCredentials("populateuser", "populate-secret-1")
+POPULATE_CHAP = ChapCredentials("populateuser", "populate-secret1")  # 16: chiscsi takes 12-16
 
 
 # ------------------------------------------------------------------ timing
@@ -167,14 +171,15 @@ class CxtAdmReference(ChiscsiHelper):
     and after starting it and then once more to find the tid by scanning
     the listing for the IQN; ensure_export (a restart) runs that same create
     for every export. Removal is the helper's (CxtAdm's did not list all).
+    A target past the listing's cut is never found: the create fails.
     """
 
     def _scan_all(self, iqn: str) -> LiveTarget | None:
         out = self.executor.run("iscsictl", "-c", "target=ALL").stdout
         for line in out.split("\n"):
             if iqn in line:  # CxtAdm's substring match, kept as it was
-                tid = line.split()[2]
-                return LiveTarget(iqn, int(tid[3:].rstrip(",")))
+                tid = line.split()[2][3:].rstrip(",")
+                return LiveTarget(iqn, int(tid)) if tid.isdigit() else None
         return None
 
     def _apply(self, spec: ExportSpec, previous: ExportRecord | None) -> ExportRecord:
@@ -186,13 +191,20 @@ class CxtAdmReference(ChiscsiHelper):
     def _lookup(self, iqn: str, record: ExportRecord | None) -> LiveTarget | None:
         return self._scan_all(iqn)
 
-    def cinder_ensure(self, record: ExportRecord) -> None:
-        """CxtAdm.ensure_export: create_iscsi_target again, live or not."""
+    def cinder_ensure(self, record: ExportRecord) -> bool:
+        """CxtAdm.ensure_export: create_iscsi_target again, live or not; False when it failed.
+
+        Past the cut, ``-c target=ALL`` usually exits 255 (its last, cut name
+        is "NOT found") and CxtAdm's execute() raises before ``-S`` runs; when
+        the cut falls on a comma it exits 0 and the scan misses the IQN.
+        """
         spec = record.spec
         with locking.named_lock(self.conf, spec.volume_name):
-            applied = self._apply(spec, record)
-            if self._lookup(spec.iqn, applied) is None:
-                raise RuntimeError(f"{spec.iqn} not live after ensure")
+            try:
+                applied = self._apply(spec, record)
+                return self._lookup(spec.iqn, applied) is not None
+            except IscsiHelperError:
+                return False
 
 
 # ------------------------------------------------------------- per helper
@@ -207,8 +219,10 @@ class HelperBench:
         self.root = root
         self.state_path = root / "state"
         self.state_path.mkdir(parents=True)
-        self.device = root / "shared.img"
+        self.device = root / "shared.img"  # measured creates: one at a time, removed after
         self.device.write_bytes(b"\0" * 4096)
+        self.devices = root / "devices"  # one per populated export, where a target needs that
+        self.devices.mkdir()
         self.populated = 0
         self.calls: list[tuple[str, ...]] = []
 
@@ -281,21 +295,48 @@ class ChiscsiBench(HelperBench):
         from iscsi_helper.lab.emulators.chiscsi import cli
         return cli.main
 
+    @staticmethod
+    def volume_id(n: int) -> str:
+        """A Cinder-shaped volume id (36 characters, like a UUID), so IQNs are as long as
+        Cinder's and chiscsi's 128 KiB listing is cut where it would be (~1,870 targets)."""
+        return f"00000000-0000-4000-8000-{n:012d}"
+
+    def volume_names(self) -> list[str]:
+        return [f"volume-{self.volume_id(n)}" for n in range(self.populated)]
+
     def populate(self, upto: int) -> None:
-        """Our file format plus an in-process ``iscsictl -S`` per export: no spawns."""
+        """Our record and device claim plus an in-process ``iscsictl -S`` per export: no spawns.
+
+        Each export has its own (sparse) backing file: chiscsi puts a device
+        in one target only.
+        """
         records = self.state_path / "volumes" / "cxt"
         records.mkdir(parents=True, exist_ok=True)
+        index = DeviceIndex(self.state_path / "volumes" / "cxt-devices")
         main = self.emulator_main()
         for n in range(self.populated, upto):
-            spec = ExportSpec(f"p{n}", f"volume-p{n}", f"{PREFIX}volume-p{n}", str(self.device),
+            device = self.devices / f"p{n}.img"
+            with open(device, "wb") as handle:
+                handle.truncate(1 << 20)
+            vid = self.volume_id(n)
+            spec = ExportSpec(vid, f"volume-{vid}", f"{PREFIX}volume-{vid}", str(device),
                               0, (Portal("127.0.0.1", 3260),), POPULATE_CHAP)
             path = records / spec.volume_name
-            path.write_text(render_block(spec))
+            path.write_text(chiscsi_codec.render(spec, chiscsi_codec.FILE, f"{n:016x}"))
             path.chmod(0o600)
-            with contextlib.redirect_stdout(io.StringIO()):
+            index.claim(str(device), spec.volume_name)
+            err = io.StringIO()
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
                 code = main(["-S", f"target={spec.iqn}", "-f", str(path), "-x", self.chiscsi_conf])
-            assert code == 0, f"population failed at {n}"
+            assert code == 0 and "added." in err.getvalue(), f"population failed at {n}: {err.getvalue()}"
         self.populated = max(self.populated, upto)
+
+    def stop_targets(self, volume_names: list[str]) -> None:
+        """A partial outage: these targets stop, everything else stays live (in process)."""
+        main = self.emulator_main()
+        for name in volume_names:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                assert main(["-s", f"target={PREFIX}{name}"]) == 0
 
     def reboot(self) -> None:
         from iscsi_helper.lab.emulators import chiscsi
@@ -472,6 +513,7 @@ BENCHES: dict[str, type[HelperBench]] = {"chiscsi": ChiscsiBench, "iet": IetBenc
 @dataclass
 class OpStats:
     samples: list[Measure] = field(default_factory=list)
+    failures: int = 0  # rounds whose create failed (the reference, past the listing's cut)
 
     def median(self, attr: str = "wall") -> float:
         return statistics.median(getattr(m, attr) for m in self.samples) if self.samples else float("nan")
@@ -481,12 +523,21 @@ class OpStats:
         return max(counts) if counts else 0
 
 
-def _round(bench: HelperBench, target: IscsiHelper, volume: dict[str, str]
-           ) -> dict[str, Measure]:
-    """One create, initialize_connection and remove of a fresh volume, each measured."""
+def _round(bench: HelperBench, target: IscsiHelper, volume: dict[str, str],
+           tolerate_failure: bool = False) -> dict[str, Measure] | None:
+    """One create, initialize_connection and remove of a fresh volume, each measured.
+
+    With ``tolerate_failure`` a create that fails returns None (the
+    reference past chiscsi's listing cut); anything else is a bug and raises.
+    """
     sink: dict[str, list[Measure]] = {"create": [], "connect": [], "remove": []}
-    with measuring(bench.calls, sink["create"]):
-        model = target.create_export(None, volume, str(bench.device))
+    try:
+        with measuring(bench.calls, sink["create"]):
+            model = target.create_export(None, volume, str(bench.device))
+    except IscsiHelperError:
+        if not tolerate_failure:
+            raise
+        return None
     attached = Volume(volume["id"], volume["name"], model["location"], model["auth"])
     with measuring(bench.calls, sink["connect"]):
         target.initialize_connection(attached, {"initiator": INITIATOR})
@@ -496,7 +547,8 @@ def _round(bench: HelperBench, target: IscsiHelper, volume: dict[str, str]
 
 
 def latency(bench: HelperBench, target: IscsiHelper, n: int, samples: int, tag: str,
-            beside: tuple[HelperBench, IscsiHelper] | None = None
+            beside: tuple[HelperBench, IscsiHelper] | None = None,
+            tolerate_failure: bool = False
             ) -> tuple[dict[str, OpStats], dict[str, OpStats] | None]:
     """create, initialize_connection, remove of fresh volumes beside ``n`` existing exports.
 
@@ -518,7 +570,10 @@ def latency(bench: HelperBench, target: IscsiHelper, n: int, samples: int, tag: 
             turns = [*turns, turn] if k % 2 else [turn, *turns]  # neither always goes first
         for who, where, into in turns:
             who.activate()
-            measured = _round(who, where, volume)
+            measured = _round(who, where, volume, tolerate_failure)
+            if measured is None:
+                into["create"].failures += 1 if k else 0
+                continue
             if k:
                 for op in ops:
                     into[op].samples.append(measured[op])
@@ -537,42 +592,69 @@ def restore(bench: HelperBench, target: IscsiHelper,
 
 
 def reference_restore(bench: HelperBench, n: int, mode: str, points: int | None
-                      ) -> tuple[float, int, bool]:
-    """CxtAdm's restart after a reboot: (seconds, invocations, sampled?).
+                      ) -> tuple[float, int, bool, int, int]:
+    """CxtAdm's restart after a reboot: (seconds, invocations, sampled?, failed, tried).
 
     The i-th export's cost grows with the i targets already live, so the
     whole is quadratic. With ``points``, only that many exports (spread
     evenly) are restored the CxtAdm way and timed; the others are started
     with one plain ``-S`` each, and the total is the measured per-export
-    costs interpolated over all N steps.
+    costs interpolated over all N steps. An export the CxtAdm way cannot
+    find in the listing (past its cut) counts as failed.
     """
     bench.reboot()
     reference = bench.target(mode, CxtAdmReference)
     assert isinstance(reference, CxtAdmReference)
-    records = sorted(reference._list_records(), key=lambda r: int(r.spec.volume_id[1:]))
+    records = sorted(reference._list_records(), key=lambda r: r.spec.volume_id)  # zero-padded: creation order
     if points is None or points >= len(records):
         sampled_at = set(range(len(records)))
     else:
         sampled_at = {round(i * (len(records) - 1) / (points - 1)) for i in range(points)}
     costs: dict[int, float] = {}
     invocations: list[int] = []
+    failed = 0
     for i, record in enumerate(records):
         if i in sampled_at:
             sink: list[Measure] = []
             with measuring(bench.calls, sink):
-                reference.cinder_ensure(record)
+                found = reference.cinder_ensure(record)
+            failed += not found
             costs[i] = sink[0].wall
             invocations.append(sink[0].calls)
         else:
             ChiscsiHelper._apply(reference, record.spec, record)
     if len(costs) == len(records):
-        return sum(costs.values()), sum(invocations), False
+        heal(bench, mode)
+        return sum(costs.values()), sum(invocations), False, failed, len(costs)
     xs = sorted(costs)
     total = 0.0
     for a, b in zip(xs, xs[1:]):
         total += (costs[a] + costs[b]) / 2 * (b - a)  # trapezoid over steps a..b
     total += costs[xs[0]]  # the first step itself
-    return total, round(statistics.mean(invocations) * len(records)), True
+    heal(bench, mode)
+    return total, round(statistics.mean(invocations) * len(records)), True, failed, len(costs)
+
+
+def heal(bench: HelperBench, mode: str) -> None:
+    """Start what the reference could not (past the cut), so later sizes begin whole."""
+    report = bench.target(mode).restore_exports()
+    assert not report.failed, report.failed
+
+
+def partial_restore(bench: HelperBench, target: IscsiHelper) -> tuple[Measure, EnsureReport, int]:
+    """1% of the exports (at least 3, spread evenly, so some past the listing's cut) stop;
+    the rest stay live. Returns the restore's measure, report and its ``-c`` calls."""
+    assert isinstance(bench, ChiscsiBench)
+    names = bench.volume_names()
+    lost = sorted({names[round(i * (len(names) - 1) / max(2, len(names) // 100 - 1))]
+                   for i in range(max(3, len(names) // 100))})
+    bench.stop_targets(lost)
+    sink: list[Measure] = []
+    with measuring(bench.calls, sink):
+        report = target.restore_exports()
+    assert not report.failed and len(report.started) == len(lost), report
+    lookups = sum(1 for argv in bench.calls if argv[1] == "-c")
+    return sink[0], report, lookups
 
 
 def spawn_cost(bench: HelperBench) -> float:
@@ -644,9 +726,12 @@ def run_helper(name: str, sizes: list[int], samples: int, ref_points: int | None
                     if name == "chiscsi":
                         ref = bench.target(mode, CxtAdmReference)
                         with timed_spawns():
-                            ref_ops, _ = latency(bench, ref, n, samples, "r" + mode[0])
+                            ref_ops, _ = latency(bench, ref, n, samples, "r" + mode[0],
+                                                 tolerate_failure=True)
                         row["ref_create"] = ref_ops["create"].median()
                         row["ref_create_calls"] = ref_ops["create"].calls()
+                        row["ref_create_failed"] = ref_ops["create"].failures
+                        row["ref_create_tried"] = samples
                     restore_here = mode == "inproc" or name == "tgt"
                     if restore_here and (name != "tgt" or n <= tgt_restore_max):
                         t1 = time.perf_counter()
@@ -668,14 +753,26 @@ def run_helper(name: str, sizes: list[int], samples: int, ref_points: int | None
                             log(f"{name}/{mode} N={n}: restore after ietd reloaded ietd.conf "
                                 f"{measure.wall:.2f} s ({measure.calls} calls)")
                         if name == "chiscsi":
+                            with timed_spawns():
+                                measure, report, lookups = partial_restore(bench, bench.target(mode))
+                            row["partial_restore"] = measure.wall
+                            row["partial_restore_calls"] = measure.calls
+                            row["partial_restore_lookups"] = lookups
+                            row["partial_restore_missing"] = len(report.started)
+                            log(f"{name}/{mode} N={n}: restore of {len(report.started)} lost "
+                                f"{measure.wall:.2f} s ({measure.calls} calls, {lookups} -c)")
                             t1 = time.perf_counter()
                             points = None if n <= ref_full_max else ref_points
-                            seconds, calls, sampled = reference_restore(bench, n, mode, points)
+                            seconds, calls, sampled, failed, tried = reference_restore(
+                                bench, n, mode, points)
                             row["ref_restore"] = seconds
                             row["ref_restore_calls"] = calls
                             row["ref_restore_sampled"] = sampled
+                            row["ref_restore_failed"] = failed
+                            row["ref_restore_tried"] = tried
                             log(f"{name}/{mode} N={n}: reference restore {seconds:.2f} s "
-                                f"{'(sampled) ' if sampled else ''}[{time.perf_counter() - t1:.0f} s]")
+                                f"{'(sampled) ' if sampled else ''}, {failed}/{tried} not found "
+                                f"[{time.perf_counter() - t1:.0f} s]")
                     rows.append(row)
                     log(f"{name}/{mode} N={n}: create {row['create'] * 1e3:.1f} ms, "
                         f"remove {row['remove'] * 1e3:.1f} ms, connect {row['connect'] * 1e3:.1f} ms")
@@ -699,7 +796,7 @@ def _s(value: float | None) -> str:
 def _ratio(rows: list[dict[str, Any]], key: str, lo: int, hi: int) -> float | None:
     a = next((r.get(key) for r in rows if r["n"] == lo), None)
     b = next((r.get(key) for r in rows if r["n"] == hi), None)
-    return b / a if a and b else None
+    return b / a if a and b and a == a and b == b else None  # nan: nothing measured there
 
 
 def render(rows: list[dict[str, Any]]) -> str:
@@ -743,6 +840,20 @@ def render(rows: list[dict[str, Any]]) -> str:
         for h in dict.fromkeys(r["helper"] for r in rows)) + ".",
             "`*` = sampled: the reference's per-export restore cost measured at evenly "
             "spaced points and interpolated over all N steps (it is quadratic in N)."]
+    partial = [r for r in rows if "partial_restore" in r]
+    if partial:
+        out += ["", "chiscsi around its listing's 128 KiB cut (about 1,870 of these IQNs): a "
+                    "restore after 1% of the exports stopped (spread evenly, so past the cut "
+                    "too), and what the list-everything reference does there:", "",
+                "| N | lost | restore s | calls: -c (listing + batches) / -S | "
+                "ref creates failed | ref restore: exports not found |",
+                "|---:|---:|---:|---|---|---|"]
+        out += [f"| {r['n']} | {r['partial_restore_missing']} | {_s(r['partial_restore'])} | "
+                f"{r['partial_restore_lookups']} / "
+                f"{r['partial_restore_calls'] - r['partial_restore_lookups']} | "
+                f"{r.get('ref_create_failed', '-')} of {r.get('ref_create_tried', '-')} | "
+                f"{r.get('ref_restore_failed', '-')} of {r.get('ref_restore_tried', '-')}"
+                f"{' sampled' if r.get('ref_restore_sampled') else ''} |" for r in partial]
     reloads = [r for r in rows if "reload_restore" in r]
     if reloads:
         out += ["", "IET after a real reboot (ietd loaded ietd.conf at start, numbering the "
@@ -781,6 +892,12 @@ def checks(rows: list[dict[str, Any]]) -> list[str]:
             lines.append(f"{'MET ' if r['reload_restore_calls'] <= limit else 'MISS'} {tag}: "
                          f"restore of {hi} after ietd reloaded ietd.conf used "
                          f"{r['reload_restore_calls']} tool calls (target <= missing + 1 = {limit})")
+        if "partial_restore" in r:
+            limit = r["partial_restore_missing"] + 3
+            lines.append(f"{'MET ' if r['partial_restore_calls'] <= limit else 'MISS'} {tag}: "
+                         f"restore of {r['partial_restore_missing']} lost of {hi} used "
+                         f"{r['partial_restore_calls']} tool calls, {r['partial_restore_lookups']}"
+                         f" of them -c (target <= lost + 3 = {limit})")
         if "ref_restore" in r:
             speedup = r["ref_restore"] / r["restore"]
             lines.append(f"{'MET ' if speedup >= 20 else 'MISS'} {tag}: restore of {hi} is "

@@ -24,7 +24,7 @@ pip_in_venv() {  # pip's exit status counts; its noise about unused local indexe
 if ! "$VENV/bin/python" -c "import importlib.metadata as m, sys; import fixtures; sys.exit(m.version('cinder') != '$CINDER_VERSION')" 2>/dev/null; then
     rm -rf "$VENV"
     python3 -m venv "$VENV"
-    pip_in_venv install "${PIP[@]}" "cinder==$CINDER_VERSION" "pytest>=7" fixtures "setuptools>=68" wheel
+    pip_in_venv install "${PIP[@]}" "cinder==$CINDER_VERSION" "pytest>=7" fixtures "setuptools>=77" wheel
     "$VENV/bin/python" -c "import cinder" # fail here, not in the tests, if the install is broken
 fi
 pip_in_venv install "${PIP[@]}" --no-deps --no-build-isolation -e .

@@ -199,3 +199,19 @@ class TargetHasSessions(ToolRefused):
 
 class ToolOutputError(CommandError):
     template = "Unexpected output from %(command)s: %(reason)s"
+
+
+class TargetBusy(TargetRemoveFailed):
+    """A remove found initiators still logged in; ``reason`` says what state was left.
+
+    A subclass of :class:`TargetRemoveFailed` so callers that already catch
+    that keep working, while those that care can tell "busy" apart.
+    """
+
+
+class CommandLockBusy(CommandError):
+    """A tool that runs one instance per host kept refusing: another program held its lock."""
+
+    template = ("%(command)s could not run: another %(tool)s held its host-wide lock through "
+                "%(attempts)s attempts over %(waited).1f s (%(refusal)r); wait for it to finish "
+                "or raise option %(option)s")

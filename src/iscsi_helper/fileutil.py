@@ -47,8 +47,14 @@ def ensure_private_dir(path: Path) -> Path:
     return path
 
 
-def atomic_write(path: Path, data: str | bytes, mode: int = 0o600) -> None:
-    """Replace ``path`` with ``data`` atomically; the file gets ``mode`` from its first byte."""
+def atomic_write(path: Path, data: str | bytes, mode: int = 0o600, *, durable: bool = True) -> None:
+    """Replace ``path`` with ``data`` atomically; the file gets ``mode`` from its first byte.
+
+    ``durable=False`` skips the fsyncs: the rename is still atomic, but a
+    crash may lose the write (or leave the file empty). Only for files that
+    are hints checked against durable state, where the fsyncs would be
+    wasted time.
+    """
     payload = data.encode("utf-8") if isinstance(data, str) else data
     directory = path.parent
     try:
@@ -61,7 +67,8 @@ def atomic_write(path: Path, data: str | bytes, mode: int = 0o600) -> None:
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(temp_name, path)
     except BaseException:
         try:
@@ -69,7 +76,8 @@ def atomic_write(path: Path, data: str | bytes, mode: int = 0o600) -> None:
         except FileNotFoundError:
             pass
         raise
-    fsync_dir(directory)
+    if durable:
+        fsync_dir(directory)
 
 
 def _host() -> str:

@@ -61,6 +61,14 @@ TARGET_OPTS: list[cfg.Opt] = [
                help="Volume configuration file storage directory."),
     cfg.StrOpt("chiscsi_conf", default="/etc/chelsio-iscsi/chiscsi.conf",
                help="Chiscsi (CXT) global defaults configuration file."),
+    cfg.FloatOpt("chiscsi_lock_retry_timeout", default=40.0, min=0.0,
+                 help="Seconds an iscsictl call is retried while another program "
+                      "holds chiscsi's host lock (iscsictl exits with 'ERROR: unable "
+                      "to obtain exclusive lock, iscsictl already running?'); retries "
+                      "back off from 0.05 s to 1 s. The default outlasts chiscsi's "
+                      "own longest hold, the 30 s wait of 'iscsictl -s' on a busy "
+                      "target. iscsi-helper's own iscsictl calls never collide: they "
+                      "are serialised by a lock under lock_path. iscsi-helper only."),
     cfg.StrOpt("iet_conf", default="/etc/iet/ietd.conf",
                help="IET configuration file."),
     cfg.StrOpt("iscsi_iotype", default="fileio",

@@ -88,6 +88,9 @@ class Harness:
     name: str = ""
     #: Every tool call with its exit code, in order (see :class:`RecordingExecutor`).
     results: list[CallResult] = field(default_factory=list)
+    #: Whether provider_location's number is the target's own id (distinct per target);
+    #: chiscsi's is the portal group tag (docs/helpers/chiscsi.md says why).
+    location_tid_is_target_id = True
 
     def __post_init__(self) -> None:
         self.state_path = self.root / "state"

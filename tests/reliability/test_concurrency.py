@@ -41,7 +41,7 @@ VOLUMES = 50
 WORKER = textwrap.dedent("""
     import json, random, sys, time
     from iscsi_helper import options, registry
-    config, seed, count, device, volumes = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+    config, seed, count, devices, volumes = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
     target = registry.get_helper(options.new_config([config]))
     rng = random.Random(seed)
     log = []
@@ -49,6 +49,7 @@ WORKER = textwrap.dedent("""
         n = rng.randrange(volumes)
         op = rng.choice(["create", "create", "remove", "ensure"])
         vol = {"id": str(n), "name": f"volume-{n}"}
+        device = f"{devices}/volume-{n}.img"  # one device per target, as chiscsi requires
         start = time.monotonic()
         error = None
         try:
@@ -63,6 +64,13 @@ WORKER = textwrap.dedent("""
         log.append([n, op, start, time.monotonic(), error])
     print(json.dumps(log))
 """)
+
+
+def make_devices(h: Any, volumes: int = VOLUMES) -> str:
+    """A directory of one backing file per volume, ``volume-<n>.img``."""
+    for n in range(volumes):
+        make_device(h, f"volume-{n}")
+    return str(h.root)
 
 
 def run_workers(h: Any, configs: list[Path], operations: int, device: str,
@@ -106,14 +114,14 @@ def check_consistent(h: Any, log: list[list[Any]], device: str) -> int:
         live = h.live(status.spec.iqn)
         assert live is not None and status.live is not None, status.spec.volume_name
         assert live.chap == (status.spec.chap.username, status.spec.chap.password)
-        assert live.luns[target.lun] == device
+        assert live.luns[target.lun] == f"{device}/{status.spec.volume_name}.img"
     leftovers = [p for p in h.snapshot() if os.path.basename(p).startswith(".tmp-")]
     assert not leftovers, leftovers
     return len(log)
 
 
 def test_eight_processes_400_mixed_operations_on_50_volumes_end_consistent(h):
-    device = make_device(h)
+    device = make_devices(h)
     started = time.monotonic()
     log = run_workers(h, [h.config_file()], OPERATIONS, device)
     figures.add(f"concurrency: operations by {PROCESSES} processes [{h.name}]",
@@ -242,7 +250,7 @@ def test_two_hosts_sharing_a_redis_coordinator_cannot_interleave(tmp_path, redis
 
 
 def test_two_hosts_with_redis_locks_keep_every_export_consistent(h, redis_url):
-    device = make_device(h)
+    device = make_devices(h, 10)
     configs = []
     for host in (1, 2):
         text = h.config_file(coordination_url=redis_url).read_text()

@@ -24,7 +24,7 @@ from iscsi_helper.exception import Refused
 from . import figures
 from .conftest import IQN_PREFIX, make_device, volume
 
-CHOSEN = "Chosen-Secret-4711!"
+CHOSEN = "Chosen-Sec-4711!"  # 16: chiscsi takes 12 to 16
 CONFIGURED = "Configured-Secret-0815#"
 INITIATOR = "iqn.1993-08.org.debian:01:hygiene"
 

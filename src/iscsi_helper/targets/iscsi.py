@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Iterable, Iterator, Mapping, Set
+from collections.abc import Collection, Iterable, Iterator, Mapping, Set
 from typing import Any
 
 from iscsi_helper import confcheck, locking, secretmask, specs
@@ -115,6 +115,22 @@ class IscsiHelper(RecordKeeping, Reconciling, TargetHelper):
     @abc.abstractmethod
     def _list_live(self) -> dict[str, LiveTarget]:
         """All live targets by IQN: one call of the target tool."""
+
+    def _live_view(self, iqns: Collection[str]) -> Mapping[str, LiveTarget]:
+        """The live targets a bulk operation needs: at least those of ``iqns`` that are live.
+
+        One listing by default. A helper whose listing can miss targets
+        (chiscsi's is cut at 128 KiB of names) also looks ``iqns`` up.
+        """
+        return self._list_live()
+
+    def _live_differs(self, spec: ExportSpec, live: LiveTarget) -> str | None:
+        """What the tool showed that differs from ``spec``, in its words, for an error message.
+
+        Only asked when ``_live_differences`` found a difference; None: the
+        field names say it all.
+        """
+        return None
 
     @abc.abstractmethod
     def _withdraw(self, volume_name: str, iqn: str) -> None:
@@ -208,10 +224,11 @@ class IscsiHelper(RecordKeeping, Reconciling, TargetHelper):
         if live is None:
             return "the target tool reported success but the target is not live"
         differ = self._live_differences(spec, live)
-        if differ:
-            return ("the target tool reported success but the live target differs in "
-                    + ", ".join(differ))
-        return None
+        if not differ:
+            return None
+        detail = self._live_differs(spec, live)
+        return ("the target tool reported success but the live target differs in "
+                + ", ".join(differ) + (f" ({detail})" if detail else ""))
 
     def _confirm(self, spec: ExportSpec, applied: ExportRecord) -> LiveTarget:
         """Look at the target after an apply: it is done only if the target shows ``spec``."""
@@ -351,7 +368,11 @@ class IscsiHelper(RecordKeeping, Reconciling, TargetHelper):
 
     def _ensure_all(self, todo: list[tuple[Any, str, bool]],
                     progress: Progress | None) -> EnsureReport:
-        live_targets = self._list_live()
+        wanted = []
+        for volume, _path, _required in todo:
+            with contextlib.suppress(IscsiHelperError):  # reported per volume below
+                wanted.append(specs.target_iqn(self.conf, Volume.coerce(volume).name))
+        live_targets = self._live_view(wanted)
         tids_in_use = frozenset(t.tid for t in live_targets.values())
         report = EnsureReport()
         applied: dict[str, tuple[ExportSpec, str]] = {}
@@ -404,7 +425,7 @@ class IscsiHelper(RecordKeeping, Reconciling, TargetHelper):
         A constant cost per bulk operation (one listing), not per export.
         """
         try:
-            after: Mapping[str, LiveTarget] = self._list_live()
+            after: Mapping[str, LiveTarget] = self._live_view(list(applied))
             failure = None
         except IscsiHelperError as err:
             after, failure = {}, f"could not be confirmed: {err}"
@@ -481,9 +502,9 @@ class IscsiHelper(RecordKeeping, Reconciling, TargetHelper):
                 self._confirm(record.spec, self._apply(record.spec, record))
 
     def list_exports(self) -> list[ExportStatus]:
-        live_targets = self._list_live()
-        return [ExportStatus(r.spec, live_targets.get(r.spec.iqn))
-                for r in sorted(self._list_records(), key=lambda r: r.spec.volume_name)]
+        records = sorted(self._list_records(), key=lambda r: r.spec.volume_name)
+        live_targets = self._live_view([r.spec.iqn for r in records])
+        return [ExportStatus(r.spec, live_targets.get(r.spec.iqn)) for r in records]
 
     def get_export(self, volume: Any) -> ExportStatus | None:
         vol, _iqn = self._check_volume(volume)

@@ -16,7 +16,7 @@ primitives declared below. Three promises:
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 from oslo_config import cfg
@@ -44,8 +44,8 @@ class Reconciling(abc.ABC):
         """The record of ``volume_name`` (PersistenceError when it is not one of ours)."""
 
     @abc.abstractmethod
-    def _list_live(self) -> dict[str, LiveTarget]:
-        """All live targets by IQN."""
+    def _live_view(self, iqns: Collection[str]) -> Mapping[str, LiveTarget]:
+        """The live targets of ``iqns`` (and whatever else one listing shows)."""
 
     @abc.abstractmethod
     def _inspect(self, iqn: str, record: ExportRecord | None) -> LiveTarget | None:
@@ -102,7 +102,7 @@ class Reconciling(abc.ABC):
             self.sweep_temp_files()
         records, foreign = self._scan_records()
         by_iqn = {r.spec.iqn: r for r in records}
-        live_targets = self._list_live()
+        live_targets = self._live_view(list(by_iqn))
         report: list[Drift] = []
         for iqn in sorted(set(by_iqn) | {i for i in live_targets if self._ours(i)}):
             record = by_iqn.get(iqn)
@@ -131,7 +131,7 @@ class Reconciling(abc.ABC):
         if not errors:
             return report
         try:
-            after: Mapping[str, LiveTarget] = self._list_live()
+            after: Mapping[str, LiveTarget] = self._live_view(list(errors))
         except IscsiHelperError as err:
             after = {}
             errors = {iqn: error or f"repair not confirmed: {err}" for iqn, error in errors.items()}

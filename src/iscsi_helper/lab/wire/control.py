@@ -81,10 +81,14 @@ class WireService:
             LOG.warning("target %s: portals not bound on this node: %s", target.iqn,
                         ", ".join(reply["unbound"]))
 
-    def withdraw(self, iqn: str) -> None:
-        """Stop serving ``iqn`` and drop its sessions; quiet if it is not served."""
+    def withdraw(self, iqn: str, keep: list[str] | None = None) -> None:
+        """Stop serving ``iqn`` and drop its sessions (but those of initiators in
+        ``keep``); quiet if it is not served."""
+        request: dict[str, Any] = {"op": "withdraw", "iqn": iqn}
+        if keep:
+            request["keep"] = list(keep)
         try:
-            self._request({"op": "withdraw", "iqn": iqn})
+            self._request(request)
             return
         except _Unreachable:
             pass
@@ -92,10 +96,19 @@ class WireService:
         # The start lock keeps a concurrent start from reading the file meanwhile.
         with self._start_lock():
             if self._daemon_running():
-                self._request({"op": "withdraw", "iqn": iqn})
+                self._request(request)
                 return
             with contextlib.suppress(FileNotFoundError):
                 target_file(self.run_dir, iqn).unlink()
+
+    def sessions(self, iqn: str) -> dict[str, list[str]]:
+        """Initiator names of the sessions on ``iqn``: ``served`` (the target as served
+        now) and ``lingering`` (kept through a withdraw); empty when no daemon runs."""
+        try:
+            reply = self._request({"op": "sessions", "iqn": iqn})
+        except _Unreachable:
+            return {"served": [], "lingering": []}
+        return {"served": list(reply["served"]), "lingering": list(reply["lingering"])}
 
     def served(self) -> list[str]:
         """IQNs currently served; empty when no daemon runs."""

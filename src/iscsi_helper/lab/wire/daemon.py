@@ -179,10 +179,13 @@ class Daemon:
                         await asyncio.to_thread(write_private, target_file(self.run_dir, target.iqn),
                                                 target.to_json())
                 return {"ok": True, "unbound": unbound}
+            if op == "sessions":
+                return {"ok": True, **self.server.session_initiators(str(request["iqn"]))}
             if op == "withdraw":
                 iqn = str(request["iqn"])
+                keep = [str(name) for name in request.get("keep", [])]
                 async with self.lock:
-                    found = await self.server.withdraw(iqn)
+                    found = await self.server.withdraw(iqn, keep)
                     with contextlib.suppress(FileNotFoundError):
                         target_file(self.run_dir, iqn).unlink()
                 return {"ok": True, "found": found}

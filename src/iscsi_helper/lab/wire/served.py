@@ -9,6 +9,7 @@ other, which keeps the import graph a tree: ``server`` -> ``session`` ->
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -33,6 +34,11 @@ class SessionHandle(Protocol):
         """Abort this session's commands on ``lun`` (all LUNs if None) without answering them."""
 
 
+def initiator_of(conn: SessionHandle) -> str:
+    """The initiator name of a session, from its nexus ``<iqn>,i,0x<isid>``."""
+    return conn.nexus.rpartition(",i,0x")[0]
+
+
 @dataclass(eq=False)
 class ServedTarget:
     target: WireTarget
@@ -40,15 +46,17 @@ class ServedTarget:
     connections: set[SessionHandle] = field(default_factory=set)
     withdrawn: bool = False
 
-    def close(self) -> None:
-        """Drop sessions; the LUN descriptors close once the last session has ended.
+    def close(self, keep: Collection[str] = ()) -> None:
+        """Drop sessions (but those of initiators in ``keep``); the LUN descriptors close
+        once the last session has ended.
 
         Closing a descriptor while a session still has I/O in a worker thread
         could let a newly opened file reuse the number and receive that I/O.
         """
         self.withdrawn = True
         for conn in list(self.connections):
-            conn.close()
+            if initiator_of(conn) not in keep:
+                conn.close()
         self.release_if_idle()
 
     def release_if_idle(self) -> None:

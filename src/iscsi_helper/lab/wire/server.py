@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Collection
 
 from iscsi_helper.lab.wire.budget import DaemonBudget
 from iscsi_helper.lab.wire.model import WireTarget, format_portal
 from iscsi_helper.lab.wire.scsi import LunBackend
-from iscsi_helper.lab.wire.served import Portal, ServedTarget, SessionHandle
+from iscsi_helper.lab.wire.served import Portal, ServedTarget, SessionHandle, initiator_of
 from iscsi_helper.lab.wire.session import Connection
 
 LOG = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ class WireServer:
         self.connections: set[Connection] = set()
         self.budget = budget or DaemonBudget()
         self.refused_connections = 0
+        # Withdrawn targets whose kept sessions still run (see withdraw's ``keep``).
+        self.lingering: dict[str, list[ServedTarget]] = {}
 
     # --- target management ------------------------------------------------
     async def publish(self, target: WireTarget) -> list[str]:
@@ -79,15 +82,37 @@ class WireServer:
                  f" (unbound: {', '.join(unbound)})" if unbound else "")
         return unbound
 
-    async def withdraw(self, iqn: str) -> bool:
+    async def withdraw(self, iqn: str, keep: Collection[str] = ()) -> bool:
+        """Stop serving ``iqn``; sessions of initiators in ``keep`` go on (a stuck
+        session, for emulators whose product waits for sessions to end)."""
+        for old in self.lingering.get(iqn, []):
+            old.close(keep)
         served = self.targets.get(iqn)
         if served is None:
+            self._prune(iqn)
             return False
-        self._remove(served)
-        LOG.info("withdrew %s", iqn)
+        self._remove(served, keep)
+        if served.connections:
+            self.lingering.setdefault(iqn, []).append(served)
+        LOG.info("withdrew %s%s", iqn, f" ({len(served.connections)} session(s) kept)" if served.connections else "")
         return True
 
-    def _remove(self, served: ServedTarget) -> None:
+    def session_initiators(self, iqn: str) -> dict[str, list[str]]:
+        """Initiator names of the sessions on ``iqn``: served now, and withdrawn but still running."""
+        self._prune(iqn)
+        served = self.targets.get(iqn)
+        return {"served": sorted(initiator_of(c) for c in served.connections) if served else [],
+                "lingering": sorted(initiator_of(c) for old in self.lingering.get(iqn, [])
+                                    for c in old.connections)}
+
+    def _prune(self, iqn: str) -> None:
+        left = [old for old in self.lingering.get(iqn, []) if old.connections]
+        if left:
+            self.lingering[iqn] = left
+        else:
+            self.lingering.pop(iqn, None)
+
+    def _remove(self, served: ServedTarget, keep: Collection[str] = ()) -> None:
         iqn = served.target.iqn
         del self.targets[iqn]
         for portal in served.target.portals:
@@ -101,7 +126,7 @@ class WireServer:
                 if listener is not None:
                     listener.close()
                     LOG.info("stopped listening on %s", format_portal(*portal))
-        served.close()
+        served.close(keep)
 
     def served(self) -> list[str]:
         return sorted(self.targets)

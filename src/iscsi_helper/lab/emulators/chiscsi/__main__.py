@@ -2,6 +2,6 @@
 
 import sys
 
-from iscsi_helper.lab.emulators.chiscsi.cli import main
+from iscsi_helper.lab.emulators.chiscsi.cli import run
 
-sys.exit(main())
+sys.exit(run())

@@ -1,267 +1,190 @@
-"""``iscsictl``: the emulated admin tool of Chelsio's chiscsi target.
+"""``iscsictl``: the command line of Chelsio's chiscsi target, emulated from its source.
 
-Helpers run ``iscsictl`` as a subprocess, so this is what they see of the
-product: its command syntax, its output layout, its exit status and the few
-messages Cinder relies on (``NOT found`` on stdout for ``-c``, ``is not
-found`` on stderr for ``-s``). Everything beyond the documented facts is an
-assumption listed in ``docs/emulators/chiscsi.md``.
+Process start (src/chiscsi/user/cli/iscsictl.c 118-217): no argument prints
+the detailed usage and exits 0; an argument is an option only if it is
+exactly two characters starting with '-' (user/common/iscsictl_private.h
+11), anything else is "Invalid argument"; options and their operands follow
+private/ulib/iscsictl_cmd.c 1440-1535 (``-x`` swallows its operand and does
+nothing; ``-f`` takes the next argument whatever it is). Then the control
+device is opened, the host-wide lock taken (pidlock.py), the command run
+(commands.py), and ``main`` returns the command's result: -1 exits 255, a
+name missing from the ``-f`` file (-ENODEV) exits 237.
+
+The emulated kernel lives in ``$CHISCSI_EMULATOR_STATE``; without it the
+emulator answers as iscsictl does when the chiscsi module is not loaded.
 """
 
 from __future__ import annotations
 
-import getopt
 import os
-import stat
+import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TextIO
 
-from iscsi_helper.lab.emulators.chiscsi import serving
-from iscsi_helper.lab.emulators.chiscsi.confparse import (
-    GLOBAL_DEFAULTS,
-    ConfError,
-    ConfFile,
-    TargetBlock,
-    parse_file,
-    validate_global,
-)
-from iscsi_helper.lab.emulators.chiscsi.state import Record, State, StateError
+from iscsi_helper.lab.emulators.chiscsi import commands, serving, usage
+from iscsi_helper.lab.emulators.chiscsi.commands import Commands, Crash, Invocation
+from iscsi_helper.lab.emulators.chiscsi.ioctl import ControlDevice
+from iscsi_helper.lab.emulators.chiscsi.pidlock import DEVICE_FD, LockFailed, PidLock, pidfile_path
+from iscsi_helper.lab.emulators.chiscsi.state import STATE_ENV, KernelState, StateError
 
 PROG = "iscsictl"
-
-EXIT_OK = 0
-EXIT_NOT_FOUND = 1  # the named target is not live / not in the file
-EXIT_USAGE = 2  # bad command line
-EXIT_CONFIG = 3  # configuration rejected (parse error, missing device or file, bad -G value)
-EXIT_STATE = 4  # the emulator's own environment (CHISCSI_EMULATOR_STATE) is unusable
-EXIT_SERVING = 5  # the optional data path failed
-
-USAGE = (f"usage: {PROG} -c target=<ALL|iqn> | -S target=<ALL|iqn> [-f <target file>] "
-         f"[-x <chiscsi.conf>] | -s target=<ALL|iqn> | -G <key>[=<value>] | -h")
-INDENT = " " * 8
-PROD = "CHISCSI Target"
+SEGV = -int(signal.SIGSEGV)
 
 
-class UsageError(Exception):
-    pass
+class _Done(Exception):
+    """Parsing decided the outcome (help, version, or an error)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
 
 
-class NotFound(Exception):
-    """Not found; the message goes to stderr (``-c`` writes its own to stdout)."""
+def is_option(arg: str) -> bool:
+    """``IS_CMD_OPTION``."""
+    return len(arg) == 2 and arg[0] == "-"
 
 
-def _target_arg(option: str, value: str) -> str:
-    key, eq, name = value.partition("=")
-    if key != "target" or not eq or not name:
-        raise UsageError(f"{option} expects target=<ALL|iqn>, got {value!r}")
-    return name
+def _grab(args: list[str], idx: int, minimum: int, into: list[str], err: TextIO) -> tuple[int, bool]:
+    """``GRAB_ARGS_TO_LIST``: operands up to the next option. Returns (index, ok)."""
+    op = args[idx]
+    count = 0
+    idx += 1
+    while idx < len(args):
+        if is_option(args[idx]):
+            idx -= 1
+            break
+        into.append(args[idx])
+        count += 1
+        idx += 1
+    if count < minimum:
+        err.write(f"{op}: missing operand.\n")
+        return idx, False
+    return idx, True
 
 
-# --------------------------------------------------------------------------
-# -c
-# --------------------------------------------------------------------------
+_COMMANDS = {"c": commands.CONFIG_GET, "F": commands.TARGET_FLUSH, "g": commands.DRV_GET,
+             "G": commands.DRV_SET, "s": commands.TARGET_REMOVE, "S": commands.TARGET_ADD,
+             "W": commands.CONFIG_FILE_WRITE, "r": commands.DBGDUMP, "D": commands.DROP_SESSION}
+_GRAB_MIN = {"c": 0, "F": 0, "G": 1, "s": 1, "S": 0, "r": 1}
 
 
-def format_target(tid: int, target: TargetBlock) -> str:
-    """One target as ``-c`` prints it: the layout Cinder's unit tests were written against."""
-    lines = ["", f"TARGET: {target.name}, id={tid}, login_ip=0"]
-    for group in target.portal_groups:
-        lines.append(f"{INDENT}PortalGroup={group},timeout=0")
-    for number, device in enumerate(target.devices):
-        sn, dev_id, wwn = serving.device_ids(target.name, number, device)
-        flags = device.mode + (",RO" if device.read_only else "")
-        lines.append(f"{INDENT}TargetDevice={device.path},{flags},PROD={PROD},"
-                     f"SN={sn},ID={dev_id},WWN={wwn}")
-    return "\n".join(lines) + "\n"
-
-
-def _record_target(record: Record) -> TargetBlock:
-    try:
-        return record.target()
-    except ConfError as exc:
-        raise StateError(f"stored record of {record.iqn} no longer parses: {exc}") from None
-
-
-def cmd_show(state: State, name: str, out: TextIO) -> int:
-    with state.locked(shared=True):
-        if name == "ALL":
-            records = state.all_records()
-        else:
-            record = state.load(name)
-            if record is None:
-                out.write(f"target {name} NOT found.\n")
-                return EXIT_NOT_FOUND
-            records = [record]
-        out.write("".join(format_target(r.tid, _record_target(r)) for r in records))
-    return EXIT_OK
-
-
-# --------------------------------------------------------------------------
-# -S
-# --------------------------------------------------------------------------
-
-
-def _check_device_paths(target: TargetBlock) -> None:
-    """Refuse what the kernel target would fail to open, before anything goes live."""
-    for device in target.devices:
-        if device.mode == "MEM":
-            continue  # a RAM disk's path is only its name
-        try:
-            st = os.stat(device.path)
-        except FileNotFoundError:
-            raise ConfError(target.file, device.line,
-                            f"TargetDevice: {device.path} does not exist") from None
-        except OSError as exc:
-            raise ConfError(target.file, device.line,
-                            f"TargetDevice: cannot access {device.path}: {exc.strerror}") from None
-        if not (stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode)):
-            raise ConfError(target.file, device.line,
-                            f"TargetDevice: {device.path} is neither a regular file nor a block device")
-
-
-def _load_confs(target_file: str | None, main_conf: str | None) -> list[ConfFile]:
-    confs: list[ConfFile] = []
-    if main_conf is not None and os.path.exists(main_conf):
-        # A missing main file means "no system-wide settings, no static targets":
-        # the real installer always ships one, test hosts usually do not.
-        confs.append(parse_file(main_conf))
-    if target_file is not None:
-        confs.append(parse_file(target_file))
-    seen: dict[str, TargetBlock] = {}
-    for conf in confs:
-        for target in conf.targets:
-            if target.name in seen:
-                first = seen[target.name]
-                raise ConfError(target.file, target.line,
-                                f"duplicate TargetName {target.name} (also defined at {first.file}:{first.line})")
-            seen[target.name] = target
-    return confs
-
-
-def cmd_start(state: State, name: str, target_file: str | None, main_conf: str | None) -> int:
-    if target_file is None and main_conf is None:
-        raise UsageError("-S needs -f <target file> and/or -x <chiscsi.conf>")
-    confs = _load_confs(target_file, main_conf)
-    if name == "ALL":
-        targets = [t for conf in confs for t in conf.targets]
+def _parse_option(args: list[str], idx: int, inv: Invocation, err: TextIO) -> int:
+    """``iscsictl_parse_cmd_option``: the index of the next argument; raises _Done on error."""
+    option = args[idx][1]
+    saved = inv.cmd
+    ok = True
+    if option == "d":
+        inv.debug = True
+    elif option == "f":
+        idx += 1
+        inv.config_file = args[idx] if idx < len(args) else None
+    elif option == "k":
+        idx, ok = _grab(args, idx, 1, inv.keys, err)
+    elif option in _COMMANDS:
+        inv.cmd = _COMMANDS[option]
+        if option in _GRAB_MIN:
+            idx, ok = _grab(args, idx, _GRAB_MIN[option], inv.entities, err)
+        elif option == "D":
+            idx += 1
+            inv.session_handle = args[idx] if idx < len(args) else None
+    elif option == "x":
+        idx += 1  # "Global default params file ..., currently unimplemented" (iscsictl_cmd.c 1515-1518)
     else:
-        source = target_file if target_file is not None else main_conf
-        found = None
-        for conf in confs:
-            if conf.path == source:
-                found = conf.find(name)
-        if found is None:
-            raise NotFound(f"target {name} is not found in {source}.")
-        targets = [found]
-    for target in targets:
-        _check_device_paths(target)
-    with state.locked():
-        for target in targets:
-            record = state.load(target.name)
-            tid = record.tid if record is not None else state.allocate_tid()
-            serving.publish(state.root, target)
-            state.save(Record(target.name, tid, target.file, target.line, target.entries))
-    return EXIT_OK
+        err.write(f"ERROR: Unrecognized option -{option}.\n")
+        ok = False
+    idx += 1
+    if ok and saved != commands.UNKNOWN and saved != inv.cmd:
+        err.write(f"ERROR: too many command -{option}.\n")
+        ok = False
+    if not ok:
+        raise _Done(-1)
+    return idx
 
 
-# --------------------------------------------------------------------------
-# -s
-# --------------------------------------------------------------------------
-
-
-def cmd_stop(state: State, name: str) -> int:
-    with state.locked():
-        if name == "ALL":
-            iqns = [r.iqn for r in state.all_records()]
+def parse_cmdline(args: list[str], prog: str, out: TextIO, err: TextIO) -> Invocation:
+    """``iscsictl_parse_cmdline``; raises _Done when the run ends here."""
+    inv = Invocation()
+    idx = 0
+    while idx < len(args):
+        arg = args[idx]
+        if is_option(arg):
+            if arg[1] in "h?":
+                out.write(usage.usage(prog, detail=True))
+                raise _Done(0)
+            if arg[1] == "v":
+                out.write(usage.version(prog))
+                raise _Done(0)
+            idx = _parse_option(args, idx, inv, err)
+        elif arg == "?":
+            out.write(usage.usage(prog, detail=False))
+            raise _Done(0)
         else:
-            if state.load(name) is None:
-                raise NotFound(f"target {name} is not found.")
-            iqns = [name]
-        for iqn in iqns:
-            serving.withdraw(state.root, iqn)  # stop serving before forgetting it
-            state.delete(iqn)
-    return EXIT_OK
+            err.write(f"Invalid argument: {arg}.\n")
+            raise _Done(-1)
+    return inv
 
 
-# --------------------------------------------------------------------------
-# -G
-# --------------------------------------------------------------------------
+def _open_device(err: TextIO) -> KernelState:
+    """``iscsictl_open_device``: no state directory stands for a module that is not loaded."""
+    root = os.environ.get(STATE_ENV, "")
+    if not root:
+        err.write("ERR! Unable to find chiscsi, is module loaded?\n")
+        err.write("ERROR: cannot find iscsi device!\n")
+        raise _Done(-1)
+    state = KernelState(Path(root))
+    state.ensure()
+    return state
 
 
-def cmd_global(state: State, value: str, out: TextIO) -> int:
-    key, eq, val = value.partition("=")
-    if not eq:
-        if key not in GLOBAL_DEFAULTS:
-            raise ConfError("-G", None, f"unknown global key {key!r} "
-                                        f"(known: {', '.join(sorted(GLOBAL_DEFAULTS))})")
-        with state.locked(shared=True):
-            current = state.globals().get(key, GLOBAL_DEFAULTS[key])
-        out.write(f"{key}={current}\n")
-        return EXIT_OK
+def run_command(argv: Sequence[str], prog: str, out: TextIO, err: TextIO) -> int:
+    """One iscsictl run; the C ``main``'s return value (negative for errors)."""
+    args = list(argv)
     try:
-        validate_global(key, val)
-    except ValueError as exc:
-        raise ConfError("-G", None, str(exc)) from None
-    with state.locked():
-        state.set_global(key, val)
-    return EXIT_OK
+        if not args:
+            out.write(usage.usage(prog, detail=True))
+            return 0
+        inv = parse_cmdline(args, prog, out, err)
+        state = _open_device(err)
+        lock = PidLock(pidfile_path(state.root))
+        try:
+            lock.acquire()
+        except LockFailed as exc:
+            err.write(str(exc))
+            return DEVICE_FD
+        try:
+            with state.locked():
+                return Commands(ControlDevice(state), out, err).execute(inv)
+        finally:
+            lock.release()
+    except _Done as done:
+        return done.status
 
 
-# --------------------------------------------------------------------------
-# entry point
-# --------------------------------------------------------------------------
-
-
-def _run(argv: Sequence[str], out: TextIO) -> int:
-    try:
-        opts, rest = getopt.getopt(list(argv), "c:S:s:G:f:x:h")
-    except getopt.GetoptError as exc:
-        raise UsageError(str(exc)) from None
-    if rest:
-        raise UsageError(f"unexpected argument {rest[0]!r}")
-    actions = [(o, v) for o, v in opts if o in ("-c", "-S", "-s", "-G", "-h")]
-    files = {o: v for o, v in opts if o in ("-f", "-x")}
-    if len(files) != sum(1 for o, _ in opts if o in ("-f", "-x")):
-        raise UsageError("-f and -x may each be given once")
-    if len(actions) != 1:
-        raise UsageError("give exactly one of -c, -S, -s, -G, -h")
-    action, value = actions[0]
-    if files and action != "-S":
-        raise UsageError("-f and -x only go with -S")
-    if action == "-h":
-        out.write(USAGE + "\n")
-        return EXIT_OK
-    if action == "-G":
-        return cmd_global(State.from_env(), value, out)
-    name = _target_arg(action, value)
-    state = State.from_env()
-    if action == "-c":
-        return cmd_show(state, name, out)
-    if action == "-S":
-        return cmd_start(state, name, files.get("-f"), files.get("-x"))
-    return cmd_stop(state, name)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run one iscsictl command; returns the exit status instead of exiting (testable)."""
-    args = sys.argv[1:] if argv is None else argv
+def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
+    """Run iscsictl in-process: the exit status (0..255), or -11 where the real tool segfaults."""
+    args = sys.argv[1:] if argv is None else list(argv)
     out, err = sys.stdout, sys.stderr
     try:
-        code = _run(args, out)
-    except UsageError as exc:
-        err.write(f"{PROG}: {exc}\n{USAGE}\n")
-        code = EXIT_USAGE
-    except NotFound as exc:
-        err.write(f"{PROG}: {exc}\n")
-        code = EXIT_NOT_FOUND
-    except ConfError as exc:
-        err.write(f"{PROG}: {exc}\n")
-        code = EXIT_CONFIG
-    except StateError as exc:
-        err.write(f"{PROG}: {exc}\n")
-        code = EXIT_STATE
-    except serving.ServingError as exc:
-        err.write(f"{PROG}: {exc}\n")
-        code = EXIT_SERVING
+        status = run_command(args, prog, out, err) & 0xFF
+    except Crash:
+        status = SEGV
+    except (StateError, serving.ServingError) as exc:
+        err.write(f"iscsictl (emulator): {exc}\n")
+        status = 255
     out.flush()
-    return code
+    err.flush()
+    return status
+
+
+def run() -> int:
+    """Entry point of the ``iscsictl`` executable: exit as the real process would."""
+    # The shim is a script, so argv[0] is its path; the product shows the name
+    # it was invoked by, which for a PATH lookup is the bare name.
+    prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else PROG
+    status = main(prog=prog)
+    if status < 0:
+        signal.signal(-status, signal.SIG_DFL)
+        os.kill(os.getpid(), -status)
+    return status

@@ -1,29 +1,31 @@
-"""Optional data path: make a started target answer real iSCSI logins.
+"""Optional data path: a started target answers real iSCSI logins.
 
-The admin-tool emulator is enough to test a helper's bookkeeping; proving
-that an exported volume is actually reachable (CHAP enforced, right LUN,
-right identifiers) needs a target daemon. ``iscsi_helper.lab.wire`` provides one;
-this module is the only place the emulator touches it, imported lazily so
-the emulator keeps working where the wire package is absent or disabled.
-
-Enabled when ``CHISCSI_EMULATOR_WIRE=1``.
+The kernel module serves what ``iscsictl -S`` starts; the emulator hands the
+node to ``iscsi_helper.lab.wire`` instead, when ``CHISCSI_EMULATOR_WIRE=1``.
+This module is the only place the emulator touches the wire package, imported
+lazily so the admin emulation works without it. What the wire model cannot
+express is listed in docs/emulators/chiscsi.md (assumptions).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from iscsi_helper.lab.emulators.chiscsi.confparse import Device, TargetBlock
+from iscsi_helper.lab.emulators.chiscsi.kernel.addr import socket_host
+from iscsi_helper.lab.emulators.chiscsi.kernel.model import Node
+from iscsi_helper.lab.emulators.chiscsi.kernel.settings import Settings
 
 if TYPE_CHECKING:  # pragma: no cover
     from iscsi_helper.lab.wire.model import WireTarget
 
 WIRE_ENV = "CHISCSI_EMULATOR_WIRE"
-VENDOR = "CHELSIO"
-PRODUCT = "CHISCSI Target"
+# An initiator name no initiator can have (iSCSI names hold no spaces): an
+# ACL list holding only it lets nobody in, as ACL_Enable=Yes with no
+# matching ACL does (private/klib/target/acl.c 536-593).
+NOBODY = "(no initiator: ACL_Enable=Yes without a matching ACL)"
+UNCONFIGURED_USER = "(no CHAP credential configured)"
 
 
 class ServingError(Exception):
@@ -34,51 +36,59 @@ def wire_enabled() -> bool:
     return os.environ.get(WIRE_ENV, "0") == "1"
 
 
-def device_ids(iqn: str, lun: int, device: Device) -> tuple[str, str, str]:
-    """SN, ID and WWN for a LUN: configured values win, else stable generated ones.
+def ramdisk_path(state_root: Path, node: Node, lun_index: int) -> Path:
+    return state_root / "ramdisk" / f"{node.id:010d}-{lun_index}.img"
 
-    Generated values follow the shape of the only real output we have
-    (``SN=0N0743000000000`` 15 chars, ``ID=0D074300000000000000000`` 23,
-    ``WWN=:W00743000000000`` 16) and are derived from IQN and LUN, so they
-    survive restarts and reboots: multipath identifies a LUN by them.
+
+def wire_acl(node: Node) -> tuple[list[str], bool]:
+    """Initiator allow-list and whether every admitted initiator is read-only.
+
+    Only ``ACL_Enable=Yes`` makes ACLs count (acl.c 308-336); an entry that
+    also constrains source or destination addresses cannot be checked by the
+    wire model and admits nobody there.
     """
-    digest = hashlib.sha256(f"{iqn}\0{lun}".encode()).hexdigest().upper()
-    sn = device.sn or "0N" + digest[:13]
-    dev_id = device.id or "0D" + digest[:21]
-    wwn = device.wwn or ":W0" + digest[:13]
-    return sn, dev_id, wwn
+    if not node.acl_enabled:
+        return [], False
+    admitting = [a for a in node.acls if a.inames and not a.sips and not a.dips]
+    names = sorted({name for a in admitting for name in a.inames})
+    read_only = bool(admitting) and not any(a.writable for a in admitting)
+    return (names or [NOBODY]), read_only
 
 
-def wire_spec(target: TargetBlock) -> dict[str, Any]:
+def wire_spec(node: Node, settings: Settings, state_root: Path) -> dict[str, Any]:
     """The WireTarget as plain data; pure, so it is testable without the wire package."""
+    import secrets  # only here: every iscsictl run pays for module imports
+
+    acl_names, acl_read_only = wire_acl(node)
     luns = []
-    for number, device in enumerate(target.devices):
-        sn, dev_id, wwn = device_ids(target.name, number, device)
-        luns.append({"path": device.path, "read_only": device.read_only, "serial": sn,
-                     "device_id": dev_id, "wwn": wwn, "vendor": VENDOR, "product": PRODUCT})
-    portals = [(p.ip, p.port) for group in target.portal_groups for p in group.portals]
+    for index, lun in enumerate(node.luns):
+        path = str(ramdisk_path(state_root, node, index)) if lun.lclass == "MEM" else lun.path
+        luns.append({"path": path, "read_only": lun.read_only or acl_read_only, "serial": lun.sn,
+                     "device_id": lun.scsi_id, "wwn": lun.wwn, "vendor": settings.target_vendor_id,
+                     "product": lun.prod[:16]})
+    started = node.started_portals
+    chap_config = node.chap
+    if chap_config.chap_enabled:
+        auth = "CHAP" if chap_config.forced else "None,CHAP"
+    else:
+        auth = "CHAP" if chap_config.forced else "None"
+    initiators = [(c.user, c.secret) for c in chap_config.initiators] if chap_config.chap_enabled else []
+    if auth == "CHAP" and not initiators:
+        initiators = [(UNCONFIGURED_USER, secrets.token_hex(16))]
+    policy = chap_config.policy if chap_config.chap_enabled else "Oneway"
+    target_credential = None
+    if chap_config.chap_enabled and chap_config.targets:
+        target_credential = (chap_config.targets[0].user, chap_config.targets[0].secret)
+    elif policy == "Mutual":
+        target_credential = (UNCONFIGURED_USER, secrets.token_hex(16))
+    tag = started[0].tag if started else 1
     return {
-        "iqn": target.name,
-        "luns": luns,
-        "portals": portals,
-        "auth_method": target.auth_method,
-        "chap_policy": target.chap_policy,
-        "initiator_credentials": [(c.user, c.secret) for c in target.chap_initiators],
-        "target_credential": ((target.chap_target.user, target.chap_target.secret)
-                              if target.chap_target else None),
-        "acl": [acl.iname for acl in target.acls if acl.iname],
-        "tpgt": target.portal_groups[0].tag,
+        "iqn": node.name, "luns": luns,
+        "portals": [(socket_host(p.ip), p.port & 0xFFFF) for p in started],
+        "auth_method": auth, "chap_policy": policy, "initiator_credentials": initiators,
+        "target_credential": target_credential, "acl": acl_names,
+        "tpgt": tag if 0 < tag < 65536 else 1,
     }
-
-
-def to_wire_target(target: TargetBlock) -> WireTarget:
-    from iscsi_helper.lab.wire.model import WireLun, WireTarget
-
-    spec = wire_spec(target)
-    spec["luns"] = [WireLun(**lun) for lun in spec["luns"]]
-    wire_target = WireTarget(**spec)
-    wire_target.validate()
-    return wire_target
 
 
 def _service(state_root: Path) -> Any:
@@ -89,39 +99,62 @@ def _service(state_root: Path) -> Any:
     return WireService(state_root / "wire")
 
 
-def publish(state_root: Path, target: TargetBlock) -> None:
-    """Serve (or re-serve after a reload) ``target``; no-op unless enabled."""
+def _prepare_ramdisks(state_root: Path, node: Node) -> None:
+    for index, lun in enumerate(node.luns):
+        if lun.lclass != "MEM":
+            continue
+        path = ramdisk_path(state_root, node, index)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with open(path, "ab") as handle:
+            handle.truncate(lun.size)
+
+
+def publish(state_root: Path, node: Node, settings: Settings) -> None:
+    """Serve (or re-serve after a reconfigure) ``node``; no-op unless enabled."""
     if not wire_enabled():
         return
     try:
-        _service(state_root).publish(to_wire_target(target))
+        from iscsi_helper.lab.wire.model import WireLun, WireTarget
+
+        _prepare_ramdisks(state_root, node)
+        spec = wire_spec(node, settings, state_root)
+        spec["luns"] = [WireLun(**lun) for lun in spec["luns"]]
+        target: WireTarget = WireTarget(**spec)
+        _service(state_root).publish(target)
     except ServingError:
         raise
     except Exception as exc:  # the daemon's failure becomes the command's failure
-        raise ServingError(f"cannot serve {target.name}: {exc}") from exc
+        raise ServingError(f"cannot serve {node.name}: {exc}") from exc
 
 
-def withdraw(state_root: Path, iqn: str) -> None:
+def withdraw(state_root: Path, name: str, keep: list[str]) -> None:
+    """Close the target's sessions, except the initiators in ``keep``; stop serving it."""
     if not wire_enabled():
         return
     try:
-        _service(state_root).withdraw(iqn)
+        _service(state_root).withdraw(name, keep)
     except ServingError:
         raise
     except Exception as exc:
-        raise ServingError(f"cannot stop serving {iqn}: {exc}") from exc
+        raise ServingError(f"cannot stop serving {name}: {exc}") from exc
+
+
+def sessions(state_root: Path, name: str) -> dict[str, list[str]]:
+    """Initiators with sessions on ``name`` (``served``/``lingering``); empty without the data path."""
+    if not wire_enabled() or not (state_root / "wire").exists():
+        return {"served": [], "lingering": []}
+    try:
+        return dict(_service(state_root).sessions(name))
+    except Exception as exc:
+        raise ServingError(f"cannot count the sessions of {name}: {exc}") from exc
 
 
 def stop_all(state_root: Path) -> None:
-    """Reboot: the daemon goes away with everything it served.
-
-    Runs whenever a wire run directory exists, even if serving is now
-    disabled, so that a reset never leaves a daemon from an earlier run.
-    """
+    """Reboot: the daemon goes away with everything it served."""
     if not (state_root / "wire").exists() and not wire_enabled():
         return
     try:
         service = _service(state_root)
     except ServingError:
-        return  # nothing could have been started without the package
+        return
     service.stop()

@@ -1,91 +1,66 @@
-"""The emulated kernel state of chiscsi: which targets are live, with which tid.
+"""The emulated kernel's memory, kept in a directory between ``iscsictl`` runs.
 
-The real product keeps this in the kernel; the emulator keeps it in a
-directory so that many short-lived ``iscsictl`` processes see one target
-table. Layout (all files 0600, directories 0700):
+The real tables live in the chiscsi kernel module; the emulator keeps them
+under ``$CHISCSI_EMULATOR_STATE`` so that many short-lived ``iscsictl``
+processes see one kernel. Layout (directories 0700, files 0600: node records
+hold CHAP secrets)::
 
-    <state>/lock              fcntl lock; every command holds it (shared to read)
-    <state>/next_tid          the next tid to hand out (missing: 1)
-    <state>/globals.json      values set with ``iscsictl -G``
-    <state>/targets/<name>.json   one record per live target, keyed by IQN
-    <state>/wire/             run directory of the optional data path
+    kernel.lock            flock held by a command for its whole run (the ioctl mutex)
+    iscsictl.pid           default location of iscsictl's own lock file (see pidlock.py)
+    counter.json           next node id, and the id of the hidden discovery node
+    settings.json          driver-wide settings (-G, global: blocks)
+    nodes/<id>.json        one record per node in the kernel's queue (live or offline)
+    names/<key>/<id>       indexes: one empty file per (name, node); likewise aliases/,
+    luns/ rdevs/ portals/  device paths, block device numbers and portals of live nodes
+    sessions/<name>        test hook: sessions that refuse to close (sessions.py)
+    ramdisk/               backing files serving MEM LUNs on the data path
+    wire/                  run directory of the optional data path
 
-One file per target keeps every per-target command O(1) however many
-targets exist (Cinder's CxtAdm re-listed everything on each call and
-start-up went quadratic); only ``-c target=ALL`` reads the whole directory.
-Records hold CHAP secrets, hence 0600 and atomic replace.
+Records are written whole (temp file, fsync, rename). Every index entry is
+checked against the node record it names before it is believed, and entries
+are added before the record they describe is written and removed after, so a
+command killed half-way leaves nothing that changes what later commands see.
+Per-target commands read a fixed number of files whatever the number of
+targets; only listing everything reads every record.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from iscsi_helper.lab.emulators.chiscsi.confparse import Entry, TargetBlock, build_target
+from iscsi_helper.lab.emulators.chiscsi.kernel import portals as portal_mod
+from iscsi_helper.lab.emulators.chiscsi.kernel.model import Node
+from iscsi_helper.lab.emulators.chiscsi.kernel.settings import Settings
 
 STATE_ENV = "CHISCSI_EMULATOR_STATE"
 TEMP_PREFIX = ".tmp-"
-RECORD_SUFFIX = ".json"
-_MAX_PLAIN_NAME = 200  # leave room under NAME_MAX (255) for the suffix and temp prefix
+_MAX_PLAIN_NAME = 200
+INDEXES = ("names", "aliases", "luns", "rdevs", "portals")
 
 
-class StateError(Exception):
-    """The emulator's own environment is unusable (not a problem of the caller's config)."""
-
-
-@dataclass(frozen=True)
-class Record:
-    """A live target: its tid plus the block it was started from, kept verbatim."""
-
-    iqn: str
-    tid: int
-    source: str
-    line: int
-    entries: tuple[Entry, ...]
-
-    def target(self) -> TargetBlock:
-        """Re-validate the stored block so display and data path see parsed values."""
-        return build_target(self.entries, self.source, self.line)
-
-    def to_json(self) -> str:
-        return json.dumps({
-            "iqn": self.iqn, "tid": self.tid, "source": self.source, "line": self.line,
-            "entries": [[e.key, e.value, e.line] for e in self.entries],
-        }) + "\n"
-
-    @classmethod
-    def from_json(cls, text: str) -> Record:
-        data = json.loads(text)
-        return cls(data["iqn"], int(data["tid"]), data["source"], int(data["line"]),
-                   tuple(Entry(k, v, int(n)) for k, v, n in data["entries"]))
-
-
-def record_file_name(iqn: str) -> str:
-    """A file name that is a pure function of the IQN, so lookup is one open().
-
-    Percent-encoding keeps names readable and collision-free; names too long
-    for the file system fall back to a hash (the record holds the IQN, and a
-    reader checks it, so a hash collision could only ever read as "not found").
-    """
-    plain = quote(iqn, safe="")
+def key_file_name(text: str) -> str:
+    """A file name that is a pure function of ``text``: one ``open`` finds it."""
+    plain = quote(text, safe="")
     if len(plain) <= _MAX_PLAIN_NAME:
-        return plain + RECORD_SUFFIX
-    return "h-" + hashlib.sha256(iqn.encode("utf-8")).hexdigest() + RECORD_SUFFIX
+        return plain
+    import hashlib
+
+    return "h-" + hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def atomic_write(path: Path, data: str, mode: int = 0o600) -> None:
-    """Readers (other iscsictl processes, a crash) see the old file or the new, never half."""
-    fd, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX + path.name + ".", dir=path.parent)
+def atomic_write(path: Path, data: str) -> None:
+    """Readers see the old file or the new, never half of one."""
+    fd, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX + path.name[:40] + ".", dir=path.parent)
     try:
-        os.fchmod(fd, mode)
+        os.fchmod(fd, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(data)
             handle.flush()
@@ -95,138 +70,263 @@ def atomic_write(path: Path, data: str, mode: int = 0o600) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp_name)
         raise
-    _fsync_dir(path.parent)
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+class StateError(Exception):
+    """The emulator's own storage is unusable (not a problem of the caller's configuration)."""
 
 
-def _decode(text: str, path: Path) -> Record:
-    try:
-        return Record.from_json(text)
-    except (ValueError, KeyError, TypeError):
-        raise StateError(f"corrupt state record {path}") from None
-
-
-class State:
-    """Access to one state directory; callers hold :meth:`locked` around any sequence."""
+class KernelState:
+    """The emulated kernel's tables; callers hold :meth:`locked` around a command."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root
-        self.targets_dir = root / "targets"
-        self.wire_dir = root / "wire"
-        self._lock_path = root / "lock"
-        self._counter_path = root / "next_tid"
-        self._globals_path = root / "globals.json"
+        self.root = Path(root)
+        self.nodes_dir = self.root / "nodes"
+        self.sessions_dir = self.root / "sessions"
+        self.ramdisk_dir = self.root / "ramdisk"
+        self.wire_dir = self.root / "wire"
+        self._cache: dict[int, Node | None] = {}
 
-    @classmethod
-    def from_env(cls) -> State:
-        value = os.environ.get(STATE_ENV, "")
-        if not value:
-            raise StateError(f"{STATE_ENV} is not set; point it at a directory for the "
-                             "emulated chiscsi state")
-        root = Path(value)
+    # -- setup -------------------------------------------------------------
+
+    def ensure(self) -> None:
         try:
-            root.mkdir(mode=0o700, parents=True, exist_ok=True)
-            (root / "targets").mkdir(mode=0o700, exist_ok=True)
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            for name in ("nodes", "sessions", *INDEXES):
+                (self.root / name).mkdir(mode=0o700, exist_ok=True)
         except OSError as exc:
-            raise StateError(f"cannot create state directory {root}: {exc.strerror}") from None
-        if not os.access(root, os.W_OK | os.X_OK):
-            raise StateError(f"state directory {root} is not writable")
-        return cls(root)
+            raise StateError(f"cannot create state directory {self.root}: {exc.strerror}") from None
 
     @contextlib.contextmanager
-    def locked(self, shared: bool = False) -> Iterator[None]:
-        """Serialise iscsictl processes: the real product has one kernel table, so do we."""
-        self.targets_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    def locked(self) -> Iterator[None]:
+        """One command at a time inside the kernel (the ioctl mutex, iscsi_ioctl.c 26-47)."""
+        fd = os.open(self.root / "kernel.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._cache.clear()
             yield
         finally:
-            os.close(fd)  # closing releases the flock
+            self._cache.clear()
+            os.close(fd)
 
-    # -- targets ---------------------------------------------------------
+    # -- counter and settings ------------------------------------------------
 
-    def _record_path(self, iqn: str) -> Path:
-        return self.targets_dir / record_file_name(iqn)
-
-    def load(self, iqn: str) -> Record | None:
+    def _counter(self) -> dict[str, int]:
         try:
-            text = self._record_path(iqn).read_text(encoding="utf-8")
+            return dict(json.loads((self.root / "counter.json").read_text(encoding="utf-8")))
         except FileNotFoundError:
-            return None
-        record = _decode(text, self._record_path(iqn))
-        return record if record.iqn == iqn else None
-
-    def save(self, record: Record) -> None:
-        atomic_write(self._record_path(record.iqn), record.to_json())
-
-    def delete(self, iqn: str) -> bool:
-        path = self._record_path(iqn)
-        record = self.load(iqn)
-        if record is None:
-            return False
-        os.unlink(path)
-        _fsync_dir(self.targets_dir)
-        return True
-
-    def all_records(self) -> list[Record]:
-        """Every live target by tid; the one O(n) operation, used only for ALL."""
-        records = []
-        for entry in os.scandir(self.targets_dir):
-            if entry.name.startswith(".") or not entry.name.endswith(RECORD_SUFFIX):
-                continue
-            try:
-                with open(entry.path, encoding="utf-8") as handle:
-                    records.append(_decode(handle.read(), Path(entry.path)))
-            except FileNotFoundError:  # pragma: no cover - only without the lock
-                continue
-        records.sort(key=lambda r: r.tid)
-        return records
-
-    def allocate_tid(self) -> int:
-        """tids are handed out 1, 2, 3, ... and never reused until a reset (host reboot).
-
-        Monotonic allocation needs no scan of live targets (O(1)) and means a
-        stale tid in some caller's record can never name a different, newer
-        target by accident.
-        """
-        try:
-            tid = int(self._counter_path.read_text(encoding="ascii").strip())
-        except FileNotFoundError:
-            tid = 1
+            return {"next_id": 1, "default_node": 0}
         except ValueError:
-            raise StateError(f"corrupt tid counter {self._counter_path}") from None
-        atomic_write(self._counter_path, f"{tid + 1}\n")
-        return tid
+            raise StateError(f"corrupt {self.root / 'counter.json'}") from None
 
-    # -- globals ---------------------------------------------------------
+    def allocate_id(self) -> int:
+        """``iscsi_node_id++`` (iscsi_node.c 18, 56): one counter for every node allocated."""
+        counter = self._counter()
+        node_id = int(counter["next_id"])
+        counter["next_id"] = node_id + 1
+        atomic_write(self.root / "counter.json", json.dumps(counter) + "\n")
+        return node_id
 
-    def globals(self) -> dict[str, str]:
+    def default_node_exists(self) -> bool:
+        return bool(self._counter().get("default_node"))
+
+    def create_default_node(self) -> None:
+        """The hidden discovery target (iscsi_node.c 506-513): an id, never listed."""
+        node_id = self.allocate_id()
+        counter = self._counter()
+        counter["default_node"] = node_id
+        atomic_write(self.root / "counter.json", json.dumps(counter) + "\n")
+
+    def next_id(self) -> int:
+        return int(self._counter()["next_id"])
+
+    def settings(self) -> Settings:
         try:
-            return dict(json.loads(self._globals_path.read_text(encoding="utf-8")))
+            return Settings.from_dict(json.loads((self.root / "settings.json").read_text(encoding="utf-8")))
         except FileNotFoundError:
-            return {}
+            return Settings()
+        except ValueError:
+            raise StateError(f"corrupt {self.root / 'settings.json'}") from None
 
-    def set_global(self, key: str, value: str) -> None:
-        values = self.globals()
-        values[key] = value
-        atomic_write(self._globals_path, json.dumps(values, sort_keys=True) + "\n")
+    def save_settings(self, settings: Settings) -> None:
+        atomic_write(self.root / "settings.json", json.dumps(settings.to_dict(), sort_keys=True) + "\n")
 
-    # -- reboot ----------------------------------------------------------
+    # -- node records --------------------------------------------------------
+
+    def _node_path(self, node_id: int) -> Path:
+        return self.nodes_dir / f"{node_id:010d}.json"
+
+    def load_node(self, node_id: int) -> Node | None:
+        if node_id in self._cache:
+            return self._cache[node_id]
+        try:
+            text = self._node_path(node_id).read_text(encoding="utf-8")
+            node: Node | None = Node.from_dict(json.loads(text))
+        except FileNotFoundError:
+            node = None
+        except (ValueError, KeyError, TypeError):
+            raise StateError(f"corrupt node record {self._node_path(node_id)}") from None
+        self._cache[node_id] = node
+        return node
+
+    def _save_node(self, node: Node) -> None:
+        atomic_write(self._node_path(node.id), json.dumps(node.to_dict()) + "\n")
+        self._cache[node.id] = node
+
+    def node_ids(self) -> list[int]:
+        """Every node in the kernel's queue, in queue order (ids grow with enqueueing)."""
+        ids: list[int] = []
+        if not self.nodes_dir.is_dir():
+            return ids
+        for entry in os.scandir(self.nodes_dir):
+            if entry.name.endswith(".json") and not entry.name.startswith("."):
+                with contextlib.suppress(ValueError):
+                    ids.append(int(entry.name[:-5]))
+        return sorted(ids)
+
+    def all_nodes(self) -> list[Node]:
+        return [n for n in (self.load_node(i) for i in self.node_ids()) if n is not None]
+
+    # -- indexes -----------------------------------------------------------
+
+    def _index_dir(self, index: str, key: str) -> Path:
+        return self.root / index / key_file_name(key)
+
+    def _index_ids(self, index: str, key: str) -> Iterator[int]:
+        """Ids filed under ``key``, lazily: a lookup can stop at the first live one."""
+        try:
+            entries = os.scandir(self._index_dir(index, key))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        with entries:
+            for entry in entries:
+                if entry.name.isdigit():
+                    yield int(entry.name)
+
+    def _index_add(self, index: str, key: str, node_id: int) -> None:
+        """One empty file per (key, node): adding and dropping cost the same at any size."""
+        directory = self._index_dir(index, key)
+        directory.mkdir(mode=0o700, exist_ok=True)
+        os.close(os.open(directory / str(node_id), os.O_WRONLY | os.O_CREAT, 0o600))
+
+    def _index_drop(self, index: str, key: str, node_id: int) -> None:
+        directory = self._index_dir(index, key)
+        with contextlib.suppress(FileNotFoundError):
+            (directory / str(node_id)).unlink()
+        with contextlib.suppress(OSError):
+            directory.rmdir()  # only when empty
+
+    def _live(self, index: str, key: str) -> Iterator[Node]:
+        for node_id in self._index_ids(index, key):
+            node = self.load_node(node_id)
+            if node is not None and not node.offline:
+                yield node
+
+    @staticmethod
+    def _keys(node: Node) -> dict[str, set[str]]:
+        return {
+            "names": {node.name},
+            "aliases": {node.alias} if node.alias else set(),
+            "luns": {lun.path for lun in node.luns},
+            "rdevs": {str(lun.rdev) for lun in node.luns if lun.rdev is not None and lun.exclusive},
+            "portals": {p.key for p in node.started_portals},
+        }
+
+    def _index_node(self, node: Node) -> None:
+        for index, keys in self._keys(node).items():
+            for key in keys:
+                self._index_add(index, key, node.id)
+
+    def _unindex(self, node: Node, keep: Node | None = None) -> None:
+        kept = self._keys(keep) if keep is not None else {}
+        for index, keys in self._keys(node).items():
+            for key in keys - kept.get(index, set()):
+                self._index_drop(index, key, node.id)
+
+    # -- what node operations ask (kernel.node.Kernel) ------------------------
+
+    def find_by_name(self, name: str) -> Node | None:
+        """``iscsi_node_find_by_name``: exact name, offline nodes skipped."""
+        return next((node for node in self._live("names", name) if node.name == name), None)
+
+    def alias_in_use(self, alias: str) -> bool:
+        return any(node.alias == alias for node in self._live("aliases", alias))
+
+    def acquire_portal(self, ip: bytes, port: int) -> bool:
+        """``it_portal_start``: share a listener a live target has, else bind one."""
+        key = portal_mod.portal_key(ip, port)
+        if any(p.key == key for node in self._live("portals", key) for p in node.started_portals):
+            return True
+        return portal_mod.can_listen(ip, port)
+
+    def release_portals(self, portal_list: list[portal_mod.TargetPortal]) -> None:
+        """Nothing to undo: a portal counts as taken only once its node is recorded."""
+
+    def lun_holders(self, path: str) -> list[tuple[int, str, str]]:
+        """Live nodes with a LUN on ``path``, in queue order (the order of it_lu_q)."""
+        holders = []
+        for node in self._live("luns", path):
+            for lun in node.luns:
+                if lun.path == path:
+                    holders.append((node.id, node.name, lun.lclass))
+                    break
+        return sorted(holders)
+
+    def device_held_exclusively(self, rdev: int) -> bool:
+        return any(lun.rdev == rdev and lun.exclusive
+                   for node in self._live("rdevs", str(rdev)) for lun in node.luns)
+
+    def commit_new(self, node: Node) -> None:
+        self._index_node(node)
+        self._save_node(node)
+
+    def commit_update(self, old: Node, new: Node) -> None:
+        self._index_node(new)
+        self._save_node(new)
+        self._unindex(old, keep=new)
+
+    def commit_offline(self, node: Node) -> None:
+        """Offline: invisible to lookups, LUNs and portals released (iscsi_node.c 186-199)."""
+        offline = Node.from_dict(node.to_dict())
+        offline.offline = True
+        offline.luns = []
+        offline.portals = [portal_mod.TargetPortal(p.ip, p.port, p.tag, p.timeout, False, list(p.flags),
+                                                   list(p.redirect_to)) for p in node.portals]
+        self._save_node(offline)
+        self._unindex(node)
+        node.offline = True
+
+    def commit_removed(self, node: Node) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._node_path(node.id).unlink()
+        self._cache[node.id] = None
+        self._unindex(node)
+
+    def seed(self, nodes: list[Node]) -> None:
+        """Put nodes in the queue as if started, without fsync: for fixtures needing thousands.
+
+        Only the record and the name index are written (no device, portal or
+        alias index), and the id counter moves past the last id.
+        """
+        self.ensure()
+        for node in nodes:
+            (self._node_path(node.id)).write_text(json.dumps(node.to_dict()) + "\n", encoding="utf-8")
+            directory = self._index_dir("names", node.name)
+            directory.mkdir(mode=0o700, exist_ok=True)
+            (directory / str(node.id)).touch(mode=0o600)
+        counter = self._counter()
+        counter["next_id"] = max([int(counter["next_id"])] + [n.id + 1 for n in nodes])
+        atomic_write(self.root / "counter.json", json.dumps(counter) + "\n")
+        self._cache.clear()
+
+    # -- reboot --------------------------------------------------------------
 
     def clear(self) -> None:
-        """Forget all live targets, the tid counter and runtime globals (what a reboot loses)."""
-        for entry in os.scandir(self.targets_dir):
-            os.unlink(entry.path)
-        for path in (self._counter_path, self._globals_path):
+        """What a reboot loses: every node, the id counter, settings, sessions, RAM disks."""
+        for name in ("nodes", "sessions", "ramdisk", *INDEXES):
+            shutil.rmtree(self.root / name, ignore_errors=True)
+        for name in ("counter.json", "settings.json"):
             with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-        _fsync_dir(self.targets_dir)
-        _fsync_dir(self.root)
+                (self.root / name).unlink()
+        self._cache.clear()
+        self.ensure()

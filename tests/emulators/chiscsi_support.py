@@ -1,0 +1,135 @@
+"""Shared pieces of the chiscsi emulator tests: an emulated host, files, devices, ports.
+
+``Host`` runs ``iscsictl`` in-process (fast) through ``main``, or as the real
+executable on PATH (``run_shim``) where the process matters: exit by signal,
+the lock between processes, the path a helper takes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from iscsi_helper.lab.emulators.chiscsi import reset
+from iscsi_helper.lab.emulators.chiscsi.cli import main
+from iscsi_helper.lab.emulators.shims import install_shims
+
+PREFIX = "iqn.2010-10.org.openstack:"
+
+
+def iqn(n: int | str) -> str:
+    return f"{PREFIX}volume-{n}"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+class Host:
+    """One emulated chiscsi host: its state directory and files for it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.state = root / "state"
+        self.files = root / "files"
+        self.files.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self._bin: Path | None = None
+
+    def run(self, *args: str) -> Result:
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(list(args))
+        return Result(code, out.getvalue(), err.getvalue())
+
+    def env(self) -> dict[str, str]:
+        if self._bin is None:
+            self._bin = install_shims(self.root / "bin")
+        return dict(os.environ, PATH=f"{self._bin}{os.pathsep}{os.environ.get('PATH', '')}")
+
+    def run_shim(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["iscsictl", *args], env=self.env(), capture_output=True, text=True,
+                              timeout=timeout)
+
+    def disk(self, name: str = "disk", size: int = 4 << 20) -> Path:
+        path = self.files / name
+        if not path.exists():
+            with open(path, "wb") as handle:
+                handle.truncate(size)
+        return path
+
+    def file(self, name: str, text: str) -> Path:
+        path = self.files / name
+        path.write_text(text, encoding="latin-1")
+        return path
+
+    def block(self, name: str, body: str, header: str = "target:\n") -> Path:
+        """A -f file holding one target block (``body``: key lines)."""
+        return self.file(name, header + body)
+
+    def simple(self, n: int | str, device: Path | None = None, extra: str = "",
+               portal: str | None = None) -> Path:
+        """A plain FILE target named iqn(n) on a file of its own."""
+        dev = device if device is not None else self.disk(f"disk-{n}")
+        body = (f"\tTargetName={iqn(n)}\n\tTargetDevice={dev},FILE\n"
+                f"\tPortalGroup=1@{portal or f'127.0.0.1:{self.port}'}\n{extra}")
+        return self.block(f"vol-{n}", body)
+
+    def start(self, n: int | str, **kwargs: object) -> Result:
+        path = self.simple(n, **kwargs)  # type: ignore[arg-type]
+        return self.run("-S", f"target={iqn(n)}", "-f", str(path))
+
+
+@pytest.fixture
+def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Host]:
+    """A fresh host: no targets, the data path off, default lock file, short busy wait."""
+    h = Host(tmp_path)
+    monkeypatch.setenv("CHISCSI_EMULATOR_STATE", str(h.state))
+    monkeypatch.setenv("CHISCSI_EMULATOR_WIRE", "0")
+    monkeypatch.setenv("CHISCSI_EMULATOR_STOP_WAIT", "0")
+    monkeypatch.delenv("CHISCSI_EMULATOR_PIDFILE", raising=False)
+    monkeypatch.delenv("CHISCSI_EMULATOR_CONF", raising=False)
+    yield h
+    reset(h.state)
+
+
+def can_make_loop_devices() -> bool:
+    return os.geteuid() == 0 and shutil.which("losetup") is not None and Path("/dev/loop-control").exists()
+
+
+@pytest.fixture
+def loop_device(tmp_path: Path) -> Iterator[Path]:
+    """A real block device (a loop device over an 8 MiB file), detached afterwards."""
+    if not can_make_loop_devices():
+        pytest.skip("needs root, losetup and /dev/loop-control for a block device")
+    backing = tmp_path / "loop-backing.img"
+    with open(backing, "wb") as handle:
+        handle.truncate(8 << 20)
+    made = subprocess.run(["losetup", "--find", "--show", str(backing)], capture_output=True, text=True,
+                          timeout=30)
+    if made.returncode != 0:
+        pytest.skip(f"losetup failed: {made.stderr.strip()}")
+    device = Path(made.stdout.strip())
+    try:
+        yield device
+    finally:
+        subprocess.run(["losetup", "--detach", str(device)], capture_output=True, timeout=30)
