@@ -255,8 +255,12 @@ class Run:
         work and then timed out (``hang-after``), the helper cannot know what
         the tool did: its persisted record is back as before, and what the
         tool left live is for repair to settle (checked by :meth:`converged`).
-        A failed remove keeps the record, so the remove can be retried. An
-        operation that did not fail did its whole job.
+        A failed remove keeps the record, so the remove can be retried. A
+        failed ensure keeps the record, and leaves the target as it was or
+        whole as recorded: when the tool refused the look that confirms an
+        apply, what it applied is the record's export, and stopping it again
+        would undo a restore for want of a look (the error says the state
+        left). An operation that did not fail did its whole job.
         """
         record, live = self.volume_1()
         if raised:
@@ -264,6 +268,10 @@ class Run:
                 return [] if record == before[0] else [f"{what}: a failed remove lost the record"]
             if mode == "hang-after":
                 return [] if record == before[0] else [f"{what}: the record was not rolled back"]
+            if self.op == "ensure" and record == before[0] and live is not None \
+                    and live.luns.get(self.h.target().lun) == record.device_path \
+                    and live.chap == (record.chap.username, record.chap.password):
+                return []
             if (record, live) != before:
                 return [f"{what}: not rolled back right after the failure: "
                         f"record {'kept' if record == before[0] else 'changed'}, "

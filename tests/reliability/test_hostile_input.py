@@ -380,6 +380,10 @@ CASES: list[Case] = [
                    helpers=ACL_HELPERS),
     connector_case("initiator-non-ascii", "iqn.1993-08.org.debian:01:h\u00f6st",
                    "non-ASCII iSCSI names are not accepted", helpers=ACL_HELPERS),
+    # chiscsi's ACL takes iqn. and eui. names only: a naa. name is refused before any file
+    # or tool is touched (it was an exit 1 after touching files).
+    connector_case("initiator-naa-chiscsi", "naa.52004567BA64678D",
+                   "ACL takes only iqn. and eui. names", helpers=frozenset({"chiscsi"})),
 ]
 
 

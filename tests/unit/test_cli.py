@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -150,3 +151,17 @@ def test_a_file_where_volumes_dir_should_be_is_refused(tmp_path, device):
                            "export", "1", device], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "is not a directory" in done.stderr, done.stderr
     assert not (tmp_path / "locks").exists()
+
+
+def test_connection_info_with_an_initiator_the_acl_cannot_take_touches_nothing(tmp_path, device):
+    """chiscsi's ACL takes iqn./eui. names: a naa. initiator is refused first, exit 2,
+    before the export is even looked up (and before any lock or tool)."""
+    base = [sys.executable, "-m", "iscsi_helper", "--target-helper", "chiscsi",
+            "--state-path", str(tmp_path / "state"), "--lock-path", str(tmp_path / "locks"),
+            "--target-ip-address", "127.0.0.1"]
+    done = subprocess.run([*base, "connection-info", "1", "--initiator", "naa.52004567BA64678D"],
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PATH": "/usr/bin:/bin"})  # no iscsictl at all
+    assert done.returncode == 2, done.stderr
+    assert "ACL takes only iqn. and eui. names" in done.stderr and done.stderr.count("\n") == 1
+    assert not (tmp_path / "state").exists() and not (tmp_path / "locks").exists()
