@@ -11,6 +11,7 @@ ever on a command line).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shlex
 import shutil
@@ -97,7 +98,8 @@ class Executor:
         for observer in list(self.observers):
             observer(full)
         with secretmask.handling_secrets(secrets):
-            LOG.debug("Running %s", " ".join(shlex.quote(secretmask.mask(a)) for a in full))
+            if LOG.isEnabledFor(logging.DEBUG):  # masking every argument costs: only when shown
+                LOG.debug("Running %s", " ".join(shlex.quote(secretmask.mask(a)) for a in full))
             stdout, stderr, exit_code = self._spawn(command, full, stdin)
             result = CommandResult(full, exit_code, stdout, stderr)
             if exit_code not in ok_codes:
