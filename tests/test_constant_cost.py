@@ -46,7 +46,9 @@ RESTORE_COST = {"chiscsi": (1, 1), "iet": (3, 0), "tgt": (5, 1)}
 #: listing keeps the count and grows with N: only the argv shows it.
 # chiscsi: create is -S then one named -c; remove is -s then one named -c that proves
 # the target gone (a busy target exits 0 and stays: docs/helpers/chiscsi.md).
-EXACT_COST = {"chiscsi": (2, 2)}
+# iet and tgt as docs/helpers/{iet,tgt}.md count them: each remove ends with one look
+# proving the target gone, since no exit code is proof (issue 13).
+EXACT_COST = {"chiscsi": (2, 2), "iet": (4, 4), "tgt": (7, 4)}
 LISTS_ALL: dict[str, Callable[[tuple[str, ...]], bool]] = {
     "chiscsi": lambda argv: any(a.lower() == "target=all" for a in argv)}
 
