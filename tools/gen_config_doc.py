@@ -26,6 +26,10 @@ OUTPUT = REPO / "docs" / "configuration.md"
 #: Source file (relative to src/iscsi_helper) -> who that is, for the "read by" column.
 READERS: dict[str, str] = {
     "targets/iscsi.py": "every iSCSI helper",
+    "targets/records.py": "every iSCSI helper",
+    "targets/reconciling.py": "every iSCSI helper",
+    "targets/iet_conf.py": "iet helper",
+    "confcheck.py": "every helper (checked when it is made)",
     "specs.py": "every iSCSI helper",
     "targets/base.py": "every helper (its executor)",
     "locking.py": "every helper (locks)",
@@ -107,6 +111,18 @@ def render() -> str:
         "[cinder.md](cinder.md) for where each is read. \"iscsi-helper only\" marks",
         "options Cinder does not have. \"Read by\" is found in the source, so it",
         "lists the code that really uses the option.",
+        "",
+        "Every option is checked when a helper is made, before any lock, file or",
+        "tool is touched: a value oslo.config cannot convert (`target_port = 65536`,",
+        "`use_chap_auth = maybe`, `iscsi_iotype = bogus`), a number that is not",
+        "finite (`target_tool_timeout = nan`), a `$` that names no option (write",
+        "`$$` for a literal `$`, in a CHAP secret too), a `volume_name_template`",
+        "without exactly one `%s` or building names that are no single valid path",
+        "component, a path of the wrong kind (`volumes_dir` or `lock_path` a file,",
+        "`iet_conf` or `chiscsi_conf` a directory), a portal no initiator could",
+        "dial (`0.0.0.0`, `::`, multicast, broadcast, 240.0.0.0/4) or a configured",
+        "CHAP account the helper's target cannot take. Each is one line naming the",
+        "option, and the command line exits 2 (confcheck.py).",
         "",
     ]
     for group, opts in groups:

@@ -1,8 +1,10 @@
 """``iscsi-helper``: the target helpers from a shell, for operators and scripts.
 
 Exit codes are a contract for scripts: 0 success, 1 the operation failed,
-2 bad usage or invalid input (nothing was changed). A failure prints one
-line on stderr naming what went wrong. Read commands take ``--json``;
+2 bad usage, or input or configuration refused before anything was touched
+(:class:`~iscsi_helper.exception.Refused`). A failure prints one line on
+stderr naming what went wrong; once a change had begun, that line also
+says what state was left. Read commands take ``--json``;
 secrets are shown as ``***`` unless ``--show-secrets`` is given.
 
 Each command is one small function over the helper's public contract
@@ -27,7 +29,7 @@ from typing import Any, NoReturn
 from oslo_config import cfg
 
 from iscsi_helper import __version__, options, registry, secretmask
-from iscsi_helper.exception import ExportNotFound, InvalidConfiguration, InvalidInput, IscsiHelperError
+from iscsi_helper.exception import ExportNotFound, InvalidConfiguration, IscsiHelperError, Refused
 from iscsi_helper.formats import format_provider_auth, validate_volume_id
 from iscsi_helper.model import ExportStatus, Volume
 from iscsi_helper.targets.base import Progress, TargetHelper
@@ -184,6 +186,8 @@ def _show(run: Invocation) -> int:
 
 def _connection_info(run: Invocation) -> int:
     volume = run.volume(run.args.volume_id)
+    connector = {"initiator": run.args.initiator, "multipath": run.args.multipath}
+    run.helper.validate_connector(connector)  # refused before any tool is run
     status = run.helper.get_export(volume)
     if status is None:
         raise ExportNotFound(volume=run.args.volume_id)
@@ -193,8 +197,6 @@ def _connection_info(run: Invocation) -> int:
     chap = status.spec.chap
     volume = Volume(volume.id, volume.name, provider_location=status.provider_location,
                     provider_auth=format_provider_auth(chap) if chap else None)
-    connector = {"initiator": run.args.initiator, "multipath": run.args.multipath}
-    run.helper.validate_connector(connector)
     info = run.helper.initialize_connection(volume, connector)
     if not run.args.show_secrets and "auth_password" in info["data"]:
         info["data"]["auth_password"] = secretmask.MASK
@@ -207,9 +209,10 @@ def _connection_info(run: Invocation) -> int:
 def _reconcile(run: Invocation) -> int:
     drifts = run.helper.reconcile(fix=run.args.fix)
     rows = [{"volume_name": d.volume_name, "iqn": d.iqn, "state": d.state,
-             "fixed": d.fixed, "error": d.error} for d in drifts]
+             "fields": list(d.fields), "fixed": d.fixed, "error": d.error} for d in drifts]
     run.show(rows, lambda rs: "\n".join(
         f"{r['state']:13} {r['volume_name']}"
+        + (f" [{', '.join(r['fields'])}]" if r["fields"] else "")
         + (" (fixed)" if r["fixed"] else "") + (f" ({r['error']})" if r["error"] else "")
         for r in rs) or "no exports")
     clean = all(d.state == "ok" or d.fixed for d in drifts)
@@ -276,8 +279,8 @@ COMMANDS: tuple[Command, ...] = (
                                "grants the initiator access where the helper keeps ACLs).",
             _connection_info, _connection_info_args, secrets_flag=True),
     Command("reconcile", "Compare persisted exports with the live target: ok, missing-live, "
-                         "differs, orphan-live (only targets named with target_prefix are "
-                         "considered).", _reconcile, _reconcile_args),
+                         "differs [fields], orphan-live, foreign-file (only targets named with "
+                         "target_prefix are considered).", _reconcile, _reconcile_args),
     Command("helpers", "List the registered target helpers.", _helpers),
 )
 
@@ -343,7 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliUsageError as err:
         print(str(err), file=sys.stderr)
         return EXIT_USAGE
-    except (InvalidInput, InvalidConfiguration) as err:
+    except Refused as err:  # nothing was touched: the input or configuration must change
         print(f"iscsi-helper: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except IscsiHelperError as err:
