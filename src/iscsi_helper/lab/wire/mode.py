@@ -71,7 +71,8 @@ class ModePages:
         alloc = cdb[4] if six else struct.unpack_from(">H", cdb, 7)[0]
         if pc == 3:
             raise illegal(SAVING_PARAMS_NOT_SUPPORTED)
-        pages = self.pages(changeable=pc == 1)
+        # PC 10b asks for the default values (SPC-4 6.13), whatever MODE SELECT has changed since.
+        pages = (ModePages() if pc == 2 else self).pages(changeable=pc == 1)
         if page == 0x3F:
             if subpage not in (0x00, 0xFF):
                 raise illegal()
@@ -105,7 +106,7 @@ class ModePages:
         """
         six = cdb[0] == 0x15
         if cdb[1] & 0x01:
-            raise illegal(SAVING_PARAMS_NOT_SUPPORTED)
+            raise illegal()  # SP=1 without saved pages: INVALID FIELD IN CDB (SPC-4 6.11)
         if not cdb[1] & 0x10:
             raise illegal()  # PF=0: vendor-specific page format, not supported
         length = cdb[4] if six else struct.unpack_from(">H", cdb, 7)[0]
@@ -120,8 +121,10 @@ class ModePages:
         desc_len = data[3] if six else struct.unpack_from(">H", data, 6)[0]
         pos = header_len
         if desc_len:
-            if desc_len != 8 or len(data) < pos + 8:
+            if desc_len != 8:  # one short descriptor is all this device has (no LONGLBA)
                 raise SenseError(ILLEGAL_REQUEST, INVALID_FIELD_IN_PARAM)
+            if len(data) < pos + 8:  # a truncated descriptor (SPC-4 6.11)
+                raise SenseError(ILLEGAL_REQUEST, PARAM_LIST_LENGTH_ERROR)
             if int.from_bytes(data[pos + 5:pos + 8], "big") != block_size:
                 raise SenseError(ILLEGAL_REQUEST, INVALID_FIELD_IN_PARAM)
             pos += 8

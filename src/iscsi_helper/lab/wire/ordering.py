@@ -6,9 +6,11 @@ device server may run SIMPLE commands concurrently only where the result is
 the same as running them in arrival order: two commands conflict when their
 block ranges overlap and at least one of them writes. ORDERED commands wait
 for everything that arrived before them and hold back everything after them
-(SAM-5 8.6.2/8.6.3); HEAD OF QUEUE commands start at once and hold nothing
-back. ACA is not supported (NACA=0 is all we accept), so an ACA attribute is
-handled as SIMPLE.
+(SAM-5 8.6.2/8.6.3); HEAD OF QUEUE commands start at once, and every command
+that arrives after one waits for it as for an ORDERED one (SAM-2 7.5: SIMPLE
+and ORDERED commands are enabled only once all older HEAD OF QUEUE commands
+have ended). ACA is not supported (NACA=0 is all we accept), so an ACA
+attribute is handled as SIMPLE.
 
 Entries arrive in CmdSN order (the transport enters them synchronously as it
 reads them), which is what makes "arrived before" well defined across the
@@ -65,16 +67,14 @@ class TaskSet:
         if entry.head_of_queue:
             blockers: list[Entry] = []
         else:
-            blockers = [e for e in self.active if not e.head_of_queue and e.conflicts(entry)]
+            blockers = [e for e in self.active if e.head_of_queue or e.conflicts(entry)]
         self.active.append(entry)
         return entry, blockers
 
     def clear_for(self, extent: tuple[int, int] | None, writes: bool) -> bool:
         """Whether a SIMPLE command could run now; lets the transport complete it inline, unregistered."""
         for e in self.active:
-            if e.head_of_queue:
-                continue
-            if e.ordered:
+            if e.ordered or e.head_of_queue:
                 return False
             if extent is None or e.extent is None or not (writes or e.writes):
                 continue

@@ -77,7 +77,8 @@ ACCESS: dict[int, int] = {
     0x1A: OTHER, 0x5A: OTHER, 0x1B: OTHER, 0x1E: OTHER,
 }
 # Commands an SPC-2 reservation held elsewhere still lets through (SPC-2 5.5.1).
-SPC2_ALLOWED = {0x12, 0xA0, 0x03, 0x17, 0x57, 0x5E, 0xA3, 0x25}
+SPC2_ALLOWED = {0x12, 0xA0, 0x03, 0x17, 0x57, 0xA3, 0x25}  # PR IN/OUT: never (see below)
+SPC2_COMMANDS = frozenset((0x16, 0x56, 0x17, 0x57))  # RESERVE(6/10), RELEASE(6/10)
 
 UnitAttentionSink = Callable[[str, tuple[int, int]], None]
 
@@ -99,9 +100,9 @@ class Reservations:
         op = cdb[0]
         if self.spc2_holder is not None and self.spc2_holder != nexus and op not in SPC2_ALLOWED:
             raise ReservationConflict()
-        if op in (0x16, 0x56, 0x17, 0x57) and self.type:
-            # SPC-2 reservation commands meet a persistent reservation (SPC-4 5.12.3).
-            raise ReservationConflict()
+        if op in SPC2_COMMANDS:
+            self._spc2_exempt(nexus)  # raises when registrations keep RESERVE/RELEASE out
+            return
         if not self.type or self._holds(nexus):
             return
         kind = ACCESS.get(op, OTHER)
@@ -114,14 +115,39 @@ class Reservations:
             raise ReservationConflict()
 
     def _holds(self, nexus: str) -> bool:
+        """Whether table 50 gives ``nexus`` full access: the holder, or any registrant of the
+        registrants-only and all-registrants types."""
         if self.type in REGISTRANTS_TYPES:
             return nexus in self.registrations
         return self.holder == nexus
+
+    def _is_holder(self, nexus: str) -> bool:
+        """The persistent reservation holder (SPC-4 5.12.10): every registrant of an all-registrants
+        reservation, else the one nexus that reserved (registrants-only types included)."""
+        if self.type in ALL_REGISTRANTS_TYPES:
+            return nexus in self.registrations
+        return bool(self.type) and self.holder == nexus
+
+    def _spc2_exempt(self, nexus: str) -> bool:
+        """How RESERVE/RELEASE meet persistent reservations with CRH=1 (SPC-4 5.12.3).
+
+        True: complete with GOOD and change nothing (the sender holds the persistent
+        reservation, or is registered under a registrants-only or all-registrants one).
+        Otherwise SPC-2 5.5.1 applies: while any nexus is registered, every RESERVE and
+        RELEASE conflicts, whoever sends it.
+        """
+        if self.type and self._holds(nexus):
+            return True
+        if self.registrations:
+            raise ReservationConflict()
+        return False
 
     # --- SPC-2 RESERVE / RELEASE -------------------------------------------
     def reserve6(self, nexus: str, cdb: bytes) -> bytes:
         if cdb[0] == 0x56 and cdb[1] & 0x02:  # 3RDPTY: third-party reservations are not supported
             raise illegal()
+        if self._spc2_exempt(nexus):
+            return b""
         if self.spc2_holder not in (None, nexus):
             raise ReservationConflict()
         self.spc2_holder = nexus
@@ -130,6 +156,8 @@ class Reservations:
     def release6(self, nexus: str, cdb: bytes) -> bytes:
         if cdb[0] == 0x57 and cdb[1] & 0x02:
             raise illegal()
+        if self._spc2_exempt(nexus):
+            return b""
         if self.spc2_holder == nexus:
             self.spc2_holder = None
         return b""  # releasing someone else's reservation is a no-op (SPC-2 7.16.1)
@@ -145,6 +173,8 @@ class Reservations:
 
     # --- PERSISTENT RESERVE IN (SPC-4 6.15) ------------------------------------
     def persistent_reserve_in(self, nexus: str, cdb: bytes) -> bytes:
+        if self.spc2_holder is not None:
+            raise ReservationConflict()  # SPC-2 5.5.1: PR IN and OUT conflict with a RESERVE, whoever sends them
         action = cdb[1] & 0x1F
         alloc = struct.unpack_from(">H", cdb, 7)[0]
         if action == 0x00:  # READ KEYS
@@ -186,16 +216,19 @@ class Reservations:
         length = struct.unpack_from(">I", cdb, 5)[0]
         if action > SA_REGISTER_AND_IGNORE:
             raise illegal()  # REGISTER AND MOVE, REPLACE LOST RESERVATION: not supported
-        if self.spc2_holder not in (None, nexus):
-            raise ReservationConflict()
+        if self.spc2_holder is not None:
+            raise ReservationConflict()  # SPC-2 5.5.1, the holder of the RESERVE included
         if length != PROUT_PARAMETER_LENGTH or len(data) < PROUT_PARAMETER_LENGTH:
             raise SenseError(ILLEGAL_REQUEST, PARAM_LIST_LENGTH_ERROR)
         key, action_key = struct.unpack_from(">QQ", data, 0)
         flags = data[20]
-        if flags & 0x08 or flags & 0x01:  # SPEC_I_PT, APTPL: not supported (PTPL_C=0, SIP_C=0)
+        registering = action in (SA_REGISTER, SA_REGISTER_AND_IGNORE)
+        # SPEC_I_PT: not supported (SIP_C=0). APTPL: refused (PTPL_C=0), and valid only for
+        # the register actions: the others ignore it (SPC-4 6.16.3).
+        if flags & 0x08 or (registering and flags & 0x01):
             raise SenseError(ILLEGAL_REQUEST, INVALID_FIELD_IN_PARAM)
         registered = self.registrations.get(nexus)
-        if action in (SA_REGISTER, SA_REGISTER_AND_IGNORE):
+        if registering:
             self._register(nexus, registered, key, action_key, ignore=action == SA_REGISTER_AND_IGNORE)
             return b""
         if registered is None or registered != key:
@@ -254,13 +287,13 @@ class Reservations:
             self.type = kind
             self.holder = None if kind in ALL_REGISTRANTS_TYPES else nexus
             return
-        if self._holds(nexus) and self.type == kind:
+        if self._is_holder(nexus) and self.type == kind:
             return  # the holder reserving again with the same type: nothing changes
         raise ReservationConflict()
 
     def _release(self, nexus: str, kind: int) -> None:
-        if not self.type or not self._holds(nexus):
-            return
+        if not self.type or not self._is_holder(nexus):
+            return  # a registrant that does not hold it: GOOD, nothing released (SPC-4 5.12.11.2.2)
         if kind != self.type:
             raise SenseError(ILLEGAL_REQUEST, INVALID_RELEASE)
         released = self.type
@@ -288,10 +321,16 @@ class Reservations:
                 raise ReservationConflict()
         for other in preempted:
             del self.registrations[other]
-            self.raise_unit_attention(other, REGISTRATIONS_PREEMPTED)
+            if other != nexus:
+                self.raise_unit_attention(other, REGISTRATIONS_PREEMPTED)
         if take_over:
+            previous = self.type
             self.type = kind
             self.holder = None if kind in ALL_REGISTRANTS_TYPES else nexus
+            if kind != previous:  # SPC-4 5.12.11.2.4.3 f): a new type is news to those still registered
+                for other in self.registrations:
+                    if other != nexus:
+                        self.raise_unit_attention(other, RESERVATIONS_RELEASED)
         self.generation += 1
 
 
