@@ -223,6 +223,11 @@ class ChiscsiHelper(IscsiHelper):
         detail = self.tool.show([iqn])[iqn]
         return _live(iqn, detail) if detail is not None else None
 
+    def _session_count(self, iqn: str, record: ExportRecord | None,
+                       live: LiveTarget) -> int | None:
+        """``iscsictl -r``: one more call, made only before a device swap."""
+        return self.tool.session_count(iqn)
+
     def _list_live(self) -> dict[str, LiveTarget]:
         listing = self.tool.list_all()
         live = _Listing((iqn, _live(iqn, shown)) for iqn, shown in listing.targets.items())

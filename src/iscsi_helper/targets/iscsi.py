@@ -17,12 +17,27 @@ from collections.abc import Collection, Iterable, Mapping, Set
 from pathlib import Path
 from typing import Any
 
-from iscsi_helper import locking, secretmask, specs
+from iscsi_helper import access, locking, secretmask, specs
 from iscsi_helper.connection import connector_initiator, iscsi_properties
-from iscsi_helper.exception import ExportNotFound, IscsiHelperError, PersistenceError, TargetCreateFailed
+from iscsi_helper.exception import (
+    ExportInUse,
+    ExportNotFound,
+    IscsiHelperError,
+    PersistenceError,
+    TargetCreateFailed,
+)
 from iscsi_helper.fileutil import is_temp_file, sweep_temp_files
 from iscsi_helper.formats import format_provider_auth, validate_volume_name
-from iscsi_helper.model import Drift, EnsureReport, ExportRecord, ExportSpec, ExportStatus, LiveTarget, Volume
+from iscsi_helper.model import (
+    Drift,
+    EnsureReport,
+    ExportRecord,
+    ExportSpec,
+    ExportStatus,
+    LiveTarget,
+    Volume,
+    VolumeLike,
+)
 from iscsi_helper.targets.base import Progress, TargetHelper
 
 LOG = secretmask.get_logger(__name__)
@@ -33,8 +48,6 @@ class IscsiHelper(TargetHelper):
 
     #: LUN of the exported disk (chiscsi and IET count from 0; tgt from 1).
     lun: int = 0
-    #: Whether the helper restricts logins to initiators given to initialize_connection.
-    supports_acl: bool = False
     #: Records live in ``<volumes_dir>/<records_subdir>/<volume name>``.
     records_subdir: str = ""
 
@@ -88,6 +101,15 @@ class IscsiHelper(TargetHelper):
     @abc.abstractmethod
     def _withdraw(self, volume_name: str, iqn: str) -> None:
         """Stop the target and drop its persisted record; quiet when either is gone."""
+
+    def _session_count(self, iqn: str, record: ExportRecord | None,
+                       live: LiveTarget) -> int | None:
+        """Sessions logged in to the live target ``iqn``; None when the tool cannot show them.
+
+        Asked only before a change that would disturb initiators (a device
+        swap), so it may cost a tool call. Default: what the lookup showed.
+        """
+        return live.sessions
 
     def _list_records(self) -> list[ExportRecord]:
         """Every persisted export (bulk paths only); one unreadable record cannot block a restore."""
@@ -148,6 +170,17 @@ class IscsiHelper(TargetHelper):
                 removed.append(path)
         return removed
 
+    def _access_needs(self) -> list[access.Need]:
+        """Paths this helper writes in-process (a helper adds its own, e.g. IET's ietd.conf)."""
+        needs = [access.Need("volumes_dir", Path(self.conf.volumes_dir), "directory")]
+        if not self.conf.coordination_url:
+            needs.append(access.Need("[oslo_concurrency] lock_path",
+                                     Path(self.conf.oslo_concurrency.lock_path), "directory"))
+        return needs
+
+    def check_access(self) -> None:
+        access.check(self._access_needs())
+
     # ---------------------------------------------------------- operations
 
     def _desired_spec(self, volume: Volume, volume_path: str,
@@ -155,18 +188,20 @@ class IscsiHelper(TargetHelper):
         return specs.desired_spec(self.conf, volume, volume_path,
                                   record.spec if record else None, self.lun)
 
-    def create_export(self, context: Any, volume: Any, volume_path: str) -> dict[str, str]:
+    def create_export(self, context: Any, volume: VolumeLike, volume_path: str) -> dict[str, str]:
         status = self.export(volume, volume_path)
         assert status.provider_location is not None and status.spec.chap is not None
         return {"location": status.provider_location,
                 "auth": format_provider_auth(status.spec.chap)}
 
-    def export(self, volume: Any, volume_path: str) -> ExportStatus:
+    def export(self, volume: VolumeLike, volume_path: str, *, force: bool = False) -> ExportStatus:
         vol = Volume.coerce(volume)
         with locking.named_lock(self.conf, vol.name):
             record = self._read_record(vol.name)
             spec = self._desired_spec(vol, volume_path, record)
             with secretmask.handling_secrets(spec.secrets()):
+                if record is not None and record.spec.device_path != spec.device_path:
+                    self._check_device_swap(vol, spec, record, force)
                 applied = self._apply(spec, record)
                 try:
                     live = self._lookup(spec.iqn, applied)
@@ -184,6 +219,24 @@ class IscsiHelper(TargetHelper):
                 LOG.info("Exported volume %s as %s (tid %s)", vol.id, spec.iqn, live.tid)
                 return ExportStatus(spec, live)
 
+    def _check_device_swap(self, volume: Volume, spec: ExportSpec, record: ExportRecord,
+                           force: bool) -> None:
+        """Refuse (unless ``force``) to swap the device of an export initiators use."""
+        connected = []
+        if record.spec.initiators:
+            connected.append("access granted to " + ", ".join(record.spec.initiators))
+        live = self._lookup(record.spec.iqn, record)
+        sessions = self._session_count(record.spec.iqn, record, live) if live else 0
+        if sessions:
+            connected.append(f"{sessions} session(s) logged in")
+        if not connected:
+            return
+        refusal = ExportInUse(volume_id=volume.id, connected="; ".join(connected),
+                              new=spec.device_path, old=record.spec.device_path)
+        if not force:
+            raise refusal
+        LOG.warning("Forced: %s", refusal)
+
     def _undo(self, spec: ExportSpec, previous: ExportRecord | None,
               applied: ExportRecord) -> None:
         """Best effort return to ``previous`` after a create that half-happened."""
@@ -195,7 +248,7 @@ class IscsiHelper(TargetHelper):
         except IscsiHelperError as err:
             LOG.error("Could not undo the export of %s: %s", spec.volume_id, err)
 
-    def ensure_export(self, context: Any, volume: Any, volume_path: str) -> None:
+    def ensure_export(self, context: Any, volume: VolumeLike, volume_path: str) -> None:
         vol = Volume.coerce(volume)
         with locking.named_lock(self.conf, vol.name):
             record = self._read_record(vol.name)
@@ -205,7 +258,7 @@ class IscsiHelper(TargetHelper):
                 if not self._already_applied(spec, record, live):
                     self._apply(spec, record)
 
-    def ensure_exports(self, context: Any, volumes: Iterable[tuple[Any, str]],
+    def ensure_exports(self, context: Any, volumes: Iterable[tuple[VolumeLike, str]],
                        progress: Progress | None = None) -> EnsureReport:
         """One listing of the target, then one apply per export that is missing or differs."""
         todo = list(volumes)
@@ -226,7 +279,9 @@ class IscsiHelper(TargetHelper):
             found = {name: self._read_record(validate_volume_name(name)) for name in volume_names}
             missing = [name for name, record in found.items() if record is None]
             if missing and not missing_ok:
-                raise ExportNotFound(volume=", ".join(missing))
+                # Named by id, as the caller (the CLI) named them: the names are ours.
+                raise ExportNotFound(volume=", ".join(
+                    specs.volume_id_from_name(self.conf, name) for name in missing))
             records = [record for record in found.values() if record is not None]
         return self._ensure_all(
             [(Volume(r.spec.volume_id, r.spec.volume_name,
@@ -280,25 +335,38 @@ class IscsiHelper(TargetHelper):
             LOG.error("Could not ensure the export of volume %s: %s", volume_id, err)
             report.failed[volume_id] = str(err)
 
-    def remove_export(self, context: Any, volume: Any) -> None:
+    def remove_export(self, context: Any, volume: VolumeLike) -> None:
+        self.unexport(volume)
+
+    def unexport(self, volume: VolumeLike) -> bool:
+        """Withdraw the export; False (and nothing run) when there was neither record nor target.
+
+        Without a record, one lookup decides: a live target left by a crash
+        between stop and record removal is still withdrawn.
+        """
         vol = Volume.coerce(volume)
         iqn = specs.target_iqn(self.conf, vol.name)
         with locking.named_lock(self.conf, vol.name):
+            record = self._read_record(vol.name)
+            if record is None and self._lookup(iqn, None) is None:
+                LOG.info("Volume %s has no export to remove (%s)", vol.id, iqn)
+                return False
             self._withdraw(vol.name, iqn)
         LOG.info("Removed the export of volume %s (%s)", vol.id, iqn)
+        return True
 
     def validate_connector(self, connector: Mapping[str, Any]) -> bool:
         connector_initiator(connector)
         return True
 
-    def initialize_connection(self, volume: Any, connector: Mapping[str, Any]) -> dict[str, Any]:
+    def initialize_connection(self, volume: VolumeLike, connector: Mapping[str, Any]) -> dict[str, Any]:
         vol = Volume.coerce(volume)
         properties = iscsi_properties(vol, connector, discard=self.conf.report_discard_supported)
         if self.supports_acl:
             self._set_initiator(vol, connector_initiator(connector), allowed=True)
         return {"driver_volume_type": self.conf.target_protocol, "data": properties}
 
-    def terminate_connection(self, volume: Any, connector: Mapping[str, Any],
+    def terminate_connection(self, volume: VolumeLike, connector: Mapping[str, Any],
                              **kwargs: Any) -> None:
         if self.supports_acl and connector and connector.get("initiator"):
             self._set_initiator(Volume.coerce(volume), connector_initiator(connector),
@@ -319,7 +387,7 @@ class IscsiHelper(TargetHelper):
             with secretmask.handling_secrets(record.spec.secrets()):
                 self._apply(record.spec.with_initiators(tuple(wanted)), record)
 
-    def extend_target(self, volume: Any) -> None:
+    def extend_target(self, volume: VolumeLike) -> None:
         vol = Volume.coerce(volume)
         with locking.named_lock(self.conf, vol.name):
             record = self._read_record(vol.name)
@@ -333,14 +401,14 @@ class IscsiHelper(TargetHelper):
         live_targets = self._live_view([r.spec.iqn for r in records])
         return [ExportStatus(r.spec, live_targets.get(r.spec.iqn)) for r in records]
 
-    def get_export(self, volume: Any) -> ExportStatus | None:
+    def get_export(self, volume: VolumeLike) -> ExportStatus | None:
         vol = Volume.coerce(volume)
         record = self._read_record(vol.name)
         if record is None:
             return None
         return ExportStatus(record.spec, self._lookup(record.spec.iqn, record))
 
-    def reconcile(self, fix: bool = False) -> list[Drift]:
+    def reconcile(self, fix: bool = False, *, stop_orphans: bool = False) -> list[Drift]:
         """Compare persisted exports with the live target; with ``fix``, repair the drift.
 
         Only targets named with our ``target_prefix`` are ever considered:
@@ -364,7 +432,7 @@ class IscsiHelper(TargetHelper):
             else:
                 state = "ok" if self._live_matches(spec, live) else "differs"
             drift = Drift(name, iqn, state)
-            if fix and state != "ok":
+            if fix and state != "ok" and (stop_orphans or state != "orphan-live"):
                 drift = self._repair(drift)
             report.append(drift)
         return report
