@@ -17,6 +17,7 @@ import contextlib
 import os
 import socket
 import threading
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 from oslo_concurrency import lockutils
 from oslo_config import cfg
 
+from iscsi_helper.exception import CoordinationError, MissingDependency
 from iscsi_helper.fileutil import ensure_private_dir
 
 LOCK_PREFIX = "iscsi-helper-"
@@ -60,12 +62,28 @@ def _coordinator(url: str) -> Any:
     with _coordinators_guard:
         coordinator = _coordinators.get(key)
         if coordinator is None:
-            from tooz import coordination  # only deployments that set coordination_url need tooz
-            member = f"iscsi-helper-{socket.gethostname()}-{os.getpid()}".encode()
-            coordinator = coordination.get_coordinator(url, member)
-            coordinator.start(start_heart=True)  # the heartbeat keeps held locks from expiring
+            try:  # only deployments that set coordination_url need tooz (and its driver's client)
+                with warnings.catch_warnings():
+                    # tooz imports futurist, which imports eventlet when installed, which warns
+                    # on import that it is deprecated: not ours to act on, and not the operator's.
+                    warnings.filterwarnings("ignore", message=r"(?s).*[Ee]ventlet")
+                    from tooz import coordination
+                member = f"iscsi-helper-{socket.gethostname()}-{os.getpid()}".encode()
+                coordinator = coordination.get_coordinator(url, member)
+                coordinator.start(start_heart=True)  # the heartbeat keeps held locks from expiring
+            except ImportError as err:
+                package = (err.name or "tooz").split(".")[0]
+                raise MissingDependency(option="coordination_url", package=package,
+                                        fix="pip install 'iscsi-helper[coordination]'") from None
+            except Exception as err:  # noqa: BLE001 - tooz's errors share no base we can name here
+                raise CoordinationError(lock="(connecting)", reason=_reason(err)) from None
             _coordinators[key] = coordinator
         return coordinator
+
+
+def _reason(err: Exception) -> str:
+    """tooz's message, which names host and port but not the URL (it may carry a password)."""
+    return f"{type(err).__name__}: {err}".splitlines()[0]
 
 
 @atexit.register
@@ -84,8 +102,18 @@ def named_lock(conf: cfg.ConfigOpts, name: str) -> Iterator[None]:
     """Hold the lock called ``name`` (a volume or file name) across threads, processes and hosts."""
     url = conf.coordination_url
     if url:
-        with _coordinator(url).get_lock((LOCK_PREFIX + name).encode()):
+        lock = _coordinator(url).get_lock((LOCK_PREFIX + name).encode())
+        try:
+            acquired = lock.acquire(blocking=True)
+        except Exception as err:  # noqa: BLE001 - tooz's errors share no base we can name here
+            raise CoordinationError(lock=name, reason=_reason(err)) from None
+        if not acquired:
+            raise CoordinationError(lock=name, reason="the backend did not grant it")
+        try:
             yield
+        finally:
+            with contextlib.suppress(Exception):
+                lock.release()
         return
     with lockutils.lock(name, lock_file_prefix=LOCK_PREFIX, external=True,
                         lock_path=str(lock_dir(conf))):
