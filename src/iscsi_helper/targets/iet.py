@@ -129,6 +129,9 @@ class IetHelper(IscsiHelper):
     def _list_live(self) -> dict[str, LiveTarget]:
         return iet_proc.parse_volume(self._proc_text("volume"))
 
+    def _lookup_unrecorded(self, iqn: str) -> LiveTarget | None:
+        return self._list_live().get(iqn)  # no tid to vouch for: the proc file, as _withdraw
+
     def _session_count(self, iqn: str, record: ExportRecord | None,
                        live: LiveTarget) -> int | None:
         """From IET's session file (read whole: only before a device swap)."""

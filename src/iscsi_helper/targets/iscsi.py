@@ -102,6 +102,14 @@ class IscsiHelper(TargetHelper):
     def _withdraw(self, volume_name: str, iqn: str) -> None:
         """Stop the target and drop its persisted record; quiet when either is gone."""
 
+    def _lookup_unrecorded(self, iqn: str) -> LiveTarget | None:
+        """The live target ``iqn`` that has no record (an orphan); only rare paths ask.
+
+        Default: the lookup without a record. A helper whose lookup needs the
+        record (IET vouches for its recorded tid) looks wider.
+        """
+        return self._lookup(iqn, None)
+
     def _session_count(self, iqn: str, record: ExportRecord | None,
                        live: LiveTarget) -> int | None:
         """Sessions logged in to the live target ``iqn``; None when the tool cannot show them.
@@ -348,7 +356,7 @@ class IscsiHelper(TargetHelper):
         iqn = specs.target_iqn(self.conf, vol.name)
         with locking.named_lock(self.conf, vol.name):
             record = self._read_record(vol.name)
-            if record is None and self._lookup(iqn, None) is None:
+            if record is None and self._lookup_unrecorded(iqn) is None:
                 LOG.info("Volume %s has no export to remove (%s)", vol.id, iqn)
                 return False
             self._withdraw(vol.name, iqn)
