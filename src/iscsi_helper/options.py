@@ -63,9 +63,11 @@ HOST_OPTS: list[cfg.Opt] = [
                help="Template string to be used to generate volume names."),
     cfg.StrOpt("root_helper", default="",
                help="Command prefix used to run target tools as root, e.g. "
-                    "'sudo' or 'sudo cinder-rootwrap /etc/cinder/rootwrap.conf'. "
-                    "Empty: run them directly (the process is root). "
-                    "iscsi-helper only."),
+                    "'sudo' or 'sudo cinder-rootwrap /etc/cinder/rootwrap.conf', and "
+                    "through which the IET helper writes ietd.conf as root (mktemp, dd, "
+                    "mv, sync: see the rootwrap filters). Empty: run them directly and "
+                    "write ietd.conf in-process (the process must be root, or own "
+                    "ietd.conf's directory). iscsi-helper only."),
 ]
 
 TARGET_OPTS: list[cfg.Opt] = [
