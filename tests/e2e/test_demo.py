@@ -21,14 +21,14 @@ DEMO = textwrap.dedent("""
     from pathlib import Path
     from iscsi_helper import cli
     from iscsi_helper.lab.emulators import chiscsi as emulator
-    from iscsi_helper.lab.emulators.chiscsi.state import State
+    from iscsi_helper.lab.emulators.chiscsi import live
     from iscsi_helper.targets.chiscsi import ChiscsiHelper
 
     workdir, seen_path = Path(sys.argv[1]), Path(sys.argv[2])
     seen = {}
 
     def live_targets():
-        return sorted(r.iqn for r in State(workdir / "chiscsi-state").all_records())
+        return sorted(t.name for t in live.targets(workdir / "chiscsi-state"))
 
     real_remove = ChiscsiHelper.remove_export
     def remove_export(self, context, volume):

@@ -25,7 +25,7 @@ from . import figures
 from .conftest import IQN_PREFIX, make_device, volume
 
 CHOSEN = "Chosen-Sec-4711!"  # 16: chiscsi takes 12 to 16
-CONFIGURED = "Configured-Secret-0815#"
+CONFIGURED = "Config-Sec-0815^"  # 16, no '#': chiscsi reads '#' as a comment
 INITIATOR = "iqn.1993-08.org.debian:01:hygiene"
 
 # helper name -> predicate on an argv allowed to carry a secret (the tool has no other channel)
