@@ -47,7 +47,7 @@ from typing import Any, NoReturn
 
 from oslo_config import cfg
 
-from iscsi_helper import __version__, options, registry, secretmask
+from iscsi_helper import __version__, options, registry, secretmask, specs
 from iscsi_helper.clisupport import (
     EXIT_BROKEN_PIPE,
     EXIT_FAILED,
@@ -140,11 +140,7 @@ class Invocation:
 
     def volume_id_of(self, volume_name: str) -> str:
         """The id a volume name was built from (``volume_name_template``); the name if it was not."""
-        head, _, tail = self.conf.volume_name_template.partition("%s")
-        if (volume_name.startswith(head) and volume_name.endswith(tail)
-                and len(volume_name) > len(head) + len(tail)):
-            return volume_name[len(head):len(volume_name) - len(tail)]
-        return volume_name
+        return specs.volume_id_from_name(self.conf, volume_name)
 
     @property
     def as_json(self) -> bool:
