@@ -222,9 +222,14 @@ def test_logging_options_anywhere_with_timestamps_and_without_plugin_noise(cli, 
     assert cli.run("list", "--log-file", str(log)).stderr == "", "the log file, not the terminal"
 
 
-def test_a_reader_that_stops_early_ends_the_command_quietly(cli, device):
-    for n in range(40):
-        cli.run("export", str(n), device)
+def test_a_reader_that_stops_early_ends_the_command_quietly(cli, device, tmp_path):
+    # More than a pipe holds (64 KiB): the command is still writing when head leaves.
+    from iscsi_helper import options, registry
+    helper = registry.get_helper(options.new_config(overrides={
+        "target_helper": "fake", "state_path": str(tmp_path / "state"),
+        "oslo_concurrency.lock_path": str(tmp_path / "locks"), "target_ip_address": "127.0.0.1"}))
+    for n in range(1200):
+        helper.export({"id": str(n), "name": f"volume-{n}"}, device)
     script = f"{' '.join(map(repr, [console_script(), *cli.base]))} list -l | head -1"
     done = subprocess.run(["bash", "-o", "pipefail", "-c", script], capture_output=True, text=True,
                           timeout=120)

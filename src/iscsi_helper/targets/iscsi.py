@@ -233,8 +233,13 @@ class IscsiHelper(TargetHelper):
         connected = []
         if record.spec.initiators:
             connected.append("access granted to " + ", ".join(record.spec.initiators))
-        live = self._lookup(record.spec.iqn, record)
-        sessions = self._session_count(record.spec.iqn, record, live) if live else 0
+        try:
+            live = self._lookup(record.spec.iqn, record)
+            sessions = self._session_count(record.spec.iqn, record, live) if live else 0
+        except IscsiHelperError as err:  # unknown is not "nobody": nothing is changed
+            raise TargetCreateFailed(volume_id=volume.id, reason=(
+                f"cannot tell whether initiators use it before changing its device: {err}"
+            )) from None
         if sessions:
             connected.append(f"{sessions} session(s) logged in")
         if not connected:
