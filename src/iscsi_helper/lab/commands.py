@@ -10,6 +10,8 @@ nothing heavy: a command's modules load only when it runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import shlex
@@ -27,7 +29,15 @@ _EMULATORS = {  # name -> (state variable, the state sub-directory its wire daem
 def _run_demo(args: argparse.Namespace) -> int:
     from iscsi_helper.lab import demo
 
-    return demo.run(Path(args.workdir) if args.workdir else None)
+    workdir = Path(args.workdir) if args.workdir else None
+    if not getattr(args, "json", False):
+        return demo.run(workdir)
+    # --json: the story is one JSON document (its lines, and whether every step worked).
+    told = io.StringIO()
+    with contextlib.redirect_stdout(told):
+        status = demo.run(workdir)
+    print(json.dumps({"ok": status == 0, "lines": told.getvalue().splitlines()}, indent=2))
+    return status
 
 
 def _print(args: argparse.Namespace, data: dict[str, object], text: str) -> None:
