@@ -204,3 +204,11 @@ def test_a_dead_writers_temp_file_beside_ietd_conf_is_swept_as_root(base, broker
     cli.run("reconcile", "--fix")
     assert not left.exists()
     assert ["rm", "-f", str(left)] in [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def test_a_cinder_conf_it_cannot_read_is_one_line(base):
+    conf = base / "cinder.conf"
+    conf.write_text("[DEFAULT]\ntarget_helper = fake\n")
+    conf.chmod(0o600 if AS_ROOT else 0o000)
+    line = one_line(user_cli("--config-file", str(conf)).run("list", expect=2))
+    assert f"cannot read {conf}: permission denied" in line
