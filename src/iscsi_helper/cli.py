@@ -136,6 +136,7 @@ class Invocation:
 
     def volume(self, volume_id: str) -> Volume:
         volume_id = validate_volume_id(volume_id)
+        self.helper  # noqa: B018 - the helper checks the configuration (volume_name_template) first
         return Volume(volume_id, self.conf.volume_name_template % volume_id)
 
     def volume_id_of(self, volume_name: str) -> str:

@@ -135,10 +135,16 @@ _DATE = "%Y-%m-%d %H:%M:%S"
 
 
 class _PlainFormatter(logging.Formatter):
-    """``iscsi-helper: warning: ...``: the terminal's default, like the error line."""
+    """``iscsi-helper: warning: ...``: the terminal's default, like the error line.
+
+    A record of level ERROR is context, not the verdict: it reads ``logged
+    error:``, so the one line that starts ``iscsi-helper: error:`` stays the
+    command's own (scripts and people look for that one).
+    """
 
     def format(self, record: logging.LogRecord) -> str:
-        return f"{PROG}: {record.levelname.lower()}: {record.getMessage()}"
+        level = "logged error" if record.levelno >= logging.ERROR else record.levelname.lower()
+        return f"{PROG}: {level}: {record.getMessage()}"
 
 
 def setup_logging(*, debug: bool, verbose: int, log_file: str | None) -> None:

@@ -77,3 +77,21 @@ def test_an_unexpected_error_shows_its_traceback_only_with_debug(monkeypatch, ca
     assert cli.main(["--target-helper", "fake", "list", "--debug"]) == 1
     loud = capsys.readouterr().err
     assert "Traceback (most recent call last)" in loud and "RuntimeError: surprise" in loud
+
+
+def test_log_records_never_read_like_the_one_error_line(capsys):
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        clisupport.setup_logging(debug=False, verbose=0, log_file=None)
+        log = logging.getLogger("iscsi_helper.test")
+        log.warning("careful")
+        log.error("could not undo")
+        log.info("quiet by default")
+        assert capsys.readouterr().err.splitlines() == [
+            "iscsi-helper: warning: careful", "iscsi-helper: logged error: could not undo"]
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
