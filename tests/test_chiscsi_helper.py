@@ -27,7 +27,7 @@ import pytest
 from iscsi_helper import options, registry
 from iscsi_helper.adapters.iscsictl import LOCK_REFUSAL, parse_details, parse_summaries
 from iscsi_helper.codecs import chiscsi as codec
-from iscsi_helper.exception import InvalidInput, TargetCreateFailed
+from iscsi_helper.exception import InvalidInput, Refused, TargetCreateFailed
 from iscsi_helper.executor import CommandResult, Executor
 from iscsi_helper.formats import ChapCredentials, Portal
 from iscsi_helper.lab.emulators import chiscsi as emulator
@@ -255,11 +255,12 @@ REFUSED = [
      "BLK class"),
     ("zero-size", lambda env: (vol(1), disk(env, "a", size=0)), {}, "size 0"),
     ("taken-device", lambda env: (vol(1), disk(env, "kept")), {}, "already exported by volume-5"),
+    # Every helper refuses it now, as no initiator could dial it (issue 13).
     ("all-zero-portal", lambda env: (vol(1), disk(env, "a")), {"target_ip_address": "0.0.0.0"},
-     "all-zero"),
+     "unspecified address"),
     # A valid EUI name is upper-case hex: chiscsi would lower-case it and never find it again.
     ("upper-case-iqn", lambda env: ({"id": "1", "name": "1"}, disk(env, "a")),
-     {"target_prefix": "eui.02004567A425678"}, "lower-cases"),
+     {"target_prefix": "eui.02004567A425678", "volume_name_template": "%s"}, "lower-cases"),
 ]
 
 
@@ -270,7 +271,7 @@ def test_values_chiscsi_refuses_are_refused_before_anything_is_written(env, case
     volume, device = make(env)
     snapshot = {p: p.read_bytes() for p in (env / "state").rglob("*") if p.is_file()}
     calls: list[tuple[str, ...]] = []
-    with pytest.raises(InvalidInput) as raised:
+    with pytest.raises(Refused) as raised:
         make_target(env, calls, **overrides).create_export(None, volume, device)
     assert rule in str(raised.value)
     assert calls == [], "nothing reached iscsictl"
@@ -318,7 +319,9 @@ def test_iscsictl_calls_per_create_and_remove_do_not_grow_with_exports(env, exis
     assert sorted(report.started) == sorted(n.removeprefix("volume-") for n in stopped)
     assert len(report.unchanged) == existing - len(stopped)
     assert calls[0][1:] == ("-c", "target=ALL")
-    assert len(calls) == len(stopped) + 1, "one listing plus one start per missing export"
+    assert calls[-1][1:] == ("-c", "target=ALL")
+    assert len(calls) == len(stopped) + 2, ("one listing, one start per missing export, and one "
+                                            "listing to confirm they are live")
 
 
 # ------------------------------------------------------------ CxtAdm's files
@@ -519,7 +522,10 @@ def test_restore_past_the_listing_cut_starts_only_what_is_missing_and_duplicates
     starts = [c for c in calls if c[1] == "-S"]
     assert sorted(c[2] for c in starts) == sorted(f"target={prefix}volume-{n}" for n in stopped)
     lookups = [c for c in calls if c[1] == "-c"]
-    assert lookups[0][2] == "target=ALL" and 1 < len(lookups) <= 3, "one listing, then batches"
+    # Two views, each one listing then batches by name past the cut: one to see what is
+    # missing, one to confirm that what was started is live.
+    alls = [n for n, c in enumerate(lookups) if c[2] == "target=ALL"]
+    assert len(alls) == 2 and alls[0] == 0 and 2 < len(lookups) <= 6, lookups
     every = parse_details(iscsictl("-c", "target=" + ",".join(
         f"{prefix}volume-{n}" for n in range(count)))[1])
     assert all(every[f"{prefix}volume-{n}"] is not None for n in range(count))

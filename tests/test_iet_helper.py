@@ -335,7 +335,8 @@ def test_restore_after_ietd_reloaded_the_conf_calls_nothing_and_keeps_ops_consta
                         lambda self: proc_reads.append("volume") or original(self))
     calls.clear()
     make_target(env, calls).remove_export(None, vol(3))
-    assert ietadm_ops(calls) == ["show tid user IncomingUser", "delete tid lun", "delete tid"]
+    assert ietadm_ops(calls) == ["show tid user IncomingUser", "delete tid lun", "delete tid",
+                                 "show tid user IncomingUser"]  # gone? (the exit code is no proof)
     assert f"--tid={live['volume-3']}" in calls[-1] and proc_reads == []
     assert f"name:{PREFIX}volume-3" not in proc_volume(env)
     assert f"name:{PREFIX}volume-2" in proc_volume(env)
@@ -361,7 +362,8 @@ def test_ensure_finishes_a_half_created_target_lun_exists_239(env):
                       "new tid Name",  # 234: the name exists (the proc file says where)
                       "show tid user IncomingUser",  # account absent
                       "new tid user IncomingUser",  # the one call with the secret
-                      "new tid lun Path"]  # 239: LUN 0 is there
+                      "new tid lun Path",  # 239: LUN 0 is there
+                      "show tid user IncomingUser"]  # confirm: live and ours now
 
 
 def test_ensure_finishes_a_target_killed_between_account_and_lun(env):
@@ -377,7 +379,8 @@ def test_ensure_finishes_a_target_killed_between_account_and_lun(env):
     assert [lun["path"] for lun in emulator(env).load_target(tid)["luns"]] == [dev]
     assert ietadm_ops(calls) == ["show tid user IncomingUser",  # lookup: ours, LUN unknown
                                  "show tid user IncomingUser",  # realise: ours
-                                 "new tid lun Path"]  # the LUN, back
+                                 "new tid lun Path",  # the LUN, back
+                                 "show tid user IncomingUser"]  # confirm
     assert make_target(env).reconcile()[0].state == "ok"
 
 
@@ -494,7 +497,8 @@ def test_ietadm_calls_per_create_and_remove_do_not_grow_with_exports(env, existi
     calls.clear()
     target.remove_export(None, vol(1))
     assert ietadm_ops(calls) == ["show tid user IncomingUser",  # is the recorded tid ours?
-                                 "delete tid lun", "delete tid"]
+                                 "delete tid lun", "delete tid",
+                                 "show tid user IncomingUser"]  # gone? (exit codes are no proof)
     assert proc_reads == [], "no single-export operation reads the proc file"
 
 

@@ -90,11 +90,13 @@ def edit(path: str, old: str, new: str) -> Edit:
 ISCSI = "src/iscsi_helper/targets/iscsi.py"
 SPECS = "src/iscsi_helper/specs.py"
 CHISCSI = "src/iscsi_helper/targets/chiscsi.py"
+CHISCSI_CODEC = "src/iscsi_helper/codecs/chiscsi.py"
 IET = "src/iscsi_helper/targets/iet.py"
 IETD_CONF = "src/iscsi_helper/codecs/ietd_conf.py"
 TGT = "src/iscsi_helper/targets/tgt.py"
 FORMATS = "src/iscsi_helper/formats.py"
 DEVICE = "src/iscsi_helper/devices.py"
+CONFCHECK = "src/iscsi_helper/confcheck.py"
 
 GUARANTEES: list[Mutation] = [
     Mutation(
@@ -133,7 +135,7 @@ GUARANTEES: list[Mutation] = [
     Mutation(
         "chiscsi-mutual-secret-not-written",
         "chiscsi's target file carries the mutual (target) secret",
-        (edit(CHISCSI, "        if spec.target_chap:\n            lines.append(f'\\tAuth_CHAP_Target=",
+        (edit(CHISCSI_CODEC, "        if spec.target_chap:\n            lines.append(f'\\tAuth_CHAP_Target=",
               "        if False:\n            lines.append(f'\\tAuth_CHAP_Target="),),
         ((BEHAVIOUR, "mutual_chap and chiscsi"), (HYGIENE, "chiscsi"))),
     Mutation(
@@ -145,10 +147,10 @@ GUARANTEES: list[Mutation] = [
     Mutation(
         "chiscsi-no-immediate-rollback",
         "a failed iscsictl -S rolls back at once (the target file is put back)",
-        (edit(CHISCSI, "            if old_text is None:\n                remove_file(path)\n"
-                       "            elif new_text != old_text:\n"
-                       "                atomic_write(path, old_text, mode=0o600)\n",
-              "            pass\n"),),
+        (edit(CHISCSI, "                if old_text is None:\n                    remove_file(path)\n"
+                       "                elif new_text != old_text:\n"
+                       "                    atomic_write(path, old_text, mode=0o600)\n",
+              "                pass\n"),),
         ((CRASH, "chiscsi and create"),)),
     Mutation(
         "iet-ietd-conf-not-put-back",
@@ -182,8 +184,9 @@ GUARANTEES: list[Mutation] = [
         "create-unverified-left-behind",
         "a create whose verification fails leaves nothing behind",
         (edit(ISCSI, "                except IscsiHelperError:\n"
-                     "                    # Unverified is not done: the caller will treat the export as\n"
-                     "                    # failed, so it must not stay behind, live and recorded.\n"
+                     "                    # Unconfirmed is not done: the caller treats the export as "
+                     "failed,\n"
+                     "                    # so it must not stay behind, live and recorded.\n"
                      "                    self._undo(spec, record, applied)\n"
                      "                    raise\n",
               "                except IscsiHelperError:\n                    raise\n"),),
@@ -210,14 +213,16 @@ GUARANTEES: list[Mutation] = [
     Mutation(
         "device-checked-after-touching",
         "bad input is refused before any file or target is touched",
-        (edit(SPECS, "    device = validate_device_path(volume_path)\n",
-              "    device = volume_path\n"),),
+        (edit(SPECS, "    device = validate_device_path(volume_path, own_state)\n",
+              "    device = volume_path\n"),
+         edit(ISCSI, "        validate_device_path(volume_path, self._own_state())\n",
+              "        pass\n")),
         ((BEHAVIOUR, "rejected_input and chiscsi"),)),
     Mutation(
         "secret-file-world-readable",
         "files holding CHAP secrets are mode 0600",
-        (edit(CHISCSI, "            atomic_write(path, new_text, mode=0o600)\n        try:\n",
-              "            atomic_write(path, new_text, mode=0o644)\n        try:\n"),),
+        (edit(CHISCSI, "                atomic_write(path, new_text, mode=0o600)\n            try:\n",
+              "                atomic_write(path, new_text, mode=0o644)\n            try:\n"),),
         ((HYGIENE, "chiscsi"),)),
     Mutation(
         "write-without-fsync",
@@ -228,8 +233,9 @@ GUARANTEES: list[Mutation] = [
     Mutation(
         "chiscsi-lookup-lists-all",
         "constant cost: chiscsi's create/remove never list all targets",
-        (edit(CHISCSI, 'self.executor.run(TOOL, "-c", f"target={iqn}", ok_codes=range(256))',
-              'self.executor.run(TOOL, "-c", "target=ALL", ok_codes=range(256))'),),
+        (edit(CHISCSI, "        detail = self.tool.show([iqn])[iqn]\n"
+                       "        return _live(iqn, detail) if detail is not None else None\n",
+              "        return self._list_live().get(iqn)\n"),),
         (("tests/test_constant_cost.py", "create_and_remove and chiscsi"),)),
     Mutation(
         "create-forgets-stored-credentials",
@@ -239,24 +245,25 @@ GUARANTEES: list[Mutation] = [
     Mutation(
         "volume-lock-not-inter-process",
         "concurrent: every state change holds a per-volume inter-process lock",
-        (edit("src/iscsi_helper/locking.py", "lock_file_prefix=LOCK_PREFIX, external=True,",
-              "lock_file_prefix=LOCK_PREFIX, external=False,"),),
+        (edit("src/iscsi_helper/locking.py",
+              "                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n",
+              "                pass\n"),),
         ((BEHAVIOUR, "two_processes and fake"), (CONCURRENCY, "eight_processes and fake"))),
     Mutation(
         "distributed-lock-off",
         "concurrent across hosts: coordination_url locks are shared",
         (edit("src/iscsi_helper/locking.py",
-              "        with _coordinator(url).get_lock((LOCK_PREFIX + name).encode()):\n",
-              "        with contextlib.nullcontext():\n"),),
+              "        if not lock.acquire(blocking=timeout):\n", "        if not True:\n"),
+         edit("src/iscsi_helper/locking.py", "            lock.release()\n", "            pass\n")),
         ((CONCURRENCY, "cannot_interleave"),)),
     Mutation(
         "cli-invalid-input-exits-1",
         "exit code 2 for bad usage or invalid input",
         (edit("src/iscsi_helper/cli.py",
-              "    except (InvalidInput, InvalidConfiguration) as err:\n"
+              "    except Refused as err:  # nothing was touched: the input or configuration must change\n"
               "        print(f\"iscsi-helper: error: {err}\", file=sys.stderr)\n"
               "        return EXIT_USAGE\n",
-              "    except (InvalidInput, InvalidConfiguration) as err:\n"
+              "    except Refused as err:  # nothing was touched: the input or configuration must change\n"
               "        print(f\"iscsi-helper: error: {err}\", file=sys.stderr)\n"
               "        return EXIT_FAILED\n"),),
         (("tests/unit/test_cli.py", ""),)),
@@ -383,6 +390,44 @@ CORPUS: list[Mutation] = [
          ["dev-missing", "dev-dangling-link"], ["device path-0"]),
     rule("device-file-or-block", DEVICE, "    if not (stat.S_ISREG(mode) or stat.S_ISBLK(mode)):\n",
          "    if False:\n", ["dev-directory", "dev-char-device"], ["device path-1"]),
+    # issue 13
+    rule("device-kernel-view", DEVICE, "    for root in _KERNEL_VIEWS:\n", "    for root in ():\n",
+         ["dev-proc-environ", "dev-sys"]),
+    rule("device-own-state", DEVICE, "    for own in own_state:\n", "    for own in ():\n",
+         ["dev-ietd-conf", "dev-chiscsi-conf", "dev-record", "dev-lock-file"]),
+    rule("volume-name-from-template", SPECS, "    if template_id(conf, name) is None:\n",
+         "    if False:\n", ["name-not-template"]),
+    rule("portal-unicast", FORMATS,
+         "    if problem:\n        raise InvalidInput(field=field, value=_show(ip),\n",
+         "    if False:\n        raise InvalidInput(field=field, value=_show(ip),\n",
+         ["ip-unspecified", "ip-unspecified-v6", "ip-multicast", "ip-multicast-v6", "ip-broadcast",
+          "ip-reserved", "secondary-multicast"]),
+    rule("decimal-digits", FORMATS,
+         "    if isinstance(text, str) and text.isascii() and text.isdigit():\n",
+         "    if isinstance(text, str):\n",
+         ["loc-lun-negative", "loc-lun-underscore", "loc-tid-underscore", "loc-lun-arabic-digit",
+          "loc-tid-fullwidth-digit", "loc-port-plus"]),
+    rule("initiator-ascii", FORMATS, "    if not name.isascii():\n", "    if False:\n",
+         ["initiator-non-ascii"]),
+    rule("option-values", CONFCHECK,
+         "            _read(conf, opt, None if group == \"DEFAULT\" else group)\n",
+         "            pass\n",
+         ["conf-port-65536", "conf-port-abc", "conf-timeout-zero", "conf-iotype-bogus",
+          "conf-chap-maybe", "conf-protocol-bogus"]),
+    rule("option-finite", CONFCHECK,
+         "    if isinstance(opt, cfg.FloatOpt) and value is not None and not math.isfinite(value):\n",
+         "    if False:\n", ["conf-timeout-nan", "conf-timeout-inf", "conf-lock-timeout-nan"]),
+    rule("option-reference", CONFCHECK,
+         "    except (cfg.NoSuchOptError, cfg.TemplateSubstitutionError):\n",
+         "    except ZeroDivisionError:\n", ["conf-dollar", "conf-secret-dollar"]),
+    rule("template-one-s", CONFCHECK,
+         "    if template.count(\"%s\") != 1 or template.count(\"%\") != 1:\n", "    if False:\n",
+         ["conf-template-no-s", "conf-template-two", "conf-template-percent-d"]),
+    rule("template-valid-names", CONFCHECK, "        validate_volume_name(template % _SAMPLE_ID)\n",
+         "        pass\n", ["conf-template-dotdot", "conf-template-slash"]),
+    rule("path-kind", CONFCHECK,
+         "        if kind == \"directory\" and not os.path.isdir(path):\n", "        if False:\n",
+         ["conf-volumes-dir-file", "conf-lock-path-file"]),
 ]
 
 MUTATIONS = GUARANTEES + CORPUS
@@ -462,7 +507,7 @@ def run_check(root: Path, check: Check) -> Outcome:
 
 
 #: a line of the hostile test's failure message: "<case id>-<operation>: <what went wrong>"
-CASE_KEY = re.compile(r"^E?\s*([a-z0-9-]+)-(?:create|ensure|remove): ", re.M)
+CASE_KEY = re.compile(r"^E?\s*([a-z0-9-]+)-(?:create|ensure|remove|connect): ", re.M)
 
 
 def failed_cases(output: str) -> set[str]:

@@ -4,10 +4,12 @@ Exit codes are a contract for scripts:
 
 * 0 success;
 * 1 the operation failed (``reconcile``: drift is left; ``ensure``: an
-  export could not be brought back);
+  export could not be brought back); once a change had begun, the error
+  line says what state was left (and ``state_left`` in the JSON error);
 * 2 bad usage, or input or configuration refused before anything was
-  touched (a bad value, an unreadable file, a path this user cannot write,
-  a device swap under connected initiators without ``--force``);
+  touched (:class:`~iscsi_helper.exception.Refused`: a bad value, an
+  unreadable file, a path this user cannot write, a device swap under
+  connected initiators without ``--force``);
 * 3 no such export (``show``, ``connection-info``, ``disconnect``,
   ``ensure VOLUME_ID``); ``unexport`` of a volume with no export is not
   an error: it says so and exits 0;
@@ -327,13 +329,15 @@ def _reconcile(run: Invocation) -> int:
     helper = run.changing() if fix and not dry_run else run.helper
     drifts = helper.reconcile(fix=fix and not dry_run, stop_orphans=stop_orphans)
     rows = [{"volume_id": run.volume_id_of(d.volume_name), "volume_name": d.volume_name,
-             "iqn": d.iqn, "state": d.state,
+             "iqn": d.iqn, "state": d.state, "fields": list(d.fields),
              "action": _fix_action(d, stop_orphans) if fix else None,
              "dry_run": bool(fix and dry_run), "fixed": d.fixed, "error": d.error}
             for d in drifts]
 
     def line(r: dict[str, Any]) -> str:
         text = f"{r['state']:13} {r['volume_id']}"
+        if r["fields"]:
+            text += f" [{', '.join(r['fields'])}]"
         if r["state"] == "orphan-live" and fix and r["action"] is None:
             text += " (left running: add --stop-orphans to stop it)"
         elif r["dry_run"] and r["action"]:
@@ -426,8 +430,9 @@ COMMANDS: tuple[Command, ...] = (
     Command("disconnect", "Revoke the access connection-info granted an initiator "
                           "(Cinder's terminate_connection).", _disconnect, _initiator_args),
     Command("reconcile", "Compare persisted exports with the live target: ok, missing-live, "
-                         "differs, orphan-live (only targets named with target_prefix are "
-                         "considered).", _reconcile, _reconcile_args),
+                         "differs [the fields that differ], orphan-live, foreign-file (only "
+                         "targets named with target_prefix are considered).",
+            _reconcile, _reconcile_args),
     Command("helpers", "List the registered target helpers.", _helpers),
 )
 

@@ -19,12 +19,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from iscsi_helper import secretmask
-from iscsi_helper.exception import (
-    ExportNotFound,
-    InvalidConfiguration,
-    InvalidInput,
-    IscsiHelperError,
-)
+from iscsi_helper.exception import ExportNotFound, IscsiHelperError, Refused
 
 #: The exit-code contract (README, "Command line"; the CLI docstring).
 EXIT_OK = 0
@@ -35,7 +30,7 @@ EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `ls | head -1`'s ls
 
 #: Errors raised before anything was touched: the input or configuration must change.
-REFUSED: tuple[type[IscsiHelperError], ...] = (InvalidInput, InvalidConfiguration)
+REFUSED: tuple[type[IscsiHelperError], ...] = (Refused,)
 
 #: Python packages an optional feature needs -> how to get them.
 INSTALL_FIXES: dict[str, str] = {

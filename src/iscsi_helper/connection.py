@@ -12,19 +12,27 @@ from collections.abc import Mapping
 from typing import Any
 
 from iscsi_helper.exception import ExportNotFound, InvalidConnector, InvalidInput
-from iscsi_helper.formats import ProviderLocation, parse_geometry, parse_provider_auth, validate_iscsi_name
+from iscsi_helper.formats import (
+    ProviderLocation,
+    normalize_initiator_name,
+    parse_geometry,
+    parse_provider_auth,
+)
 from iscsi_helper.model import Volume
 
 
 def connector_initiator(connector: Mapping[str, Any]) -> str:
-    """The initiator IQN of a connector, validated; InvalidConnector otherwise."""
+    """The initiator's iSCSI name of a connector, in its one spelling (RFC 3722 case folding).
+
+    InvalidConnector when there is none or it is not an iSCSI name.
+    """
     if not isinstance(connector, Mapping):
         raise InvalidConnector(reason="expected a mapping such as os-brick's connector properties")
     initiator = connector.get("initiator")
     if not initiator:
         raise InvalidConnector(reason="an iSCSI connector must carry the initiator's IQN in 'initiator'")
     try:
-        return validate_iscsi_name(str(initiator), "initiator name")
+        return normalize_initiator_name(str(initiator), "initiator name")
     except InvalidInput as err:  # -> the connector-specific error type
         raise InvalidConnector(reason=str(err).rstrip(".")) from None
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterable
 
 from iscsi_helper.exception import InvalidInput
 
@@ -19,10 +20,24 @@ from iscsi_helper.exception import InvalidInput
 _FORBIDDEN = {",": "a comma", '"': "a double quote", "\n": "a newline",
               "\r": "a carriage return", "\x00": "a NUL byte", "=": "'='",
               "#": "'#'", "\\": "a backslash"}
+#: Kernel views, never storage: a "device" there would export process memory
+#: or environment (``/proc/self/environ``) to any initiator.
+_KERNEL_VIEWS = ("/proc", "/sys")
 
 
-def validate_device_path(path: str) -> str:
-    """An absolute path to an existing regular file or block device, safe in any target format."""
+def _within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def validate_device_path(path: str, own_state: Iterable[str] = ()) -> str:
+    """An absolute path to an existing regular file or block device, safe in any target format.
+
+    ``own_state`` names the paths of our own state (record directories,
+    ietd.conf, chiscsi.conf, the lock directory): a device that is one of
+    them, or lies below one, is refused, as is anything under /proc or
+    /sys. Exporting ietd.conf would hand every CHAP secret on the node to
+    any initiator. Paths are compared after symlinks are resolved.
+    """
     if not isinstance(path, str) or not path:
         raise InvalidInput(field="device path", value=repr(path), reason="must be a non-empty path")
     for char, name in _FORBIDDEN.items():
@@ -47,6 +62,15 @@ def validate_device_path(path: str) -> str:
     if not (stat.S_ISREG(mode) or stat.S_ISBLK(mode)):
         raise InvalidInput(field="device path", value=repr(path),
                            reason="is neither a regular file nor a block device")
+    real = os.path.realpath(path)
+    for root in _KERNEL_VIEWS:
+        if _within(real, root):
+            raise InvalidInput(field="device path", value=repr(path),
+                               reason=f"is under {root}, a kernel view, not storage")
+    for own in own_state:
+        if own and _within(real, os.path.realpath(own)):
+            raise InvalidInput(field="device path", value=repr(path),
+                               reason=f"is iscsi-helper's own state ({own}), not a volume")
     return path
 
 

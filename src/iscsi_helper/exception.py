@@ -11,11 +11,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from iscsi_helper import secretmask
+
 
 class IscsiHelperError(Exception):
-    """Base of every error raised on purpose by iscsi-helper."""
+    """Base of every error raised on purpose by iscsi-helper.
+
+    The message is masked when the error is made: every secret the
+    operation has declared (:mod:`iscsi_helper.secretmask`) is replaced by
+    ``***``, whatever characters it holds, so no caller can log it.
+    """
 
     template: str = "An unknown iscsi-helper error occurred."
+    #: What the failed operation left behind, once it had begun changing
+    #: things (see :meth:`leaving`); None: nothing was changed, or not known.
+    state_left: str | None = None
 
     def __init__(self, message: str | None = None, **fields: Any) -> None:
         self.fields = fields
@@ -24,14 +34,31 @@ class IscsiHelperError(Exception):
                 message = self.template % fields
             except (KeyError, TypeError, ValueError):
                 message = f"{self.template} {fields!r}"
-        self.message = message
-        super().__init__(message)
+        self.message = secretmask.mask(message)
+        super().__init__(self.message)
 
     def __str__(self) -> str:
         return self.message
 
+    def leaving(self, state: str) -> IscsiHelperError:
+        """Say, on the same line, what the operation left (the caller re-raises ``self``).
 
-class InvalidInput(IscsiHelperError):
+        An operation that fails after its first change cannot promise
+        "nothing was changed"; the one line an operator reads then says
+        what is there now, and that ``reconcile`` settles it.
+        """
+        if self.state_left is None:
+            self.state_left = state
+            self.message = secretmask.mask(f"{self.message.rstrip('. ')}; state left: {state}")
+            self.args = (self.message,)
+        return self
+
+
+class Refused(IscsiHelperError):
+    """Input or configuration refused before any lock, file or tool was touched (CLI exit 2)."""
+
+
+class InvalidInput(Refused):
     """A value supplied by the caller cannot be used; nothing was changed."""
 
     template = "Invalid %(field)s %(value)s: %(reason)s."
@@ -41,7 +68,7 @@ class InvalidConnector(InvalidInput):
     template = "Invalid connector: %(reason)s."
 
 
-class InvalidConfiguration(IscsiHelperError):
+class InvalidConfiguration(Refused):
     template = "Invalid configuration: %(reason)s."
 
 
@@ -69,6 +96,22 @@ class ExportInUse(InvalidInput):
     template = ("Volume %(volume_id)s is connected (%(connected)s): exporting %(new)s instead of "
                 "%(old)s would swap the disk under it; disconnect first, or force it "
                 "(iscsi-helper export --force)")
+class OperationFailed(IscsiHelperError):
+    """A failure after the operation's first change that no narrower type names.
+
+    A value refused after the first change (say a tool's output that does
+    not parse) is no longer "invalid input, nothing was changed": it
+    becomes this, with the state left said on the same line.
+    """
+
+    template = "%(operation)s failed after it had begun: %(reason)s"
+
+
+class LockTimeout(IscsiHelperError):
+    """Another process held a lock for longer than ``lock_timeout``; nothing was changed."""
+
+    template = ("Gave up after %(waited).1f s waiting for lock %(lock)s, held by another "
+                "process (option lock_timeout); nothing was changed")
 
 
 class ExportNotFound(IscsiHelperError):

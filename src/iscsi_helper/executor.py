@@ -10,15 +10,15 @@ ever on a command line).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-
-from oslo_concurrency import processutils
 
 from iscsi_helper import exception, secretmask
 
@@ -40,6 +40,21 @@ class CommandResult:
     stderr: str
 
 
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the tool and everything it started (its own process group), then reap it."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        # Gone already, or a root helper's process we may not signal: at least the child.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            proc.kill()
+    proc.wait()
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                pipe.close()
+
+
 @dataclass
 class Executor:
     """Runs commands; shared by all helpers of one process.
@@ -47,6 +62,14 @@ class Executor:
     ``root_helper`` is a command prefix (split like a shell would); empty
     runs the tool directly. ``observers`` see each argv as it will be
     executed, root helper included.
+
+    Each tool runs in a process group of its own, so a tool that outlives
+    ``timeout`` is killed together with every process it started (a shell
+    wrapper's children would otherwise keep running, and keep our pipes
+    open). The executor logs each command itself, with every secret the
+    call declares (and every secret the operation declared) masked by
+    value before the argv is quoted or joined: a masker that works on the
+    quoted text misses a secret holding a quote.
     """
 
     root_helper: str = ""
@@ -64,7 +87,8 @@ class Executor:
         """Run ``argv``; raise :class:`CommandFailed` unless its exit code is in ``ok_codes``.
 
         ``stdin`` is the channel for secrets a tool can read that way;
-        ``secrets`` names values that must be masked if the tool echoes them.
+        ``secrets`` names values that must be masked if the tool echoes them
+        (or if the argv itself must carry them).
         """
         command = argv[0]
         self._check_tool(command)
@@ -73,30 +97,10 @@ class Executor:
         full = self._split_helper[1] + tuple(argv)
         for observer in list(self.observers):
             observer(full)
-        started: list[subprocess.Popen[bytes]] = []
-        finished: list[int] = []
         with secretmask.handling_secrets(secrets):
-            try:
-                # target_tool_timeout is a float; oslo's stub says int, but processutils
-                # hands it to Popen.communicate(), which takes seconds as a float.
-                stdout, stderr = processutils.execute(  # type: ignore[call-overload]
-                    *full, check_exit_code=False, process_input=stdin,
-                    timeout=self.timeout, loglevel=logging.DEBUG,
-                    log_errors=processutils.LOG_FINAL_ERROR,
-                    on_execute=started.append,
-                    on_completion=lambda proc: finished.append(proc.returncode))
-            except subprocess.TimeoutExpired:
-                for proc in started:
-                    proc.kill()
-                    proc.wait()
-                raise exception.CommandTimedOut(command=command, timeout=self.timeout) from None
-            except FileNotFoundError:
-                raise self._not_found(command) from None
-            except PermissionError:
-                raise exception.CommandNotExecutable(
-                    command=command, path=shutil.which(command) or command,
-                    hint=INSTALL_HINTS.get(command, "check its permissions")) from None
-            exit_code = finished[-1] if finished else 0
+            if LOG.isEnabledFor(logging.DEBUG):  # masking every argument costs: only when shown
+                LOG.debug("Running %s", " ".join(shlex.quote(secretmask.mask(a)) for a in full))
+            stdout, stderr, exit_code = self._spawn(command, full, stdin)
             result = CommandResult(full, exit_code, stdout, stderr)
             if exit_code not in ok_codes:
                 LOG.debug("%s exited %s: stdout=%r stderr=%r", command, exit_code,
@@ -104,7 +108,31 @@ class Executor:
                 raise exception.CommandFailed(
                     command=" ".join(argv[:2]), exit_code=exit_code,
                     stdout=secretmask.mask(stdout), stderr=secretmask.mask(stderr))
+            LOG.debug("%s exited %s", command, exit_code)
         return result
+
+    def _spawn(self, command: str, full: tuple[str, ...], stdin: str | None) -> tuple[str, str, int]:
+        try:
+            proc = subprocess.Popen(full, stdin=subprocess.PIPE if stdin is not None else
+                                    subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, start_new_session=True)
+        except FileNotFoundError:
+            raise self._not_found(command) from None
+        except PermissionError:
+            raise exception.CommandNotExecutable(
+                command=command, path=shutil.which(command) or command,
+                hint=INSTALL_HINTS.get(command, "check its permissions")) from None
+        try:
+            out, err = proc.communicate(None if stdin is None else stdin.encode("utf-8"),
+                                        timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            raise exception.CommandTimedOut(command=command, timeout=self.timeout) from None
+        except BaseException:  # interrupted (Ctrl-C): take the tool's whole group down too
+            _kill_group(proc)
+            raise
+        return (out.decode("utf-8", errors="replace"), err.decode("utf-8", errors="replace"),
+                proc.returncode)
 
     def _check_tool(self, command: str) -> None:
         """Fail before running anything when the tool is absent: the error then says so plainly."""

@@ -49,8 +49,10 @@ def _show(value: object) -> str:
 def validate_iscsi_name(name: str, field: str = "iSCSI name") -> str:
     """Accept an iqn./eui./naa. name as RFC 3720/3722 define it, else raise.
 
-    Upper case is refused in iqn names rather than folded: an initiator
-    would fold it and then ask for a target we never created.
+    Upper case is refused in iqn names rather than folded: these are the
+    names we give our targets, and an initiator would fold it and then ask
+    for a target we never created. An initiator's name is folded instead
+    (:func:`normalize_initiator_name`).
     """
     if not isinstance(name, str) or not name:
         raise InvalidInput(field=field, value=_show(name), reason="must be a non-empty string")
@@ -73,6 +75,48 @@ def validate_iscsi_name(name: str, field: str = "iSCSI name") -> str:
         return name
     raise InvalidInput(field=field, value=_show(name),
                        reason="must be an iqn., eui. (16 upper-case hex digits) or naa. name")
+
+
+def _fold_hex_name(name: str, kind: str, digits: tuple[int, ...]) -> str | None:
+    """``eui.``/``naa.`` + hex in its one spelling (upper-case hex, RFC 3720 3.2.6.3), or None."""
+    hexpart = name[len(kind):]
+    if len(hexpart) in digits and all(c in string.hexdigits for c in hexpart):
+        return kind + hexpart.upper()
+    return None
+
+
+def normalize_initiator_name(name: str, field: str = "initiator name") -> str:
+    """An initiator's iSCSI name in the one spelling we store and compare (RFC 3722).
+
+    RFC 3722's stringprep profile folds case, so ``iqn.1991-05.com.microsoft:WIN-HOST``
+    and ``...:win-host`` are one initiator. The decision (docs/initiator-names.md):
+    ASCII case is folded: an ``iqn.`` name is lower-cased (its normalized
+    form, what a conforming initiator sends), the type prefix of ``eui.`` and
+    ``naa.`` names too, and their hex digits upper-cased (RFC 3720's
+    spelling); names with non-ASCII characters are refused rather than
+    mapped, as nameprep's Unicode tables (NFKC, mapped and prohibited
+    characters) are not implemented here. Two spellings of one initiator
+    therefore always give the same string, which is what ACLs store.
+    """
+    if not isinstance(name, str) or not name:
+        raise InvalidInput(field=field, value=_show(name), reason="must be a non-empty string")
+    if not name.isascii():
+        raise InvalidInput(field=field, value=_show(name),
+                           reason="non-ASCII iSCSI names are not accepted (RFC 3722's nameprep "
+                                  "mapping of them is not implemented)")
+    folded = name.lower()
+    for kind, digits in (("eui.", (16,)), ("naa.", (16, 32))):
+        if folded.startswith(kind):
+            spelled = _fold_hex_name(folded, kind, digits)
+            if spelled is None:
+                break  # validate_iscsi_name says what is wrong
+            return validate_iscsi_name(spelled, field)
+    return validate_iscsi_name(folded, field)
+
+
+def iscsi_name_key(name: str) -> str:
+    """What two spellings of one iSCSI name share (RFC 3722 folds ASCII case)."""
+    return name.lower()
 
 
 def validate_volume_name(name: str) -> str:
@@ -215,6 +259,40 @@ class Portal:
         return format_portal(self.ip, self.port)
 
 
+def validate_bindable_ip(ip: str, field: str = "portal address") -> str:
+    """An address a target can listen on and an initiator can dial: one host's unicast address.
+
+    ``0.0.0.0`` and ``::`` (every address, no address to dial), multicast,
+    the IPv4 broadcast address and the reserved 240.0.0.0/4 are refused:
+    written into provider_location they would send initiators nowhere.
+    """
+    text = validate_ip(ip, field)
+    address = ipaddress.ip_address(text)
+    problem = None
+    if address.is_unspecified:
+        problem = "is the unspecified address (every address, none an initiator can dial)"
+    elif address.is_multicast:
+        problem = "is a multicast address"
+    elif isinstance(address, ipaddress.IPv4Address) and address == ipaddress.IPv4Address(
+            "255.255.255.255"):
+        problem = "is the broadcast address"
+    elif isinstance(address, ipaddress.IPv4Address) and address.is_reserved:
+        problem = "is in the reserved range 240.0.0.0/4"
+    if problem:
+        raise InvalidInput(field=field, value=_show(ip),
+                           reason=f"{problem}; a portal must be one unicast address of this host")
+    return text
+
+
+def _decimal(text: str | int) -> int | None:
+    """A non-negative integer written in ASCII digits only (no sign, '_', spaces or other scripts)."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text if text >= 0 else None
+    if isinstance(text, str) and text.isascii() and text.isdigit():
+        return int(text)
+    return None
+
+
 def validate_ip(ip: str, field: str = "portal address") -> str:
     """An IPv4 or IPv6 literal in canonical form; host names and zone ids are refused.
 
@@ -234,10 +312,10 @@ def validate_ip(ip: str, field: str = "portal address") -> str:
 
 
 def make_portal(ip: str, port: int | str) -> Portal:
-    try:
-        number = int(port)
-    except (TypeError, ValueError):
-        raise InvalidInput(field="portal port", value=_show(port), reason="not a number") from None
+    number = _decimal(port)
+    if number is None:
+        raise InvalidInput(field="portal port", value=_show(port),
+                           reason="not a number (ASCII digits only)")
     if not 1 <= number <= 65535:
         raise InvalidInput(field="portal port", value=_show(port), reason="must be 1-65535")
     return Portal(validate_ip(ip), number)
@@ -260,7 +338,7 @@ def portals_from_config(ip: str, secondary: list[str], port: int) -> list[Portal
     """The portal list Cinder builds: primary first, then secondaries, duplicates dropped."""
     result: list[Portal] = []
     for address in [ip, *secondary]:
-        portal = make_portal(address, port)
+        portal = make_portal(validate_bindable_ip(address), port)
         if portal not in result:
             result.append(portal)
     return result
@@ -285,11 +363,11 @@ class ProviderLocation:
             raise InvalidInput(field="provider_location", value=_show(text),
                                reason="expected '<ip>:<port>[;<ip>:<port>...],<tid> <iqn> <lun>'")
         portal_text, _, tid_text = parts[0].rpartition(",")
-        try:
-            tid, lun = int(tid_text), int(parts[2])
-        except ValueError:
+        tid, lun = _decimal(tid_text), _decimal(parts[2])
+        if tid is None or lun is None:
             raise InvalidInput(field="provider_location", value=_show(text),
-                               reason="target id and LUN must be integers") from None
+                               reason="target id and LUN must be non-negative integers in "
+                                      "ASCII digits")
         portals = tuple(parse_portal(p) for p in portal_text.split(";"))
         return cls(portals, tid, validate_iscsi_name(parts[1], "target IQN"), lun)
 

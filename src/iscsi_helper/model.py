@@ -73,6 +73,12 @@ class Volume:
     provider_geometry: str | None = None
     encryption_key_id: str | None = None
 
+    def __post_init__(self) -> None:
+        # Built directly (the CLI does) or coerced: either way the name becomes a
+        # file name and an IQN tail, so it is checked before anything uses it.
+        validate_volume_id(self.id)
+        validate_volume_name(self.name)
+
     def __repr__(self) -> str:  # provider_auth carries a secret
         auth = "'***'" if self.provider_auth else "None"
         return (f"Volume(id={self.id!r}, name={self.name!r}, "
@@ -139,12 +145,25 @@ class ExportRecord:
 
 @dataclass(frozen=True)
 class LiveTarget:
-    """What a target's own state says about one target (as far as it shows)."""
+    """What a target's own state says about one target (as far as it shows).
+
+    Every field after ``tid`` is None when the target's tool does not show
+    it (reconcile then compares what it does show, and says which fields it
+    compared in docs/reliability.md).
+    """
 
     iqn: str
     tid: int
-    portals: tuple[Portal, ...] | None = None  # None: this target tool does not show them
-    devices: tuple[str, ...] | None = None
+    portals: tuple[Portal, ...] | None = None
+    devices: tuple[str, ...] | None = None  # backing paths in LUN order
+    #: (LUN, backing path) pairs, when the tool numbers its LUNs.
+    lun_paths: tuple[tuple[int, str], ...] | None = field(default=None, kw_only=True)
+    #: Incoming (initiator) CHAP user names bound to the target.
+    chap_users: tuple[str, ...] | None = field(default=None, kw_only=True)
+    #: Outgoing (mutual CHAP) user names.
+    target_chap_users: tuple[str, ...] | None = field(default=None, kw_only=True)
+    #: Initiator names admitted by the target's ACL (empty: any initiator).
+    initiators: tuple[str, ...] | None = field(default=None, kw_only=True)
     #: Sessions logged in, where the lookup shows them (None: it does not).
     sessions: int | None = field(default=None, kw_only=True)
 
@@ -168,8 +187,13 @@ class Drift:
     """One line of a reconcile report.
 
     ``state`` is ``ok``, ``missing-live`` (persisted, not live), ``differs``
-    (live, but not as persisted) or ``orphan-live`` (live, named with our
-    prefix, no record). ``fixed`` says whether ``--fix`` repaired it.
+    (live, but not as persisted; ``fields`` names what differs: ``device``,
+    ``lun``, ``portals``, ``chap_user``, ``target_chap_user``, ``acl``),
+    ``orphan-live`` (live, named with our prefix and template, no record) or
+    ``foreign-file`` (a file in our records directory that is no record of
+    ours, such as a copy; never started, moved or deleted; ``error`` says
+    why). ``fixed`` says whether ``--fix`` repaired it, which it claims only
+    after looking at the target again.
     """
 
     volume_name: str
@@ -177,6 +201,7 @@ class Drift:
     state: str
     fixed: bool = False
     error: str | None = None
+    fields: tuple[str, ...] = ()
 
 
 @dataclass

@@ -150,6 +150,12 @@ COORDINATION_OPTS: list[cfg.Opt] = [
                     "shared by several hosts managing the same exports; empty uses "
                     "local file locks under [oslo_concurrency] lock_path. "
                     "iscsi-helper only."),
+    cfg.FloatOpt("lock_timeout", default=300.0, min=0.1,
+                 help="Seconds to wait for a lock another process holds (a volume's "
+                      "export, or a shared file such as ietd.conf) before giving up "
+                      "with an error naming the lock; nothing is changed then. It "
+                      "bounds how long a stuck or hostile holder can block an "
+                      "operation. iscsi-helper only."),
 ]
 
 LOCK_OPTS: list[cfg.Opt] = [

@@ -9,6 +9,8 @@ refused with nothing changed, whichever helper is configured.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from oslo_config import cfg
 
 from iscsi_helper.devices import validate_device_path
@@ -20,6 +22,7 @@ from iscsi_helper.formats import (
     portals_from_config,
     validate_chap_credential,
     validate_iscsi_name,
+    validate_volume_id,
 )
 from iscsi_helper.model import ExportSpec, Volume
 
@@ -36,11 +39,32 @@ def target_iqn(conf: cfg.ConfigOpts, volume_name: str) -> str:
 
 def volume_id_from_name(conf: cfg.ConfigOpts, volume_name: str) -> str:
     """The id inside a name built by ``volume_name_template`` (files Cinder wrote carry no id)."""
+    return template_id(conf, volume_name) or volume_name
+
+
+def template_id(conf: cfg.ConfigOpts, name: str) -> str | None:
+    """The volume id ``volume_name_template`` would turn into ``name``; None if it never would.
+
+    Records are adopted only under names our template produces: anything
+    else in a records directory (``volume-1~``, ``notes``) is not ours.
+    """
     head, _, tail = conf.volume_name_template.partition("%s")
-    if (volume_name.startswith(head) and volume_name.endswith(tail)
-            and len(volume_name) > len(head) + len(tail)):
-        return volume_name[len(head):len(volume_name) - len(tail)]
-    return volume_name
+    if not (name.startswith(head) and name.endswith(tail) and len(name) > len(head) + len(tail)):
+        return None
+    volume_id = name[len(head):len(name) - len(tail)]
+    try:
+        validate_volume_id(volume_id)
+    except InvalidInput:
+        return None
+    return volume_id
+
+
+def check_template_name(conf: cfg.ConfigOpts, name: str) -> None:
+    """Refuse a volume name our template cannot produce: its record could never be adopted back."""
+    if template_id(conf, name) is None:
+        raise InvalidInput(field="volume name", value=repr(name)[:80],
+                           reason=f"is not a name volume_name_template "
+                                  f"{conf.volume_name_template!r} produces")
 
 
 def configured_chap(conf: cfg.ConfigOpts) -> ChapCredentials | None:
@@ -64,7 +88,7 @@ def configured_chap(conf: cfg.ConfigOpts) -> ChapCredentials | None:
 
 
 def desired_spec(conf: cfg.ConfigOpts, volume: Volume, volume_path: str,
-                 kept: ExportSpec | None, lun: int) -> ExportSpec:
+                 kept: ExportSpec | None, lun: int, own_state: Iterable[str] = ()) -> ExportSpec:
     """Validate every input and decide credentials; nothing is touched yet.
 
     ``kept`` is what is persisted for the volume already. Credentials come
@@ -74,7 +98,7 @@ def desired_spec(conf: cfg.ConfigOpts, volume: Volume, volume_path: str,
     is kept as it was.
     """
     iqn = target_iqn(conf, volume.name)
-    device = validate_device_path(volume_path)
+    device = validate_device_path(volume_path, own_state)
     portals = configured_portals(conf)
     chap = (parse_provider_auth(volume.provider_auth)
             or (kept.chap if kept else None)

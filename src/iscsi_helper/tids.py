@@ -22,8 +22,8 @@ from iscsi_helper.fileutil import atomic_write, read_text_or_none
 class TidCounter:
     """The next tid to try, kept in ``path`` and advanced under the lock ``lock_name``.
 
-    ``lock_name`` must not be a possible volume name (use a ``_``, which
-    volume names never hold), or it would share a volume's lock.
+    ``lock_name`` is an internal lock (:func:`locking.named_lock`), whose
+    namespace no volume's lock can enter.
     """
 
     def __init__(self, conf: cfg.ConfigOpts, path: Path, lock_name: str) -> None:

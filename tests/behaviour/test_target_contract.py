@@ -351,6 +351,26 @@ def test_initiator_acl_follows_initialize_and_terminate(h):
     assert h.live(IQN_PREFIX + "volume-1").initiators == frozenset()
 
 
+def test_initiator_names_are_compared_as_rfc_3722_folds_them(h):
+    """An upper-case initiator name (Windows lets an operator type one) is one initiator with
+    its lower-case spelling: accepted, stored once in the normalized (folded) form a
+    conforming initiator sends, and removed by either spelling (docs/initiator-names.md)."""
+    target = h.target()
+    loc = target.create_export(None, volume(1), make_device(h))
+    vol = volume(1, provider_location=loc["location"], provider_auth=loc["auth"])
+    upper, folded = "iqn.1991-05.com.microsoft:WIN-HOST", "iqn.1991-05.com.microsoft:win-host"
+    assert target.validate_connector({"initiator": upper})
+    target.initialize_connection(vol, {"initiator": upper})
+    if not target.supports_acl:
+        return  # accepted is all there is to it: no ACL holds initiator names
+    assert h.live(IQN_PREFIX + "volume-1").initiators == {folded}
+    calls = len(h.calls)
+    target.initialize_connection(vol, {"initiator": folded})  # the same initiator: no change
+    assert h.calls[calls:] == [] and h.live(IQN_PREFIX + "volume-1").initiators == {folded}
+    target.terminate_connection(vol, {"initiator": "IQN.1991-05.COM.MICROSOFT:Win-Host"})
+    assert h.live(IQN_PREFIX + "volume-1").initiators == frozenset()
+
+
 def test_extend_target_keeps_the_export_and_needs_one(h):
     target = h.target()
     dev = make_device(h)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,6 +34,17 @@ def h(request: pytest.FixtureRequest, tmp_path, monkeypatch) -> Iterator[Harness
     teardown = getattr(harness, "teardown", None)
     if teardown:
         teardown()
+
+
+@pytest.fixture
+def root_logging() -> Iterator[None]:
+    """cli.main() replaces the root handlers (basicConfig force=True) with one bound to this
+    test's captured stderr; put the originals back so no later test logs to a closed stream."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ANN001

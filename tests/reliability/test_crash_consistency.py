@@ -173,10 +173,19 @@ def _start_after_reboot(h: Any, dev: str) -> None:
     h.reboot()  # the bystander goes down too: recovery must bring both back
 
 
+def _start_on_another_device(h: Any, dev: str) -> None:
+    """Volume 1 exported on the device it had before: the operation moves it (issue 13: IET
+    kept serving the old disk after a device change killed before its LUN swap)."""
+    h.target().create_export(None, volume(1), make_device(h, BEFORE_CHANGE))
+
+
+BEFORE_CHANGE = "disk-before-change"
 SCENARIOS: dict[str, Callable[[Any, str], None]] = {
     "create": _start_create, "remove": _start_remove,
-    "ensure": _start_after_reboot,
+    "ensure": _start_after_reboot, "change": _start_on_another_device,
 }
+#: The operation each scenario runs, where it is not its own name.
+OPERATION = {"change": "create"}
 
 
 def _in_process(h: Any, op: str, dev: str, auth: str | None, short_timeout: bool = False) -> None:
@@ -184,6 +193,7 @@ def _in_process(h: Any, op: str, dev: str, auth: str | None, short_timeout: bool
     must not turn an ordinary call into a timeout where a refusal is being tested)."""
     target = h.target(**({"target_tool_timeout": TIMEOUT} if short_timeout else {}))
     vol = volume(1, provider_auth=auth)
+    op = OPERATION.get(op, op)
     if op == "create":
         target.create_export(None, vol, dev)
     elif op == "remove":
@@ -224,7 +234,8 @@ class Run:
     def child(self) -> subprocess.CompletedProcess[str]:
         env = self.h.env()
         env["FAULT_AUTH"] = self.auth or ""
-        return subprocess.run([sys.executable, "-c", CHILD, str(self.config), self.op, self.dev,
+        return subprocess.run([sys.executable, "-c", CHILD, str(self.config),
+                               OPERATION.get(self.op, self.op), self.dev,
                                str(self.h.root)], env=env, capture_output=True, text=True,
                               timeout=120)
 
@@ -244,8 +255,12 @@ class Run:
         work and then timed out (``hang-after``), the helper cannot know what
         the tool did: its persisted record is back as before, and what the
         tool left live is for repair to settle (checked by :meth:`converged`).
-        A failed remove keeps the record, so the remove can be retried. An
-        operation that did not fail did its whole job.
+        A failed remove keeps the record, so the remove can be retried. A
+        failed ensure keeps the record, and leaves the target as it was or
+        whole as recorded: when the tool refused the look that confirms an
+        apply, what it applied is the record's export, and stopping it again
+        would undo a restore for want of a look (the error says the state
+        left). An operation that did not fail did its whole job.
         """
         record, live = self.volume_1()
         if raised:
@@ -253,6 +268,10 @@ class Run:
                 return [] if record == before[0] else [f"{what}: a failed remove lost the record"]
             if mode == "hang-after":
                 return [] if record == before[0] else [f"{what}: the record was not rolled back"]
+            if self.op == "ensure" and record == before[0] and live is not None \
+                    and live.luns.get(self.h.target().lun) == record.device_path \
+                    and live.chap == (record.chap.username, record.chap.password):
+                return []
             if (record, live) != before:
                 return [f"{what}: not rolled back right after the failure: "
                         f"record {'kept' if record == before[0] else 'changed'}, "
@@ -265,6 +284,12 @@ class Run:
                 or live.chap != (record.chap.username, record.chap.password):
             return [f"{what}: {self.op} reported success but the export is not whole: {live}"]
         return []
+
+    def _devices_of_1(self) -> set[str]:
+        """Where volume 1 may be once recovered: the operation's device (or, for an
+        interrupted device change, the one it had before), as long as live and record agree."""
+        before = {str(self.h.root / f"{BEFORE_CHANGE}.img")} if self.op == "change" else set()
+        return {self.dev} | before
 
     def converged(self, what: str, reboot: bool = False) -> list[str]:
         """Recover as a restarted service would; every export fully there or fully gone.
@@ -283,7 +308,7 @@ class Run:
             if drift:
                 problems.append(f"{what}: drift after reconcile --fix: {drift}")
             statuses = {s.spec.volume_name: s for s in target.list_exports()}
-            for n, dev in ((1, self.dev), (5, self.kept_dev)):
+            for n, devs in ((1, self._devices_of_1()), (5, {self.kept_dev})):
                 status = statuses.get(f"volume-{n}")
                 live = self.h.live(IQN_PREFIX + f"volume-{n}")
                 if status is None:
@@ -295,8 +320,11 @@ class Run:
                 elif live.chap != (status.spec.chap.username, status.spec.chap.password):
                     problems.append(f"{what}: volume-{n} live with CHAP {live.chap and live.chap[0]!r}, "
                                     f"recorded {status.spec.chap.username!r}")
-                elif live.luns.get(target.lun) != dev:
-                    problems.append(f"{what}: volume-{n} live with another device")
+                elif status.spec.device_path not in devs:
+                    problems.append(f"{what}: volume-{n} recorded on {status.spec.device_path}")
+                elif live.luns.get(target.lun) != status.spec.device_path:
+                    problems.append(f"{what}: volume-{n} live on {live.luns.get(target.lun)}, "
+                                    f"recorded on {status.spec.device_path}")
             kept = self.h.live(IQN_PREFIX + "volume-5")
             if kept is None or kept.chap != self.kept_chap:
                 problems.append(f"{what}: the bystander changed")

@@ -2,11 +2,14 @@
 
 Cases are data: (id, the field the error must name, the words of the one rule that
 refuses it, how to build the call).
-A case builds configuration overrides, a volume and a device path; it is
-tried against create_export (and, for names, remove/ensure too) on every
-helper, with an export of another volume already in place. After the
-refusal every file of the sandbox and the target's own state are
-byte-identical, the target tool was not run, and the bystander export is
+A case builds configuration (overrides, or raw lines of a configuration
+file, as an operator writes them), a volume and a device path; it is tried
+against create_export (and, for names, remove/ensure too; provider_location
+and connectors through initialize_connection) on every helper it applies
+to, with an export of another volume already in place. After the refusal
+(a :class:`Refused`: InvalidInput or InvalidConfiguration) every file of
+the sandbox and the target's own state are byte-identical, no lock file was
+created, the target tool was not run, and the bystander export is
 untouched. The property test at the end throws generated names, secrets and
 paths at create: each is either refused with nothing changed or accepted
 and round-trips exactly through the record, the live target and a restore.
@@ -24,7 +27,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from iscsi_helper.exception import InvalidInput
+from iscsi_helper import options, registry
+from iscsi_helper.exception import Refused
+from iscsi_helper.executor import Executor
 from iscsi_helper.formats import parse_provider_auth
 
 from . import figures
@@ -42,6 +47,11 @@ class Case:
     secret: str | None = None  # a value that must not be echoed in the error
     ops: tuple[str, ...] = ("create",)
     extra: dict[str, object] = field(default_factory=dict)
+    helpers: frozenset[str] | None = None  # None: every helper
+    initiator: str = "iqn.1993-08.org.debian:01:hostile"  # the connector of "connect"
+
+
+ACL_HELPERS = frozenset({"fake", "tgt", "chiscsi"})
 
 
 def dev(h: Any) -> str:
@@ -92,6 +102,60 @@ def conf_case(cid: str, field_re: str, reason: str, **overrides: object) -> Case
 def path_case(cid: str, reason: str, make: Callable[[Any], str]) -> Case:
     return Case(cid, "device path", reason, lambda h: ({}, volume(1), make(h)),
                 ops=("create", "ensure"))
+
+
+def file_case(cid: str, field_re: str, reason: str, helpers: frozenset[str] | None = None,
+              secret: str | None = None, **raw: str) -> Case:
+    """Raw values written into a configuration file (``section__name`` for other sections)."""
+    return Case(cid, field_re, reason, lambda h: ({f"file:{k.replace('__', '.')}": v
+                                                   for k, v in raw.items()}, volume(1), dev(h)),
+                secret=secret, helpers=helpers)
+
+
+def own_state_case(cid: str, reason: str, make: Callable[[Any], tuple[dict[str, object], str]],
+                   helpers: frozenset[str] | None = None) -> Case:
+    """A device path that is our own state (or a kernel view): it exists, and must be refused."""
+    def build(h: Any) -> tuple[dict[str, object], dict[str, Any], str]:
+        overrides, device = make(h)
+        return overrides, volume(1), device
+    return Case(cid, "device path", reason, build, ops=("create", "ensure"), helpers=helpers)
+
+
+def location_case(cid: str, location: str, field_re: str = "provider_location",
+                  reason: str = "must be non-negative integers in ASCII digits") -> Case:
+    loc = location.replace("IQN", IQN_PREFIX + "volume-1")
+    return Case(cid, field_re, reason,
+                lambda h: ({}, volume(1, provider_location=loc), dev(h)), ops=("connect",))
+
+
+def connector_case(cid: str, initiator: str, reason: str,
+                   helpers: frozenset[str] | None = None) -> Case:
+    loc = f"127.0.0.1:3260,1 {IQN_PREFIX}volume-5 0"
+    return Case(cid, "connector", reason,
+                lambda h: ({}, volume(5, provider_location=loc), dev(h)), ops=("connect",),
+                helpers=helpers, initiator=initiator)
+
+
+def _own_file(h: Any, option: str) -> tuple[dict[str, object], str]:
+    """A target configuration file that exists, named by ``option``."""
+    path = h.root / "own-state" / option
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("# holds CHAP secrets\n")
+    return {option: str(path)}, str(path)
+
+
+def _record_of_bystander(h: Any) -> tuple[dict[str, object], str]:
+    return {}, str(h.target().records_dir / "volume-5")
+
+
+def _lock_of_bystander(h: Any) -> tuple[dict[str, object], str]:
+    return {}, str(h.root / "locks" / "iscsi-helper-volume.volume-5")
+
+
+def _a_file(h: Any) -> str:
+    path = h.root / "not-a-directory"
+    path.write_text("")
+    return str(path)
 
 
 def touch(h: Any, name: str) -> str:
@@ -238,6 +302,88 @@ CASES: list[Case] = [
     path_case("dev-control", "must be printable ASCII", lambda h: touch(h, "disk\x07.img")),
     path_case("dev-backslash", "must not contain a backslash", lambda h: touch(h, "disk\\1.img")),
     path_case("dev-dangling-link", "does not exist", lambda h: _dangling(h)),
+    # issue 13: devices that are our own state or a kernel view, never a volume
+    own_state_case("dev-ietd-conf", "is iscsi-helper's own state", lambda h: _own_file(h, "iet_conf")),
+    own_state_case("dev-chiscsi-conf", "is iscsi-helper's own state",
+                   lambda h: _own_file(h, "chiscsi_conf")),
+    own_state_case("dev-record", "is iscsi-helper's own state", _record_of_bystander),
+    own_state_case("dev-lock-file", "is iscsi-helper's own state", _lock_of_bystander),
+    own_state_case("dev-proc-environ", "is under /proc", lambda h: ({}, "/proc/self/environ")),
+    own_state_case("dev-sys", "is under /sys", lambda h: ({}, "/sys/kernel/uevent_seqnum")),
+    # issue 13: a name the template cannot produce would be a record never adopted back
+    name_case("name-not-template", "other-1", "is not a name volume_name_template"),
+    # issue 13: portals a target cannot bind or an initiator cannot dial
+    conf_case("ip-unspecified", "portal address", "is the unspecified address",
+              target_ip_address="0.0.0.0"),
+    conf_case("ip-unspecified-v6", "portal address", "is the unspecified address",
+              target_ip_address="::"),
+    conf_case("ip-multicast", "portal address", "is a multicast address",
+              target_ip_address="224.0.0.1"),
+    conf_case("ip-multicast-v6", "portal address", "is a multicast address",
+              target_ip_address="ff02::1"),
+    conf_case("ip-broadcast", "portal address", "is the broadcast address",
+              target_ip_address="255.255.255.255"),
+    conf_case("ip-reserved", "portal address", "is in the reserved range",
+              target_ip_address="240.0.0.1"),
+    conf_case("secondary-multicast", "target_secondary_ip_addresses", "is a multicast address",
+              target_secondary_ip_addresses=["239.1.2.3"]),
+    # issue 13: configuration as an operator writes it, checked before anything is touched
+    file_case("conf-port-65536", "option target_port", "less than or equal to 65535",
+              target_port="65536"),
+    file_case("conf-port-abc", "option target_port", "not a number", target_port="abc"),
+    file_case("conf-timeout-nan", "option target_tool_timeout", "not a finite number",
+              target_tool_timeout="nan"),
+    file_case("conf-timeout-inf", "option target_tool_timeout", "not a finite number",
+              target_tool_timeout="inf"),
+    file_case("conf-timeout-zero", "option target_tool_timeout", "greater than or equal to 0.1",
+              target_tool_timeout="0"),
+    file_case("conf-lock-timeout-nan", "option lock_timeout", "not a finite number",
+              lock_timeout="nan"),
+    file_case("conf-iotype-bogus", "option iscsi_iotype", "Valid values are [blockio, fileio, auto]",
+              iscsi_iotype="bogus"),
+    file_case("conf-chap-maybe", "option use_chap_auth", "Unexpected boolean value 'maybe'",
+              use_chap_auth="maybe"),
+    file_case("conf-protocol-bogus", "option target_protocol", "Valid values are [iscsi, iser]",
+              target_protocol="fc"),
+    file_case("conf-dollar", "option volumes_dir", "'$HOME' names no option",
+              volumes_dir="$HOME/volumes"),
+    file_case("conf-secret-dollar", "option chap_password", "a '$' reference names no option",
+              secret="pa$ecret-12345678", use_chap_auth="true", chap_username="operator",
+              chap_password="pa$ecret-12345678"),
+    file_case("conf-template-no-s", "option volume_name_template", "must contain '%s' exactly once",
+              volume_name_template="volume"),
+    file_case("conf-template-two", "option volume_name_template", "must contain '%s' exactly once",
+              volume_name_template="%s-%s"),
+    file_case("conf-template-percent-d", "option volume_name_template",
+              "must contain '%s' exactly once", volume_name_template="volume-%d"),
+    file_case("conf-template-dotdot", "option volume_name_template", "not valid volume names",
+              volume_name_template="../../../x/%s"),
+    file_case("conf-template-slash", "option volume_name_template", "not valid volume names",
+              volume_name_template="volumes/%s"),
+    file_case("conf-iet-conf-directory", "option iet_conf", "is a directory, not a file",
+              helpers=frozenset({"iet"}), iet_conf="/etc"),
+    file_case("conf-bsoflags", "iscsi_target_flags", "is not a tgt bsoflags value",
+              helpers=frozenset({"tgt"}), iscsi_target_flags="bogus"),
+    Case("conf-volumes-dir-file", "option volumes_dir", "is not a directory",
+         lambda h: ({"file:volumes_dir": _a_file(h)}, volume(1), dev(h))),
+    Case("conf-lock-path-file", "option \\[oslo_concurrency\\] lock_path", "is not a directory",
+         lambda h: ({"file:oslo_concurrency.lock_path": _a_file(h)}, volume(1), dev(h))),
+    # issue 13: provider_location as Cinder stored it, read strictly
+    location_case("loc-lun-negative", "127.0.0.1:3260,1 IQN -1"),
+    location_case("loc-lun-underscore", "127.0.0.1:3260,1 IQN 1_0"),
+    location_case("loc-tid-underscore", "127.0.0.1:3260,1_0 IQN 0"),
+    location_case("loc-lun-arabic-digit", "127.0.0.1:3260,1 IQN \u0661"),
+    location_case("loc-tid-fullwidth-digit", "127.0.0.1:3260,\uff11 IQN 0"),
+    location_case("loc-port-plus", "127.0.0.1:+3260,1 IQN 0", "portal port", "ASCII digits only"),
+    # issue 13: initiator names, checked before the ACL is touched (helpers that keep one)
+    connector_case("initiator-not-iscsi", "host.example.com", "must be an iqn., eui.",
+                   helpers=ACL_HELPERS),
+    connector_case("initiator-non-ascii", "iqn.1993-08.org.debian:01:h\u00f6st",
+                   "non-ASCII iSCSI names are not accepted", helpers=ACL_HELPERS),
+    # chiscsi's ACL takes iqn. and eui. names only: a naa. name is refused before any file
+    # or tool is touched (it was an exit 1 after touching files).
+    connector_case("initiator-naa-chiscsi", "naa.52004567BA64678D",
+                   "ACL takes only iqn. and eui. names", helpers=frozenset({"chiscsi"})),
 ]
 
 
@@ -248,14 +394,41 @@ def _dangling(h: Any) -> str:
     return str(link)
 
 
-def _run(h: Any, op: str, overrides: dict[str, object], vol: dict[str, Any], device: str) -> None:
-    target = h.target(**overrides)
+def _config_file(h: Any, raw: dict[str, str]) -> str:
+    """The harness's configuration as a file, with ``raw`` values written verbatim."""
+    conf = h.conf()
+    default = {"target_helper": conf.target_helper, "state_path": conf.state_path,
+               "target_ip_address": conf.target_ip_address, "target_port": str(conf.target_port),
+               **{k: str(v) for k, v in h.overrides().items() if "." not in k}}
+    sections = {"DEFAULT": default, "oslo_concurrency": {"lock_path": str(h.root / "locks")}}
+    for key, value in raw.items():
+        section, _, name = key.rpartition(".")
+        sections[section or "DEFAULT"][name] = value
+    path = h.root / "hostile.conf"
+    path.write_text("".join(f"[{section}]\n" + "".join(f"{k} = {v}\n" for k, v in values.items())
+                            for section, values in sections.items()))
+    return str(path)
+
+
+def _target(h: Any, overrides: dict[str, object]) -> Any:
+    raw = {k[len("file:"):]: str(v) for k, v in overrides.items() if k.startswith("file:")}
+    if not raw:
+        return h.target(**overrides)
+    conf = options.new_config([_config_file(h, raw)])
+    return registry.get_helper(conf, Executor(observers=[h.calls.append]))
+
+
+def _run(h: Any, op: str, overrides: dict[str, object], vol: dict[str, Any], device: str,
+         initiator: str = "iqn.1993-08.org.debian:01:hostile") -> None:
+    target = _target(h, overrides)
     if op == "create":
         target.create_export(None, vol, device)
     elif op == "ensure":
         target.ensure_export(None, vol, device)
     elif op == "remove":
         target.remove_export(None, vol)
+    elif op == "connect":
+        target.initialize_connection(vol, {"initiator": initiator})
     else:  # pragma: no cover
         raise AssertionError(op)
 
@@ -269,10 +442,11 @@ def _check(h: Any, case: Case, op: str, kept_chap: tuple[str, ...]) -> str | Non
     """Why ``case`` failed its promise under ``op``, or None when it held."""
     overrides, vol, device = case.build(h)
     before, calls_before = h.snapshot(), len(h.calls)
+    locks_before = sorted(os.listdir(h.root / "locks"))
     live_before = h.live(IQN_PREFIX + "volume-5")
     try:
-        _run(h, op, overrides, vol, device)
-    except InvalidInput as err:
+        _run(h, op, overrides, vol, device, case.initiator)
+    except Refused as err:
         message = str(err)
     except Exception as err:  # noqa: BLE001 - any other failure is what we are hunting
         return f"raised {type(err).__name__}: {err}"
@@ -289,6 +463,8 @@ def _check(h: Any, case: Case, op: str, kept_chap: tuple[str, ...]) -> str | Non
         return "the error echoes the secret"
     if h.snapshot() != before:
         return "a file changed"
+    if sorted(os.listdir(h.root / "locks")) != locks_before:
+        return "a lock file was created"
     if h.calls[calls_before:]:
         return f"the target tool ran: {h.calls[calls_before:]}"
     live = h.live(IQN_PREFIX + "volume-5")
@@ -300,7 +476,7 @@ def _check(h: Any, case: Case, op: str, kept_chap: tuple[str, ...]) -> str | Non
 def _forget(h: Any, overrides: dict[str, object], vol: dict[str, Any]) -> None:
     """Remove what an accepted case exported, so the next case starts from the same state
     (a stored record would otherwise answer for the credentials the next case tries)."""
-    for target in (h.target(**overrides), h.target()):
+    for target in (_target(h, overrides), h.target()):
         try:
             target.remove_export(None, vol)
         except Exception:  # noqa: BLE001 - best effort; the case has failed already
@@ -314,6 +490,8 @@ def test_hostile_input_is_refused_naming_its_field_and_changes_nothing(h):
     problems = {}
     tried = 0
     for case in CASES:
+        if case.helpers is not None and h.name not in case.helpers:
+            continue
         for op in case.ops:
             tried += 1
             problem = _check(h, case, op, kept_chap)
@@ -372,7 +550,7 @@ def test_generated_names_secrets_and_paths_round_trip_or_change_nothing(h, data)
     before, calls_before = h.snapshot(), len(h.calls)
     try:
         result = target.create_export(None, vol, str(device))
-    except InvalidInput as err:
+    except Refused as err:
         assert h.snapshot() == before and h.calls[calls_before:] == []
         if len(secret) >= 4 and secret not in name + vol["name"] + str(device) + user:
             assert secret not in str(err), "the error echoes the secret"

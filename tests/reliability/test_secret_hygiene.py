@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from iscsi_helper import cli
-from iscsi_helper.exception import InvalidInput
+from iscsi_helper.exception import Refused
 
 from . import figures
 from .conftest import IQN_PREFIX, make_device, volume
@@ -43,17 +43,6 @@ def _secrets_of(target: Any, n: int) -> set[str]:
     return set(status.spec.secrets())
 
 
-@pytest.fixture
-def root_logging():
-    """cli.main() replaces the root handlers (basicConfig force=True) with one bound to this
-    test's captured stderr; put the originals back so no later test logs to a closed stream."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
 def test_secrets_stay_out_of_logs_errors_argv_and_readable_files(h, caplog, capsys, root_logging):
     """Every operation meant to work must work (a failing one proves nothing about its logs),
     every refusal must be the refusal meant, and no known secret may appear anywhere."""
@@ -72,7 +61,7 @@ def test_secrets_stay_out_of_logs_errors_argv_and_readable_files(h, caplog, caps
     def refused(fn: Callable[[], Any], field: str) -> None:
         nonlocal operations
         operations += 1
-        with pytest.raises(InvalidInput, match=field) as info:
+        with pytest.raises(Refused, match=field) as info:
             fn()
         errors.append(str(info.value))
 

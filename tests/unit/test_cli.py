@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -250,3 +251,48 @@ def test_help_lists_every_command_and_the_exit_codes():
     assert "3 no such export" in done.stdout
     sub = Cli([]).run("list", "--help").stdout
     assert "--json" in sub and "--debug" in sub and "--log-file" in sub
+
+
+@pytest.mark.parametrize("line,message", [
+    ("target_port = 65536", "option target_port: '65536': Should be less than or equal to 65535"),
+    ("target_port = abc", "option target_port: 'abc': not a number"),
+    ("target_tool_timeout = nan", "option target_tool_timeout: nan is not a finite number"),
+    ("target_tool_timeout = inf", "option target_tool_timeout: inf is not a finite number"),
+    ("target_tool_timeout = 0", "option target_tool_timeout: '0': Should be greater than or equal"),
+    ("iscsi_iotype = bogus", "option iscsi_iotype: 'bogus': Valid values are"),
+    ("use_chap_auth = maybe", "option use_chap_auth: 'maybe': Unexpected boolean value"),
+    ("volumes_dir = $HOME/volumes", "option volumes_dir: '$HOME/volumes': '$HOME' names no option"),
+    ("volume_name_template = volume", "must contain '%s' exactly once"),
+    ("volume_name_template = ../../../x/%s", "which are not valid volume names"),
+    ("target_ip_address = 0.0.0.0", "is the unspecified address"),
+])
+def test_configuration_mistakes_are_one_line_exit_2_and_touch_nothing(tmp_path, device, line,
+                                                                      message):
+    config = tmp_path / "bad.conf"
+    config.write_text(f"[DEFAULT]\ntarget_helper = fake\nstate_path = {tmp_path / 'state'}\n"
+                      f"target_ip_address = 127.0.0.1\n{line}\n"
+                      f"[oslo_concurrency]\nlock_path = {tmp_path / 'locks'}\n")
+    for argv in (["export", "1", device], ["show", "1"], ["list"]):
+        done = Cli(["--config-file", str(config)]).run(*argv, expect=2)
+        assert message in one_line(done), done.stderr
+    assert not (tmp_path / "state").exists() and not (tmp_path / "locks").exists()
+
+
+def test_a_file_where_volumes_dir_should_be_is_refused(tmp_path, device):
+    (tmp_path / "volumes").write_text("")
+    done = Cli(["--target-helper", "fake", "--volumes-dir", str(tmp_path / "volumes"),
+                "--lock-path", str(tmp_path / "locks"), "--target-ip-address", "127.0.0.1"]).run(
+        "export", "1", device, expect=2)
+    assert "is not a directory" in one_line(done), done.stderr
+    assert not (tmp_path / "locks").exists()
+
+
+def test_connection_info_with_an_initiator_the_acl_cannot_take_touches_nothing(tmp_path, device):
+    """chiscsi's ACL takes iqn./eui. names: a naa. initiator is refused first, exit 2,
+    before the export is even looked up (and before any lock or tool)."""
+    cli = Cli(["--target-helper", "chiscsi", "--state-path", str(tmp_path / "state"),
+               "--lock-path", str(tmp_path / "locks"), "--target-ip-address", "127.0.0.1"],
+              env={**os.environ, "PATH": "/usr/bin:/bin"})  # no iscsictl at all
+    done = cli.run("connection-info", "1", "--initiator", "naa.52004567BA64678D", expect=2)
+    assert "ACL takes only iqn. and eui. names" in one_line(done)
+    assert not (tmp_path / "state").exists() and not (tmp_path / "locks").exists()

@@ -1,5 +1,6 @@
 """Running target tools: clear errors for missing, broken and hanging tools."""
 
+import logging
 import os
 import subprocess
 
@@ -23,20 +24,24 @@ def test_not_executable_tool(monkeypatch, tmp_path):
         Executor().run("iscsictl")
 
 
+def _watch_spawns(monkeypatch) -> list[subprocess.Popen]:  # noqa: ANN001
+    """Every process the executor starts, as it starts it."""
+    spawned: list[subprocess.Popen] = []
+    real_popen = executor_module.subprocess.Popen
+
+    def popen(*args, **kwargs):  # noqa: ANN002, ANN003
+        proc = real_popen(*args, **kwargs)
+        spawned.append(proc)
+        return proc
+
+    monkeypatch.setattr(executor_module.subprocess, "Popen", popen)
+    return spawned
+
+
 def test_hanging_tool_is_killed(monkeypatch):
     """The child is known from its spawn, not from a pidfile it may not have written yet: the
     test holds however slowly the machine runs (the tool cannot end before the timeout)."""
-    spawned: list[subprocess.Popen] = []
-    real_execute = executor_module.processutils.execute
-
-    def execute(*cmd, on_execute=None, **kwargs):  # noqa: ANN001, ANN002, ANN003
-        def started(proc: subprocess.Popen) -> None:
-            spawned.append(proc)
-            if on_execute:
-                on_execute(proc)
-        return real_execute(*cmd, on_execute=started, **kwargs)
-
-    monkeypatch.setattr(executor_module.processutils, "execute", execute)
+    spawned = _watch_spawns(monkeypatch)
     with pytest.raises(CommandTimedOut, match="within 0.5 s"):
         Executor(timeout=0.5).run("sleep", "600")
     assert len(spawned) == 1
@@ -108,3 +113,57 @@ def test_a_changed_root_helper_is_used_from_the_next_call():
     executor.root_helper = "env"
     executor.run("true")
     assert seen == [("true",), ("env", "true")]
+
+
+def _gone(pid: int) -> bool:
+    """Whether ``pid`` no longer runs (a zombie no one reaps yet counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                members.append(int(entry))
+    return members
+
+
+def test_a_timed_out_tool_is_killed_with_every_process_it_started(tmp_path, monkeypatch):
+    # The tool starts a child that would outlive it (and keep our pipes open). On a
+    # machine too loaded for the shell to start its child within the timeout, the
+    # run proves nothing, so it is repeated with a longer one.
+    spawned = _watch_spawns(monkeypatch)
+    pids = tmp_path / "pids"
+    script = f"sleep 60 & echo $! >> {pids}; echo $$ >> {pids}; wait"
+    timeout = 0.5
+    while True:
+        pids.write_text("")
+        with pytest.raises(CommandTimedOut):
+            Executor(timeout=timeout).run("sh", "-c", script)
+        started = [int(p) for p in pids.read_text().split()]
+        if len(started) == 2:
+            break
+        timeout *= 2
+    assert all(_gone(pid) for pid in started), "a process of the timed-out tool survived"
+    assert _group_members(spawned[-1].pid) == [], "its process group still has members"
+
+
+def test_a_secret_with_quotes_and_regex_characters_is_masked_whole_in_the_debug_log(caplog):
+    secret = "a'b^c$d(e)*f[g]\\h.i|j?k+l{m}n`o\"p"
+    caplog.set_level(logging.DEBUG, logger="iscsi_helper")
+    Executor().run("echo", f"--params=IncomingUser=u,Password={secret}", secrets=[secret])
+    text = "\n".join(record.getMessage() for record in caplog.records)
+    assert "Running" in text and "***" in text
+    for size in range(6, len(secret) + 1):  # no fragment of it either
+        for start in range(len(secret) - size + 1):
+            assert secret[start:start + size] not in text, secret[start:start + size]

@@ -82,9 +82,10 @@ class _Shown:
 
     def done(self) -> TgtLiveTarget:
         luns = tuple(sorted(self.luns.items()))
-        return TgtLiveTarget(self.iqn, self.tid, None, tuple(path for _n, path in luns), luns,
-                             tuple(sorted(self.sizes.items())), tuple(self.accounts),
-                             tuple(self.outgoing), tuple(self.acl), sessions=self.nexuses)
+        return TgtLiveTarget(self.iqn, self.tid, None, tuple(path for _n, path in luns),
+                             luns=luns, sizes=tuple(sorted(self.sizes.items())),
+                             accounts=tuple(self.accounts), outgoing=tuple(self.outgoing),
+                             acl=tuple(self.acl), sessions=self.nexuses)
 
 
 _TARGET_LINE = re.compile(r"Target (\d+): (\S+)")

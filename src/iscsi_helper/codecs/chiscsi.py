@@ -120,13 +120,18 @@ def check_chap(credentials: ChapCredentials, role: str) -> None:
                       f"characters without space or comma ({_SOURCE_CHAP} ~252-272)")
 
 
-def check_values(spec: ExportSpec) -> None:
-    """Refuse, naming the rule, any value chiscsi would refuse in this export's block."""
-    if spec.iqn != spec.iqn.lower():
-        raise _refuse("target IQN", repr(spec.iqn)[:80],
+def check_target_name(iqn: str) -> None:
+    """A target name chiscsi could find again after it read it."""
+    if iqn != iqn.lower():
+        raise _refuse("target IQN", repr(iqn)[:80],
                       "chiscsi lower-cases TargetName when it reads the block but looks "
                       "target=<name> up as given, so a name with upper case could never be "
                       "found again (iscsictl_cmd.c ~640-655)")
+
+
+def check_values(spec: ExportSpec) -> None:
+    """Refuse, naming the rule, any value chiscsi would refuse in this export's block."""
+    check_target_name(spec.iqn)
     for portal in spec.portals:
         if not int(ipaddress.ip_address(portal.ip)):
             raise _refuse("portal address", repr(portal.ip),

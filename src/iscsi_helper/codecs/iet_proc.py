@@ -20,7 +20,8 @@ def parse_volume(text: str) -> dict[str, LiveTarget]:
     def close() -> None:
         if current is not None:
             targets[current[0]] = LiveTarget(current[0], current[1], None,
-                                             tuple(devices[n] for n in sorted(devices)))
+                                             tuple(devices[n] for n in sorted(devices)),
+                                             lun_paths=tuple(sorted(devices.items())))
 
     for line in text.splitlines():
         if line.startswith("tid:"):

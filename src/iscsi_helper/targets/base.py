@@ -18,6 +18,7 @@ from typing import Any
 
 from oslo_config import cfg
 
+from iscsi_helper import confcheck
 from iscsi_helper.executor import Executor
 from iscsi_helper.model import Drift, EnsureReport, ExportStatus, VolumeLike
 
@@ -37,8 +38,15 @@ class TargetHelper(abc.ABC):
 
     def __init__(self, conf: cfg.ConfigOpts, executor: Executor | None = None) -> None:
         self.conf = conf
+        # Before anything else reads an option: a bad value is one clear line
+        # (InvalidConfiguration) now, not a traceback halfway through an operation.
+        self._check_configuration()
         self.executor = executor or Executor(root_helper=conf.root_helper,
                                              timeout=conf.target_tool_timeout)
+
+    def _check_configuration(self) -> None:
+        """Refuse a configuration this helper cannot work with (InvalidConfiguration)."""
+        confcheck.check_configuration(self.conf)
 
     # ------------------------------------------------------------ Cinder's
 

@@ -35,6 +35,7 @@ from iscsi_helper.exception import (
     CommandError,
     CommandNotExecutable,
     CommandNotFound,
+    InvalidConfiguration,
     InvalidInput,
     PersistenceError,
     TargetBusy,
@@ -42,7 +43,8 @@ from iscsi_helper.exception import (
     TargetRemoveFailed,
 )
 from iscsi_helper.fileutil import atomic_write, read_text_or_none, remove_file
-from iscsi_helper.model import ExportRecord, ExportSpec, LiveTarget, Volume
+from iscsi_helper.formats import parse_provider_auth
+from iscsi_helper.model import ExportRecord, ExportSpec, LiveTarget, Volume, VolumeLike
 from iscsi_helper.targets.iscsi import IscsiHelper
 
 LOG = secretmask.get_logger(__name__)
@@ -91,6 +93,10 @@ class ChiscsiHelper(IscsiHelper):
     lun = 0  # chiscsi numbers LUNs from 0
     supports_acl = True
     records_subdir = SUBDIR
+    #: ``ACL=iname=`` takes iqn. and eui. names only (private/klib/text/iscsi_config_keys.c,
+    #: kv_decode_acl; the emulator's kernel/acl.py): a naa. initiator is refused up front.
+    acl_name_kinds = ("iqn.", "eui.")
+    path_options = (("chiscsi_conf", None, "file"),)
 
     @functools.cached_property
     def tool(self) -> Iscsictl:
@@ -121,34 +127,58 @@ class ChiscsiHelper(IscsiHelper):
 
     # -- what chiscsi would refuse, checked before anything is written
 
+    def _check_configuration(self) -> None:
+        super()._check_configuration()
+        chap = specs.configured_chap(self.conf)
+        if chap is not None:
+            try:
+                codec.check_chap(chap, "initiator")
+            except InvalidInput as err:
+                raise InvalidConfiguration(reason=f"option chap_username / chap_password: "
+                                                  f"{str(err).rstrip('.')}") from None
+
+    def _check_names(self, volume_name: str, iqn: str) -> None:
+        codec.check_target_name(iqn)
+
+    def _check_export(self, volume: VolumeLike, volume_path: str) -> Volume:
+        """chiscsi's own refusals of the input, before the lock: CHAP values, the device."""
+        vol = super()._check_export(volume, volume_path)
+        chap = parse_provider_auth(vol.provider_auth)
+        if chap is not None:
+            codec.check_chap(chap, "initiator")
+        self._check_device(vol.name, volume_path)
+        return vol
+
+    def _check_device(self, volume_name: str, device_path: str) -> None:
+        if device_size(device_path) == 0:
+            raise InvalidInput(field="device path", value=repr(device_path),
+                               reason="is empty (size 0), which chiscsi refuses "
+                                      "(base/target/lu_vfs.c ~86-92)")
+        codec.device_class_for(self.conf.iscsi_iotype, is_block_device(device_path), device_path)
+        self._refuse_if_taken(volume_name, device_path)
+
     def _desired_spec(self, volume: Volume, volume_path: str,
                       record: ExportRecord | None) -> ExportSpec:
         spec = super()._desired_spec(volume, volume_path, record)
-        codec.check_values(spec)
-        if device_size(spec.device_path) == 0:
-            raise InvalidInput(field="device path", value=repr(spec.device_path),
-                               reason="is empty (size 0), which chiscsi refuses "
-                                      "(base/target/lu_vfs.c ~86-92)")
-        codec.device_class_for(self.conf.iscsi_iotype, is_block_device(spec.device_path),
-                               spec.device_path)
-        self._refuse_if_taken(spec)
+        codec.check_values(spec)  # again, on what the record adds (kept or mutual CHAP)
+        self._check_device(spec.volume_name, spec.device_path)
         return spec
 
-    def _refuse_if_taken(self, spec: ExportSpec) -> None:
+    def _refuse_if_taken(self, volume_name: str, device_path: str) -> None:
         """One device, one target: chiscsi refuses a path already in another live target
         (private/klib/target/lun.c ~274-310). The index answers in one read, and its
         claim is believed only if the claiming volume's record still names the device."""
-        owner = self.devices.owner(spec.device_path)
-        if owner is None or owner == spec.volume_name:
+        owner = self.devices.owner(device_path)
+        if owner is None or owner == volume_name:
             return
         try:
             other = self._read_record(owner)
         except PersistenceError:
             taken = True  # an unreadable record still stands for an export: be safe
         else:
-            taken = other is not None and other.spec.device_path == spec.device_path
+            taken = other is not None and other.spec.device_path == device_path
         if taken:
-            raise InvalidInput(field="device path", value=repr(spec.device_path),
+            raise InvalidInput(field="device path", value=repr(device_path),
                                reason=f"is already exported by {owner}; chiscsi puts a device "
                                       "in one target only (private/klib/target/lun.c ~274-310)")
 
@@ -187,7 +217,7 @@ class ChiscsiHelper(IscsiHelper):
         new_text = (old_text if adopt and old_text is not None
                     else codec.render(spec, device_class, serial))
         with self._device_lock(spec.device_path):
-            self._refuse_if_taken(spec)  # again, now that no other create can claim it
+            self._refuse_if_taken(spec.volume_name, spec.device_path)  # again, under the lock
             claimed = self.devices.claim(spec.device_path, spec.volume_name)
             if new_text != old_text:
                 atomic_write(path, new_text, mode=0o600)
@@ -213,7 +243,7 @@ class ChiscsiHelper(IscsiHelper):
         spec = record.spec
         with self._device_lock(spec.device_path):
             try:
-                self._refuse_if_taken(spec)
+                self._refuse_if_taken(spec.volume_name, spec.device_path)
             except InvalidInput as err:  # live all the same: chiscsi let it be; say so
                 LOG.warning("Export of %s: %s", spec.volume_name, err)
                 return
@@ -249,11 +279,26 @@ class ChiscsiHelper(IscsiHelper):
                 merged[iqn] = _live(iqn, detail)
         return merged
 
-    def _live_matches(self, spec: ExportSpec, live: LiveTarget) -> bool:
-        return super()._live_matches(spec, live) and self._detail_problem(spec, live) is None
+    def _live_differences(self, spec: ExportSpec, live: LiveTarget) -> tuple[str, ...]:
+        """Devices and portals from any listing; CHAP users, AuthMethod and the ACL from the
+        detailed ``-c target=<iqn>`` output, when that is what was read."""
+        differ = list(super()._live_differences(spec, live))
+        detail = live.detail if isinstance(live, ChiscsiLive) else None
+        if detail is None:
+            return tuple(differ)
+        if detail.chap_initiator_users != ((spec.chap.username,) if spec.chap else ()):
+            differ.append("chap_user")
+        if detail.chap_target_users != ((spec.target_chap.username,) if spec.target_chap else ()):
+            differ.append("target_chap_user")
+        if spec.chap and detail.value("AuthMethod") != "CHAP":
+            differ.append("auth_method")
+        if detail.acl_enabled != bool(spec.initiators) or (
+                spec.initiators and detail.acl_initiators != frozenset(spec.initiators)):
+            differ.append("acl")
+        return tuple(differ)
 
     def _live_differs(self, spec: ExportSpec, live: LiveTarget) -> str | None:
-        if not super()._live_matches(spec, live):
+        if super()._live_differences(spec, live):  # the fields any listing shows
             return (f"iscsictl -c shows the target with devices {list(live.devices or ())} and "
                     f"portals {[str(p) for p in live.portals or ()]}, not the ones asked for")
         return self._detail_problem(spec, live)

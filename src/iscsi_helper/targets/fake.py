@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from iscsi_helper.codecs import export_json
+from iscsi_helper.exception import TargetRemoveFailed
 from iscsi_helper.fileutil import atomic_write, is_temp_file, read_text_or_none, remove_file
 from iscsi_helper.model import ExportRecord, ExportSpec, LiveTarget
 from iscsi_helper.targets.iscsi import IscsiHelper
@@ -51,7 +52,7 @@ class FakeHelper(IscsiHelper):
         text = export_json.render_record(ExportRecord(spec))
         atomic_write(self._record_path(spec.volume_name), text)
         live = self._read(self._live_path(spec.iqn))
-        # "_" is never in a volume name, so the counter's lock is no volume's.
+        # An internal lock (locking.named_lock): never a volume's.
         tid = live.tid if live else TidCounter(self.conf, self.live_dir / ".next-tid",
                                                "fake_tid").allocate()
         atomic_write(self._live_path(spec.iqn), export_json.render_record(ExportRecord(spec, tid)))
@@ -65,7 +66,11 @@ class FakeHelper(IscsiHelper):
     @staticmethod
     def _live_target(record: ExportRecord) -> LiveTarget:
         spec = record.spec
-        return LiveTarget(spec.iqn, record.tid or 0, spec.portals, (spec.device_path,))
+        return LiveTarget(spec.iqn, record.tid or 0, spec.portals, (spec.device_path,),
+                          lun_paths=((spec.lun, spec.device_path),),
+                          chap_users=(spec.chap.username,) if spec.chap else (),
+                          target_chap_users=(spec.target_chap.username,) if spec.target_chap else (),
+                          initiators=spec.initiators)
 
     def _lookup(self, iqn: str, record: ExportRecord | None) -> LiveTarget | None:
         live = self._read(self._live_path(iqn))
@@ -83,4 +88,6 @@ class FakeHelper(IscsiHelper):
 
     def _withdraw(self, volume_name: str, iqn: str) -> None:
         remove_file(self._live_path(iqn))
+        if self._lookup(iqn, None) is not None:  # as every helper does: look before believing
+            raise TargetRemoveFailed(volume_id=volume_name, reason=f"{iqn} is still live")
         remove_file(self._record_path(volume_name))

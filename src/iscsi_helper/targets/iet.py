@@ -20,14 +20,13 @@ from pathlib import Path
 
 from oslo_config import cfg
 
-from iscsi_helper import access, devices, secretmask, specs
+from iscsi_helper import access, devices, secretmask
 from iscsi_helper.adapters.ietadm import INCOMING, OUTGOING, Direction, Ietadm
 from iscsi_helper.codecs import export_json, iet_proc
-from iscsi_helper.codecs.ietd_conf import find_block, iter_blocks, parse_block, render_block
+from iscsi_helper.codecs.ietd_conf import render_block
 from iscsi_helper.exception import (
     AlreadyPresent,
     CommandError,
-    IscsiHelperError,
     NameInUse,
     NotPresent,
     TargetCreateFailed,
@@ -37,7 +36,7 @@ from iscsi_helper.exception import (
 )
 from iscsi_helper.executor import Executor
 from iscsi_helper.fileutil import atomic_write, put_back, read_text_or_none, remove_file
-from iscsi_helper.formats import ChapCredentials, validate_iscsi_name, validate_volume_name
+from iscsi_helper.formats import ChapCredentials, validate_iscsi_name
 from iscsi_helper.model import ExportRecord, ExportSpec, LiveTarget
 from iscsi_helper.rollback import Rollback
 from iscsi_helper.targets.iet_conf import IetdConf
@@ -46,7 +45,7 @@ from iscsi_helper.tids import TidCounter
 
 LOG = secretmask.get_logger(__name__)
 
-TID_LOCK = "iet_tid"  # '_' is never in a volume name, so this lock is no volume's own
+TID_LOCK = "iet_tid"  # internal namespace (locking.named_lock): never a volume's lock
 TID_COUNTER = ".next-tid"  # volume names cannot start with '.', so never a record's name
 MAX_TID_ATTEMPTS = 16
 MAX_BUSY_ROUNDS = 3
@@ -58,6 +57,7 @@ class IetHelper(IscsiHelper):
     names = ("iet", "ietadm")
     lun = 0
     records_subdir = "iet"
+    path_options = (("iet_conf", None, "file"), ("iet_proc_dir", None, "directory"))
 
     def __init__(self, conf: cfg.ConfigOpts, executor: Executor | None = None) -> None:
         super().__init__(conf, executor)
@@ -85,41 +85,19 @@ class IetHelper(IscsiHelper):
         text = read_text_or_none(path)
         return None if text is None else export_json.parse_record(text, path, volume_name)
 
-    def _adopted(self, block: list[str], volume_name: str) -> ExportRecord | None:
-        """A block Cinder's IetAdm wrote, as a record without an index (so with no tid)."""
-        found = parse_block(block, self.ietd_conf.path)
-        if self.lun not in found.luns:
-            return None
-        return ExportRecord(ExportSpec(
-            specs.volume_id_from_name(self.conf, volume_name), volume_name, found.iqn, found.luns[self.lun],
-            self.lun, specs.configured_portals(self.conf), found.incoming, found.outgoing))
-
     def _read_record(self, volume_name: str) -> ExportRecord | None:
         record = self._read_index(volume_name)
         if record is not None:
             return record
         # Not ours yet: a block Cinder's IetAdm wrote is adopted with its credentials.
         # Only a miss reads ietd.conf, and a create then rewrites it anyway.
-        block = find_block(self.ietd_conf.read(), f"{self.conf.target_prefix}{volume_name}")
-        return None if block is None else self._adopted(block, volume_name)
+        return self.ietd_conf.adopted_one(volume_name, self.lun)
 
-    def _list_records(self) -> list[ExportRecord]:
+    def _scan_records(self) -> tuple[list[ExportRecord], list[tuple[str, str]]]:
         """Our index records, then the blocks of ietd.conf that have none (Cinder's)."""
-        records = {r.spec.volume_name: r for r in super()._list_records()}
-        prefix = self.conf.target_prefix
-        lines = self.ietd_conf.read().splitlines(keepends=True)
-        for iqn, start, end in iter_blocks(lines):
-            name = iqn[len(prefix):]
-            if not iqn.startswith(prefix) or name in records:
-                continue
-            try:
-                adopted = self._adopted(lines[start:end], validate_volume_name(name))
-            except IscsiHelperError as err:  # one bad block must not hide the others
-                LOG.error("Skipping ietd.conf block %s: %s", iqn, err)
-                continue
-            if adopted is not None:
-                records[name] = adopted
-        return list(records.values())
+        indexed, foreign = super()._scan_records()
+        taken = {r.spec.volume_name for r in indexed} | {name for name, _why in foreign}
+        return [*indexed, *self.ietd_conf.adopted_all(self._ours, taken, self.lun)], foreign
 
     # --------------------------------------------------------- live state
 
@@ -153,6 +131,10 @@ class IetHelper(IscsiHelper):
         tid = self._vouched_tid(record, iqn)
         return None if tid is None else LiveTarget(iqn, tid)
 
+    def _inspect(self, iqn: str, record: ExportRecord | None) -> LiveTarget | None:
+        """The proc listing's entry: the only view of IET's LUNs (reconcile, failure reports)."""
+        return self._list_live().get(iqn)
+
     def _already_applied(self, spec: ExportSpec, record: ExportRecord | None,
                          live: LiveTarget | None) -> bool:
         """A target found by its account alone may still lack its LUN: let apply make sure.
@@ -185,6 +167,13 @@ class IetHelper(IscsiHelper):
     def _apply(self, spec: ExportSpec, previous: ExportRecord | None) -> ExportRecord:
         return self._apply_probing(spec, previous, probe=True)
 
+    def _apply_seen(self, spec: ExportSpec, previous: ExportRecord | None,
+                    live: LiveTarget) -> ExportRecord:
+        # The listing shows the tid and where LUN 0 really is: a device change
+        # killed before its LUN swap is finished from this, whatever the index says.
+        return self._apply_probing(spec, previous, probe=True,
+                                   seen=live if live.devices is not None else None)
+
     def _apply_missing(self, spec: ExportSpec, previous: ExportRecord | None,
                        tids_in_use: Set[int]) -> ExportRecord:
         # Absent from a fresh proc listing: no need to probe the recorded tid
@@ -193,47 +182,71 @@ class IetHelper(IscsiHelper):
         return self._apply_probing(spec, previous, probe=False)
 
     def _apply_probing(self, spec: ExportSpec, previous: ExportRecord | None, *,
-                       probe: bool) -> ExportRecord:
+                       probe: bool, seen: LiveTarget | None = None) -> ExportRecord:
         validate_iscsi_name(spec.iqn, "target IQN")
         iotype = devices.iotype(self.conf.iscsi_iotype, spec.device_path)
         size = devices.device_size(spec.device_path)
         path = self._record_path(spec.volume_name)
         indexed = previous if previous is not None and previous.text is not None else None
-        tid = (indexed.tid if indexed else None) or self.tids.allocate(live_tids=self._live_tids)
+        tid = ((seen.tid if seen else None) or (indexed.tid if indexed else None)
+               or self.tids.allocate(live_tids=self._live_tids))
+        # A LUN swap ahead (new device, grown device, or the listing shows another one):
+        # the index first says the LUN's size is unknown, so a process killed before
+        # the swap is done leaves a record that the next apply swaps again.
+        swap_ahead = (seen is not None and seen.devices is not None
+                      and tuple(seen.devices[:1]) != (spec.device_path,)) or (
+            indexed is not None and (indexed.spec.device_path != spec.device_path
+                                     or indexed.device_size != size))
         try:
             with Rollback(f"the export of {spec.volume_id}") as rollback:
                 # Persist first, so a crash mid-way leaves a record that ensure can finish.
                 if not (indexed is not None and indexed.spec == spec):
                     conf_old = self.ietd_conf.put_block(spec.iqn, render_block(spec, iotype))
                     rollback.push("ietd.conf", partial(self.ietd_conf.put_back, spec.iqn, conf_old))
-                text = export_json.render_record(ExportRecord(spec, tid, size))
+                text = export_json.render_record(ExportRecord(spec, tid, None if swap_ahead else size))
                 if indexed is None or text != indexed.text:
                     atomic_write(path, text, mode=0o600)
                     rollback.push("the index record",
                                   partial(put_back, path, indexed.text if indexed else None))
-                live_tid = self._apply_live(spec, previous, indexed is not None, tid, iotype,
-                                            size, rollback, probe=probe)
+                live_tid, swapped = self._apply_live(spec, previous, indexed is not None, tid,
+                                                     iotype, size, rollback, probe=probe, seen=seen)
+                if swapped:
+                    self._confirm_lun(spec, live_tid)
         except CommandError as err:
             raise TargetCreateFailed(volume_id=spec.volume_id, reason=str(err)) from None
-        if live_tid != tid:
+        if live_tid != tid or swap_ahead:
             text = export_json.render_record(ExportRecord(spec, live_tid, size))
             atomic_write(path, text, mode=0o600)
         return ExportRecord(spec, live_tid, size, text)
+
+    def _confirm_lun(self, spec: ExportSpec, tid: int) -> None:
+        """After a LUN swap, the proc listing (IET's only view of LUNs) must show the new device.
+
+        Read only after a swap (a device change or growth), never on a plain create.
+        """
+        live = self._list_live().get(spec.iqn)
+        shown = dict(live.lun_paths or ()) if live is not None and live.tid == tid else {}
+        if shown.get(spec.lun) != spec.device_path:
+            raise TargetCreateFailed(
+                volume_id=spec.volume_id,
+                reason=f"ietadm reported the LUN swap done but {self.conf.iet_proc_dir}/volume "
+                       f"shows LUN {spec.lun} of tid {tid} on {shown.get(spec.lun) or 'nothing'}")
 
     def _live_tids(self) -> list[int]:
         return [t.tid for t in self._list_live().values()]
 
     def _apply_live(self, spec: ExportSpec, previous: ExportRecord | None, indexed: bool,
                     tid: int, iotype: str, size: int | None, rollback: Rollback, *,
-                    probe: bool) -> int:
-        """Make target, accounts and LUN live as ``spec`` says; returns the target's tid."""
+                    probe: bool, seen: LiveTarget | None) -> tuple[int, bool]:
+        """Make target, accounts and LUN live as ``spec`` says: (the target's tid, LUN swapped)."""
         before = previous.spec if previous else None
-        known_devices: tuple[str, ...] | None = None
+        known_devices: tuple[str, ...] | None = seen.devices if seen else None
         # Our target already at the recorded tid? (Its account proves it, cheaply.)
-        ours = bool(probe and indexed and before is not None and before.chap is not None
+        ours = bool(probe and seen is None and indexed and before is not None
+                    and before.chap is not None
                     and self.ietadm.account_matches(tid, INCOMING, before.chap))
         created = False
-        if not ours:
+        if not ours and seen is None:
             tid, created, known_devices = self._new_target(spec, tid)
             if created:
                 rollback.push(f"target {tid}", partial(self._delete_target, tid, spec.volume_id))
@@ -255,18 +268,20 @@ class IetHelper(IscsiHelper):
 
         if created:
             self.ietadm.lun_new(tid, spec.lun, spec.device_path, iotype)
-            return tid
+            return tid, False
         old_device = before.device_path if before else None
         old_size = previous.device_size if previous else None
         if known_devices is not None:
-            stale = known_devices[:1] != (spec.device_path,)
+            # The listing shows the path; the record alone says whether it has grown.
+            stale = known_devices[:1] != (spec.device_path,) or (
+                old_device == spec.device_path and old_size is not None and old_size != size)
         else:
             stale = old_device != spec.device_path or old_size != size
         if not stale:
             # Restores a LUN lost behind our back; AlreadyPresent says it is there.
             with suppress(AlreadyPresent):
                 self.ietadm.lun_new(tid, spec.lun, spec.device_path, iotype)
-            return tid
+            return tid, False
         # A new path, or a grown device: IET reads the size only when a LUN is added.
         try:
             self.ietadm.lun_delete(tid, spec.lun)
@@ -278,7 +293,7 @@ class IetHelper(IscsiHelper):
                     self._readd_lun, tid, spec.lun, old_device,
                     devices.iotype(self.conf.iscsi_iotype, old_device)))
         self.ietadm.lun_new(tid, spec.lun, spec.device_path, iotype)
-        return tid
+        return tid, True
 
     def _new_target(self, spec: ExportSpec, tid: int) -> tuple[int, bool, tuple[str, ...] | None]:
         """Create the target at ``tid`` or find it: (tid, created, LUN paths if found).
@@ -356,7 +371,9 @@ class IetHelper(IscsiHelper):
     # ------------------------------------------------------------ withdraw
 
     def _withdraw(self, volume_name: str, iqn: str) -> None:
-        tid = self._vouched_tid(self._read_index(volume_name), iqn)
+        record = self._read_index(volume_name)
+        tid = self._vouched_tid(record, iqn)
+        vouched = tid is not None
         if tid is None:
             # No record (an orphan, or Cinder's), or the recorded tid now holds
             # another target: never delete by a tid we cannot vouch for.
@@ -367,6 +384,13 @@ class IetHelper(IscsiHelper):
                 with suppress(NotPresent):
                     self.ietadm.lun_delete(tid, self.lun)
                 self._delete_target(tid, volume_name)
+                # ietadm's exit code is not proof: look again, the same way the target was found.
+                if (self._vouched_tid(record, iqn) is not None if vouched
+                        else iqn in self._list_live()):
+                    raise TargetRemoveFailed(
+                        volume_id=volume_name,
+                        reason=f"ietadm --op delete --tid={tid} exited 0 but target {tid} "
+                               f"({iqn}) is still there; its records are kept")
         except CommandError as err:
             raise TargetRemoveFailed(volume_id=volume_name, reason=str(err)) from None
         self.ietd_conf.put_block(iqn, None)

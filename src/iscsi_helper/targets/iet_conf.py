@@ -16,17 +16,23 @@ says so before the first change).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from oslo_config import cfg
 
-from iscsi_helper import access, locking
-from iscsi_helper.codecs.ietd_conf import find_block, replace_block
+from iscsi_helper import access, locking, secretmask, specs
+from iscsi_helper.codecs.ietd_conf import find_block, iter_blocks, parse_block, replace_block
+from iscsi_helper.exception import IscsiHelperError
 from iscsi_helper.executor import Executor
 from iscsi_helper.fileutil import atomic_write, read_text_or_none
+from iscsi_helper.formats import validate_volume_name
+from iscsi_helper.model import ExportRecord, ExportSpec
 from iscsi_helper.rootfiles import RootFile
 
-# '_' is never in a volume name, so this lock is no volume's own.
+LOG = secretmask.get_logger(__name__)
+
+# An internal lock (locking.named_lock): its namespace is not the volumes'.
 CONF_LOCK = "iet_conf"
 
 
@@ -72,3 +78,34 @@ class IetdConf:
     def sweep_as_root(self) -> list[Path]:
         """Root's temp files of this file left by writers that died (removed as root)."""
         return self.as_root.sweep() if self.as_root else []
+    # -- blocks Cinder's IetAdm wrote, adopted as records without an index (so without a tid)
+
+    def adopted(self, block: list[str], volume_name: str, lun: int) -> ExportRecord | None:
+        """The export one block describes, if it has our LUN."""
+        found = parse_block(block, self.path)
+        if lun not in found.luns:
+            return None
+        return ExportRecord(ExportSpec(
+            specs.volume_id_from_name(self.conf, volume_name), volume_name, found.iqn,
+            found.luns[lun], lun, specs.configured_portals(self.conf), found.incoming,
+            found.outgoing))
+
+    def adopted_one(self, volume_name: str, lun: int) -> ExportRecord | None:
+        block = find_block(self.read(), f"{self.conf.target_prefix}{volume_name}")
+        return None if block is None else self.adopted(block, volume_name, lun)
+
+    def adopted_all(self, ours: Callable[[str], str | None],
+                    skip: set[str], lun: int) -> Iterator[ExportRecord]:
+        """Every adoptable block whose name ``ours`` maps to a volume name not in ``skip``."""
+        lines = self.read().splitlines(keepends=True)
+        for iqn, start, end in iter_blocks(lines):
+            name = ours(iqn)
+            if name is None or name in skip:
+                continue
+            try:
+                adopted = self.adopted(lines[start:end], validate_volume_name(name), lun)
+            except IscsiHelperError as err:  # one bad block must not hide the others
+                LOG.error("Skipping ietd.conf block %s: %s", iqn, err)
+                continue
+            if adopted is not None:
+                yield adopted

@@ -60,7 +60,7 @@ LOG = secretmask.get_logger(__name__)
 
 DISK_LUN = 1
 TID_COUNTER = ".next-tid"
-TID_LOCK = "tgt_tid"  # '_' is never in a volume name, so this is no volume's lock
+TID_LOCK = "tgt_tid"  # internal namespace (locking.named_lock): never a volume's lock
 MAX_TID_ATTEMPTS = 64
 BSOFLAGS = frozenset({"sync", "direct", "sync:direct", "direct:sync"})
 
@@ -89,6 +89,10 @@ class TgtHelper(IscsiHelper):
         self.tids = TidCounter(conf, self.records_dir / TID_COUNTER, TID_LOCK)
         self.accounts = SharedAccounts(conf, self.tgtadm, self.records_dir, self._read_record)
 
+    def _check_configuration(self) -> None:
+        super()._check_configuration()
+        self._bsoflags()
+
     def _bsoflags(self) -> str:
         flags = str(self.conf.iscsi_target_flags).strip()
         if flags and flags not in BSOFLAGS:
@@ -114,16 +118,23 @@ class TgtHelper(IscsiHelper):
         """One full listing: tgtd offers no lookup by name (see the module docstring)."""
         return self.tgtadm.show().get(iqn)
 
-    def _live_matches(self, spec: ExportSpec, live: LiveTarget) -> bool:
-        if not super()._live_matches(spec, live):
-            return False
+    def _live_differences(self, spec: ExportSpec, live: LiveTarget) -> tuple[str, ...]:
+        """tgtd shows LUNs, accounts (both ways) and the ACL, but no portals (they are tgtd's)."""
         if not isinstance(live, TgtLiveTarget):
-            return True
-        return (live.lun_path(self.lun) == spec.device_path
-                and set(live.accounts) == ({spec.chap.username} if spec.chap else set())
-                and set(live.outgoing) == ({spec.target_chap.username} if spec.target_chap
-                                           else set())
-                and set(live.acl) == self._wanted_acl(spec))
+            return super()._live_differences(spec, live)
+        differ = []
+        path = live.lun_path(self.lun)
+        if path is None:
+            differ.append("lun")
+        elif path != spec.device_path:
+            differ.append("device")
+        if set(live.accounts) != ({spec.chap.username} if spec.chap else set()):
+            differ.append("chap_user")
+        if set(live.outgoing) != ({spec.target_chap.username} if spec.target_chap else set()):
+            differ.append("target_chap_user")
+        if set(live.acl) != self._wanted_acl(spec):
+            differ.append("acl")
+        return tuple(differ)
 
     @staticmethod
     def _wanted_acl(spec: ExportSpec) -> set[str]:
@@ -299,6 +310,12 @@ class TgtHelper(IscsiHelper):
             live = self.tgtadm.show().get(iqn)
             if live is not None:
                 self._delete_target(live.tid)
+                # tgtadm's exit code is not proof: the target must be gone from tgtd's own list.
+                if iqn in self.tgtadm.show():
+                    raise TargetRemoveFailed(
+                        volume_id=volume_name,
+                        reason=f"tgtadm --op delete --tid {live.tid} exited 0 but tgtd still "
+                               f"shows {iqn}; its record is kept")
             # The live bindings count too: a record may be gone (an orphan) while
             # our marker for the account it used is still there.
             held = (record.spec.chap, record.spec.target_chap) if record else ()

@@ -29,7 +29,7 @@ from iscsi_helper.model import ExportRecord, ExportSpec
 from iscsi_helper.rollback import Rollback
 
 ACCOUNTS_DIR = ".accounts"
-# '_' cannot occur in a volume name, so these never collide with a volume's own lock.
+# Internal locks (locking.named_lock): their namespace is not the volumes'.
 ACCOUNT_LOCK = "tgt_account_"
 
 

@@ -32,11 +32,13 @@ tid:1 name:iqn.2001-04.com.example:other
 def test_parse_volume_gives_each_target_its_tid_and_luns_in_lun_order():
     assert parse_volume(VOLUME) == {
         "iqn.2010-10.org.openstack:volume-3": LiveTarget(
-            "iqn.2010-10.org.openstack:volume-3", 3, None, ()),
+            "iqn.2010-10.org.openstack:volume-3", 3, None, (), lun_paths=()),
         "iqn.2010-10.org.openstack:volume-2": LiveTarget(
-            "iqn.2010-10.org.openstack:volume-2", 2, None, ("/srv/a.img", "/dev/vg/b")),
+            "iqn.2010-10.org.openstack:volume-2", 2, None, ("/srv/a.img", "/dev/vg/b"),
+            lun_paths=((0, "/srv/a.img"), (1, "/dev/vg/b"))),
         "iqn.2001-04.com.example:other": LiveTarget(
-            "iqn.2001-04.com.example:other", 1, None, ("/srv/with space.img",)),
+            "iqn.2001-04.com.example:other", 1, None, ("/srv/with space.img",),
+            lun_paths=((0, "/srv/with space.img"),)),
     }
 
 
