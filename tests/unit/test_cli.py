@@ -296,3 +296,18 @@ def test_connection_info_with_an_initiator_the_acl_cannot_take_touches_nothing(t
     done = cli.run("connection-info", "1", "--initiator", "naa.52004567BA64678D", expect=2)
     assert "ACL takes only iqn. and eui. names" in one_line(done)
     assert not (tmp_path / "state").exists() and not (tmp_path / "locks").exists()
+
+
+def test_reconcile_names_the_fields_that_differ(cli, device, other_device, tmp_path):
+    cli.run("export", "1", device)
+    live = tmp_path / "state" / "volumes" / "fake-live" / "iqn.2010-10.org.openstack%3Avolume-1"
+    shown = json.loads(live.read_text())
+    shown["device_path"] = other_device  # the target now serves another disk
+    live.write_text(json.dumps(shown))
+    rows = cli.json("reconcile", expect=1)
+    assert [(r["volume_id"], r["state"], r["fields"]) for r in rows] == [("1", "differs", ["device"])]
+    assert cli.run("reconcile", expect=1).stdout == "differs       1 [device]\n"
+    assert cli.run("reconcile", "--fix", "--dry-run", expect=1).stdout == \
+        "differs       1 [device] (would reload)\n"
+    assert cli.run("reconcile", "--fix").stdout == "differs       1 [device] (fixed: reload)\n"
+    assert cli.json("reconcile")[0]["state"] == "ok"
