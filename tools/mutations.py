@@ -183,13 +183,13 @@ GUARANTEES: list[Mutation] = [
     Mutation(
         "create-unverified-left-behind",
         "a create whose verification fails leaves nothing behind",
-        (edit(ISCSI, "                except IscsiHelperError:\n"
-                     "                    # Unconfirmed is not done: the caller treats the export as "
-                     "failed,\n"
-                     "                    # so it must not stay behind, live and recorded.\n"
-                     "                    self._undo(spec, record, applied)\n"
-                     "                    raise\n",
-              "                except IscsiHelperError:\n                    raise\n"),),
+        (edit(ISCSI, "                    except IscsiHelperError:\n"
+                     "                        # Unconfirmed is not done: the caller treats the export "
+                     "as failed,\n"
+                     "                        # so it must not stay behind, live and recorded.\n"
+                     "                        self._undo(spec, record, applied)\n"
+                     "                        raise\n",
+              "                    except IscsiHelperError:\n                        raise\n"),),
         ((CRASH, "chiscsi and create"),)),
     Mutation(
         "ietd-conf-prefix-match",
@@ -253,31 +253,63 @@ GUARANTEES: list[Mutation] = [
         "distributed-lock-off",
         "concurrent across hosts: coordination_url locks are shared",
         (edit("src/iscsi_helper/locking.py",
-              "        if not lock.acquire(blocking=timeout):\n", "        if not True:\n"),
+              "            acquired = lock.acquire(blocking=timeout)\n",
+              "            acquired = True\n"),
          edit("src/iscsi_helper/locking.py", "            lock.release()\n", "            pass\n")),
         ((CONCURRENCY, "cannot_interleave"),)),
     Mutation(
         "cli-invalid-input-exits-1",
         "exit code 2 for bad usage or invalid input",
-        (edit("src/iscsi_helper/cli.py",
-              "    except Refused as err:  # nothing was touched: the input or configuration must change\n"
-              "        print(f\"iscsi-helper: error: {err}\", file=sys.stderr)\n"
-              "        return EXIT_USAGE\n",
-              "    except Refused as err:  # nothing was touched: the input or configuration must change\n"
-              "        print(f\"iscsi-helper: error: {err}\", file=sys.stderr)\n"
-              "        return EXIT_FAILED\n"),),
+        (edit("src/iscsi_helper/clisupport.py",
+              "        elif isinstance(err, REFUSED):\n            code = EXIT_USAGE\n",
+              "        elif isinstance(err, REFUSED):\n            code = EXIT_FAILED\n"),),
         (("tests/unit/test_cli.py", ""),)),
     Mutation(
         "cli-failure-exits-2",
         "exit code 1 when the operation failed",
-        (edit("src/iscsi_helper/cli.py",
-              "    except IscsiHelperError as err:\n"
-              "        print(f\"iscsi-helper: error: {err}\", file=sys.stderr)\n"
-              "        return EXIT_FAILED\n",
-              "    except IscsiHelperError as err:\n"
-              "        print(f\"iscsi-helper: error: {err}\", file=sys.stderr)\n"
-              "        return EXIT_USAGE\n"),),
+        (edit("src/iscsi_helper/clisupport.py",
+              "        else:\n            code = EXIT_FAILED\n",
+              "        else:\n            code = EXIT_USAGE\n"),),
         (("tests/unit/test_cli.py", ""),)),
+    # -- the operator's front door (issue 15)
+    Mutation(
+        "cli-not-found-exits-1",
+        "exit code 3 for no such export",
+        (edit("src/iscsi_helper/clisupport.py",
+              "            code = EXIT_NOT_FOUND\n", "            code = EXIT_FAILED\n"),),
+        (("tests/unit/test_cli.py", "failures_are_one_line"),)),
+    Mutation(
+        "orphans-stopped-unasked",
+        "reconcile --fix stops orphan targets only with --stop-orphans",
+        (edit("src/iscsi_helper/targets/reconciling.py",
+              "                  and (stop_orphans or d.state != \"orphan-live\")}",
+              "                  and True}"),),
+        (("tests/behaviour/test_operator_contract.py", "orphans_only_when_asked"),
+         ("tests/unit/test_cli.py", "reconcile_names_volume_ids"))),
+    Mutation(
+        "device-swap-unchecked",
+        "export refuses another device under connected initiators unless forced",
+        (edit(ISCSI, "                    self._check_device_swap(vol, spec, record, force)  "
+                     "# before any change\n", "                    pass\n"),),
+        (("tests/behaviour/test_operator_contract.py", "device_swap_needs_force or sessions"),)),
+    Mutation(
+        "access-check-off",
+        "a path this user cannot write is one line before anything is touched",
+        (edit(ISCSI, "        access.check(self._access_needs())\n", "        pass\n"),),
+        (("tests/ecosystem/test_unprivileged.py", "cannot_create or cannot_write or needs"),)),
+    Mutation(
+        "backend-section-ignored",
+        "cinder.conf read as Cinder reads it: a backend's section, then [backend_defaults]",
+        (edit("src/iscsi_helper/options.py",
+              "        conf.set_override(opt.dest, _literal(value))\n", "        pass\n"),),
+        (("tests/unit/test_cli_cinder_conf.py", ""), ("tests/unit/test_options.py", "backend"))),
+    Mutation(
+        "held-port-served-anyway",
+        "a portal the emulated data path cannot bind fails the export",
+        (edit("src/iscsi_helper/lab/emulators/iet/serving.py",
+              "            service.publish(target, every_portal=True)\n",
+              "            service.publish(target)\n"),),
+        (("tests/e2e/test_port_taken.py", "iet"),)),
 ]
 
 
@@ -547,6 +579,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     root = Path(tempfile.mkdtemp(prefix="iscsi-helper-mutations-"))
+    root.chmod(0o755)  # tests/ecosystem/test_unprivileged.py runs the copy as user nobody
     try:
         scratch_copy(root)
         print(f"scratch copy: {root}")

@@ -78,6 +78,24 @@ class UnknownTargetHelper(InvalidConfiguration):
     )
 
 
+class AccessDenied(InvalidConfiguration):
+    """This process cannot write a path the helper writes itself; found before any change."""
+
+    template = "%(option)s %(path)s: %(problem)s; %(fix)s"
+
+
+class MissingDependency(InvalidConfiguration):
+    """An option needs a Python package that is not installed."""
+
+    template = "%(option)s needs the Python package %(package)s, which is not installed: %(fix)s"
+
+
+class ExportInUse(InvalidInput):
+    """A change that would pull the disk from under connected initiators, refused unless forced."""
+
+    template = ("Volume %(volume_id)s is connected (%(connected)s): exporting %(new)s instead of "
+                "%(old)s would swap the disk under it; disconnect first, or force it "
+                "(iscsi-helper export --force)")
 class OperationFailed(IscsiHelperError):
     """A failure after the operation's first change that no narrower type names.
 
@@ -98,6 +116,19 @@ class LockTimeout(IscsiHelperError):
 
 class ExportNotFound(IscsiHelperError):
     template = "No export found for volume %(volume)s."
+
+
+class ExportNotLive(IscsiHelperError):
+    """The export is persisted but its target is not running (after a reboot, say)."""
+
+    template = ("The export of volume %(volume)s is persisted but its target is not live; "
+                "bring it back with 'iscsi-helper ensure %(volume)s'")
+
+
+class CoordinationError(IscsiHelperError):
+    """The coordination backend (coordination_url) could not be used; nothing was changed."""
+
+    template = "Cannot take lock %(lock)s through coordination_url: %(reason)s"
 
 
 class TargetCreateFailed(IscsiHelperError):

@@ -12,6 +12,7 @@ import os
 import socket
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 TEMP_PREFIX = ".tmp-"
@@ -89,6 +90,11 @@ def _temp_prefix(name: str) -> str:
     return f"{TEMP_PREFIX}{name[:_NAME_PART]}.{_host()}.{os.getpid()}."
 
 
+def temp_name_prefix(name: str) -> str:
+    """The prefix of this process's temp files for file ``name`` (for writers other than ours)."""
+    return _temp_prefix(name)
+
+
 def _writer_gone(name: str, age: float) -> bool:
     """Whether the process that wrote temp file ``name`` can no longer rename it."""
     parts = name.rsplit(".", 3)
@@ -109,14 +115,17 @@ def _writer_gone(name: str, age: float) -> bool:
 
 
 def sweep_temp_files(directory: Path, *, recursive: bool = False,
-                     of_file: str | None = None) -> list[Path]:
+                     of_file: str | None = None,
+                     remove: Callable[[Path], bool] | None = None) -> list[Path]:
     """Remove temp files left by writers that died between writing and renaming.
 
     A reader never takes them for records (``is_temp_file``), but they hold
     secrets and would pile up. One still being written by a live process on
     this host is left alone; one from another host only once it is old.
     ``of_file`` limits the sweep to temp files of that one file (a
-    directory shared with other software, such as ietd.conf's).
+    directory shared with other software, such as ietd.conf's); ``remove``
+    replaces the in-process unlink (a root-owned directory's files are
+    removed through the root helper).
     """
     wanted = f"{TEMP_PREFIX}{of_file[:_NAME_PART]}." if of_file else TEMP_PREFIX
     removed: list[Path] = []
@@ -133,7 +142,7 @@ def sweep_temp_files(directory: Path, *, recursive: bool = False,
                 age = now - path.lstat().st_mtime
             except FileNotFoundError:
                 continue
-            if _writer_gone(name, age) and remove_file(path):
+            if _writer_gone(name, age) and (remove or remove_file)(path):
                 removed.append(path)
     return removed
 

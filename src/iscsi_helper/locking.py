@@ -30,13 +30,14 @@ import os
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from oslo_config import cfg
 
-from iscsi_helper.exception import LockTimeout
+from iscsi_helper.exception import CoordinationError, LockTimeout, MissingDependency
 from iscsi_helper.fileutil import ensure_private_dir
 
 LOCK_PREFIX = "iscsi-helper-"
@@ -78,12 +79,28 @@ def _coordinator(url: str) -> Any:
     with _coordinators_guard:
         coordinator = _coordinators.get(key)
         if coordinator is None:
-            from tooz import coordination  # only deployments that set coordination_url need tooz
-            member = f"iscsi-helper-{socket.gethostname()}-{os.getpid()}".encode()
-            coordinator = coordination.get_coordinator(url, member)
-            coordinator.start(start_heart=True)  # the heartbeat keeps held locks from expiring
+            try:  # only deployments that set coordination_url need tooz (and its driver's client)
+                with warnings.catch_warnings():
+                    # tooz imports futurist, which imports eventlet when installed, which warns
+                    # on import that it is deprecated: not ours to act on, and not the operator's.
+                    warnings.filterwarnings("ignore", message=r"(?s).*[Ee]ventlet")
+                    from tooz import coordination
+                member = f"iscsi-helper-{socket.gethostname()}-{os.getpid()}".encode()
+                coordinator = coordination.get_coordinator(url, member)
+                coordinator.start(start_heart=True)  # the heartbeat keeps held locks from expiring
+            except ImportError as err:
+                package = (err.name or "tooz").split(".")[0]
+                raise MissingDependency(option="coordination_url", package=package,
+                                        fix="pip install 'iscsi-helper[coordination]'") from None
+            except Exception as err:  # noqa: BLE001 - tooz's errors share no base we can name here
+                raise CoordinationError(lock="(connecting)", reason=_reason(err)) from None
             _coordinators[key] = coordinator
         return coordinator
+
+
+def _reason(err: Exception) -> str:
+    """tooz's message, which names host and port but not the URL (it may carry a password)."""
+    return f"{type(err).__name__}: {err}".splitlines()[0]
 
 
 @atexit.register
@@ -144,7 +161,11 @@ def _lock(conf: cfg.ConfigOpts, full_name: str) -> Iterator[None]:
     if url:
         lock = _coordinator(url).get_lock((LOCK_PREFIX + full_name).encode())
         started = time.monotonic()
-        if not lock.acquire(blocking=timeout):
+        try:
+            acquired = lock.acquire(blocking=timeout)
+        except Exception as err:  # noqa: BLE001 - tooz's errors share no base we can name here
+            raise CoordinationError(lock=full_name, reason=_reason(err)) from None
+        if not acquired:
             raise LockTimeout(waited=time.monotonic() - started,
                               lock=f"{full_name} (coordination backend)")
         try:

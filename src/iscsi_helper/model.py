@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeAlias
 
 from iscsi_helper.exception import InvalidInput
 from iscsi_helper.formats import (
@@ -22,6 +22,26 @@ from iscsi_helper.formats import (
     validate_volume_id,
     validate_volume_name,
 )
+
+
+class VolumeProtocol(Protocol):
+    """A volume as a caller may hand it over: anything with an ``id`` and a ``name``.
+
+    Cinder's ``Volume`` objects qualify, and so does :class:`Volume`.
+    ``provider_location``, ``provider_auth``, ``provider_geometry`` and
+    ``encryption_key_id`` are read too when present (Cinder sets them).
+    """
+
+    @property
+    def id(self) -> Any: ...  # Cinder: a UUID string
+
+    @property
+    def name(self) -> str: ...
+
+
+#: What every ``volume`` parameter of the helper contract accepts: an object
+#: with the attributes of :class:`VolumeProtocol`, or a mapping with those keys.
+VolumeLike: TypeAlias = VolumeProtocol | Mapping[str, Any]
 
 _VOLUME_FIELDS = ("id", "name", "provider_location", "provider_auth",
                   "provider_geometry", "encryption_key_id")
@@ -44,6 +64,8 @@ def _read_field(volume: Any, name: str) -> Any:
 
 @dataclass(frozen=True)
 class Volume:
+    """A volume read once from whatever the caller gave (:meth:`coerce`); helpers use only this."""
+
     id: str
     name: str
     provider_location: str | None = None
@@ -63,7 +85,7 @@ class Volume:
                 f"provider_location={self.provider_location!r}, provider_auth={auth})")
 
     @classmethod
-    def coerce(cls, volume: Any) -> Volume:
+    def coerce(cls, volume: VolumeLike) -> Volume:
         if isinstance(volume, Volume):
             return volume
         values = {name: _read_field(volume, name) for name in _VOLUME_FIELDS}
@@ -142,6 +164,8 @@ class LiveTarget:
     target_chap_users: tuple[str, ...] | None = field(default=None, kw_only=True)
     #: Initiator names admitted by the target's ACL (empty: any initiator).
     initiators: tuple[str, ...] | None = field(default=None, kw_only=True)
+    #: Sessions logged in, where the lookup shows them (None: it does not).
+    sessions: int | None = field(default=None, kw_only=True)
 
 
 @dataclass

@@ -439,7 +439,7 @@ def test_reconcile_reports_and_fixes_missing_and_orphans_but_not_foreign_targets
     states = {d.volume_name: d.state for d in target.reconcile()}
     assert states == {"volume-1": "missing-live", "volume-2": "missing-live",
                       "volume-3": "orphan-live"}
-    fixed = target.reconcile(fix=True)
+    fixed = target.reconcile(fix=True, stop_orphans=True)  # the orphan too, as asked
     assert all(d.fixed for d in fixed)
     assert {d.volume_name: d.state for d in target.reconcile()} == {
         "volume-1": "ok", "volume-2": "ok"}

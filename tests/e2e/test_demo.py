@@ -66,3 +66,15 @@ def test_demo_runs_the_whole_story_and_hides_the_secret(tmp_path):
     secret_lines = [line for line in out.splitlines()
                     if "auth_password" in line or "provider_auth" in line]
     assert secret_lines and all(line.rstrip().endswith("***") for line in secret_lines)
+
+
+@pytest.mark.skipif(not all(shutil.which(t) for t in ("iscsi-inq", "qemu-io")),
+                    reason="needs libiscsi-bin and qemu-utils (scripts/setup.sh installs them)")
+def test_demo_with_json_tells_the_story_as_one_document(tmp_path):
+    from tests.cli_support import Cli
+
+    done = Cli([]).run("--json", "demo", "--workdir", str(tmp_path / "demo"), timeout=300)
+    story = json.loads(done.stdout)
+    assert story["ok"] is True
+    assert story["lines"][-1].endswith("all worked")
+    assert any("READ CAPACITY(16): 67108864 bytes" in line for line in story["lines"])

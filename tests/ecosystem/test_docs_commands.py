@@ -66,14 +66,20 @@ def sandbox(tmp_path, monkeypatch):
     for disk in ("disk1.img", "disk2.img"):
         with open(root / "var/lib/cinder" / disk, "wb") as handle:
             handle.truncate(4 << 20)
-    common = ("state_path = /var/lib/cinder\ntarget_ip_address = 127.0.0.1\n")
+    # cinder.conf files as a deployment has them: one enabled backend, its target options in
+    # its own section (the command line reads them there, as Cinder does), host ones in DEFAULT.
     locks = "\n[oslo_concurrency]\nlock_path = /var/lib/cinder/lock\n"
     (root / "etc/cinder/cinder.conf").write_text(rewrite(
-        "[DEFAULT]\ntarget_helper = iscsictl\n" + common
-        + "chiscsi_conf = /etc/chelsio-iscsi/chiscsi.conf\n" + locks, root))
+        "[DEFAULT]\nenabled_backends = lvm-chiscsi\nstate_path = /var/lib/cinder\n\n"
+        "[lvm-chiscsi]\nvolume_driver = iscsi_helper.cinder.driver.LVMVolumeDriver\n"
+        "volume_group = cinder-volumes\ntarget_helper = iscsictl\n"
+        "target_ip_address = 127.0.0.1\nchiscsi_conf = /etc/chelsio-iscsi/chiscsi.conf\n"
+        + locks, root))
     (root / "etc/cinder/cinder-iet.conf").write_text(rewrite(
-        "[DEFAULT]\ntarget_helper = ietadm\n" + common
-        + "iet_conf = /etc/iet/ietd.conf\niet_proc_dir = /proc/net/iet\n" + locks, root))
+        "[DEFAULT]\nenabled_backends = lvm-iet\nstate_path = /var/lib/cinder\n\n"
+        "[lvm-iet]\nvolume_driver = iscsi_helper.cinder.driver.LVMVolumeDriver\n"
+        "iscsi_helper_target = iet\ntarget_ip_address = 127.0.0.1\n"
+        "iet_conf = /etc/iet/ietd.conf\niet_proc_dir = /proc/net/iet\n" + locks, root))
     (root / "var/lib/cinder/volumes/cxt/volume-1").write_text(CXTADM_FILE.format(root=root))
     (root / "etc/iet/ietd.conf").write_text(FOREIGN_IET + IETADM_BLOCK.format(root=root))
     bin_dir = install_shims(tmp_path / "emulator-bin")
@@ -129,6 +135,8 @@ def check_quickstart(root, env, outputs):
     assert list(root.glob("tmp/*/iscsi-helper.conf")), "the walkthrough works in its own mktemp -d"
     assert any("provider_location" in o and "127.0.0.1:3260,1 " in o for o in outputs)
     assert "export removed" in outputs[-1]
+    assert "no such export (exit 3)" in outputs[-1]
+    assert "volume 1: access of iqn.1993-08.org.debian:01:client revoked" in outputs[-1]
 
 
 def check_chiscsi(root, env, outputs):
@@ -180,5 +188,16 @@ def test_every_document_with_commands_is_checked():
             assert doc in CHECKS, f"{doc}: its commands run but nothing checks what they did"
 
 
+def check_cinder(root, env, outputs):
+    (output,) = outputs  # one block: list -l, then the dry run
+    listing, dry_run = output.splitlines()[:2], "\n".join(output.splitlines()[2:])
+    assert listing[0].split() == ["VOLUME", "LIVE", "TID", "IQN", "DEVICE", "PORTALS"]
+    row = listing[1].split()
+    assert row[:2] == ["1", "NO"] and row[4] == f"{root}/var/lib/cinder/disk1.img", \
+        "the CxtAdm file, read through the backend section's options"
+    assert "missing-live  1 (would start)" in dry_run and "drift left (exit 1)" in dry_run
+    assert not list(root.glob("var/lib/cinder/volumes/cxt/.tmp-*")), "a dry run writes nothing"
+
+
 CHECKS = {"quickstart.md": check_quickstart, "helpers/chiscsi.md": check_chiscsi,
-          "migration.md": check_migration}
+          "migration.md": check_migration, "cinder.md": check_cinder}

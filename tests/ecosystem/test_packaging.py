@@ -31,7 +31,7 @@ from .test_docs_commands import packaging_blocks, shell_blocks
 
 REPO = Path(__file__).resolve().parents[2]
 SUBCOMMANDS = ["export", "unexport", "ensure", "list", "show", "connection-info",
-               "reconcile", "helpers"]
+               "disconnect", "reconcile", "helpers"]
 FILTERS = Path("etc/iscsi-helper/rootwrap.d/iscsi-helper.filters")
 #: Files of a commit that the sdist leaves out on purpose.
 NOT_IN_SDIST = {".gitignore"}
@@ -151,6 +151,10 @@ def test_wheel_carries_license_filters_types_and_metadata(built):
         assert wheel.read(f"{dist_info}/licenses/LICENSE") == (REPO / "LICENSE").read_bytes()
         assert wheel.read(f"{data}/data/{FILTERS}") == (REPO / FILTERS).read_bytes()
         assert "iscsi_helper/py.typed" in names
+        assert wheel.read(f"{data}/data/share/man/man1/iscsi-helper.1") == \
+            (REPO / "docs/man/iscsi-helper.1").read_bytes()
+        assert wheel.read(f"{data}/data/share/bash-completion/completions/iscsi-helper") == \
+            (REPO / "etc/bash_completion.d/iscsi-helper").read_bytes()
     license_text = (REPO / "LICENSE").read_text()
     assert "Apache License" in license_text and "Version 2.0, January 2004" in license_text
     headers = metadata.split("\n\n", 1)[0].splitlines()
@@ -235,12 +239,10 @@ def test_lab_tools_the_docs_name_run_from_the_install(installed, tmp_path):
     installed.run(python, "-m", "iscsi_helper.lab.wire", "--help")
     installed.run(python, "-m", "iscsi_helper.lab.emulators.chiscsi", "-h")
     installed.run(python, "-m", "iscsi_helper.lab.emulators.iet", "--help")
-    # docs/emulators/iet.md: install_shims(dir), prepend dir to PATH, and `ietadm` and
-    # `iscsictl` are the emulators, run by the installed package.
+    # docs/emulators/iet.md: `iscsi-helper lab shims DIR`, prepend DIR to PATH, and `ietadm`
+    # and `iscsictl` are the emulators, run by the installed package.
     bin_dir = tmp_path / "shims"
-    installed.run(python, "-c", "import sys; from pathlib import Path; "
-                  "from iscsi_helper.lab.emulators.shims import install_shims; "
-                  "install_shims(Path(sys.argv[1]))", str(bin_dir))
+    installed.run(str(installed.env_dir / "bin/iscsi-helper"), "lab", "shims", str(bin_dir))
     env = {**installed.env, "PATH": f"{bin_dir}:{installed.env['PATH']}"}
     assert "emulated" in run(["ietadm", "--help"], env, installed.home)
     assert "Usage: iscsictl" in run(["iscsictl", "-h"], env, installed.home)
@@ -293,3 +295,20 @@ def test_docs_pip_install_blocks_give_the_command_and_the_cinder_extra(tmp_path)
     version = run([str(env_dir / "bin/python"), "-c",
                    "import importlib.metadata as m; print(m.version('cinder'))"], env, tmp_path)
     assert version.strip().startswith("29.")
+
+
+@pytest.mark.slow
+def test_coordination_url_without_tooz_names_the_extra(installed, tmp_path):
+    """A plain install has no tooz: one line saying which extra to install, exit 2, nothing done."""
+    conf = tmp_path / "iscsi-helper.conf"
+    conf.write_text(f"[DEFAULT]\ntarget_helper = fake\nstate_path = {tmp_path / 'state'}\n"
+                    "target_ip_address = 127.0.0.1\ncoordination_url = redis://127.0.0.1:6379\n")
+    disk = tmp_path / "disk.img"
+    disk.write_bytes(b"\0" * 4096)
+    done = subprocess.run([str(installed.env_dir / "bin/iscsi-helper"), "--config-file", str(conf),
+                           "export", "1", str(disk)], env=installed.env, cwd=installed.home,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert done.stderr == ("iscsi-helper: error: coordination_url needs the Python package tooz, "
+                           "which is not installed: pip install 'iscsi-helper[coordination]'\n")
+    assert not (tmp_path / "state" / "volumes" / "fake" / "volume-1").exists()

@@ -12,6 +12,7 @@ lifecycle, and its filter matcher is asked about our commands and others.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -138,7 +139,15 @@ def test_our_filters_allow_our_commands(tmp_path, argv):
     ("rm", "-rf", "/var/lib/cinder"),
     ("/tmp/evil/iscsictl", "-c", "target=ALL"),   # a path of the caller's choosing
     ("iscsiadm", "-m", "session"),                # initiator side: not ours
-    ("tee", "/etc/iet/ietd.conf"),                # files are written by us, not as root
+    ("tee", "/etc/iet/ietd.conf"),                # ietd.conf only through the atomic steps
+    ("cat", "/etc/shadow"),                       # the file steps name ietd.conf alone
+    ("dd", "of=/etc/passwd", "conv=fsync", "status=none"),
+    ("dd", "of=/etc/iet/ietd.conf", "conv=fsync", "status=none"),  # in place: not atomic
+    ("mv", "-f", "/etc/iet/.tmp-ietd.conf.h.1.abcdefgh", "/etc/passwd"),
+    ("mv", "-f", "/etc/iet/.tmp-ietd.conf.h.1.abcdefgh/../../passwd", "/etc/iet/ietd.conf"),
+    ("rm", "-f", "/etc/iet/ietd.conf"),
+    ("rm", "-f", "/etc/iet/.tmp-ietd.conf./../../shadow"),
+    ("mktemp", "-p", "/etc", ".tmp-ietd.conf.h.1.XXXXXXXX"),
 ])
 def test_our_filters_deny_everything_else(tmp_path, argv):
     with pytest.raises(wrapper.NoFilterMatched):
@@ -154,7 +163,35 @@ def test_a_tool_missing_from_exec_dirs_is_refused(tmp_path):
 
 def test_the_filters_file_names_exactly_the_tools_the_executor_knows():
     from iscsi_helper.executor import INSTALL_HINTS
-    names = {f.exec_path for f in wrapper.load_filters([str(FILTERS_DIR)])
-             if f.name != "privsep-helper"}  # oslo.rootwrap adds its own privsep filter
-    assert names == set(INSTALL_HINTS)
+    loaded = [f for f in wrapper.load_filters([str(FILTERS_DIR)])
+              if f.name != "privsep-helper"]  # oslo.rootwrap adds its own privsep filter
+    tools = {f.exec_path for f in loaded if not isinstance(f, rw_filters.RegExpFilter)}
+    assert tools == set(INSTALL_HINTS)
+    files = [f for f in loaded if isinstance(f, rw_filters.RegExpFilter)]
+    assert {f.exec_path for f in files} == {"cat", "mktemp", "dd", "mv", "sync", "rm"}
+    for file_filter in files:  # each names ietd.conf's directory, nothing wider
+        paths = [re.sub(r"^of=", "", arg) for arg in file_filter.args
+                 if arg.startswith(("/", "of="))]
+        assert paths and all(p.startswith("/etc/iet") for p in paths), file_filter.args
+
+
+def test_the_commands_that_write_ietd_conf_as_root_are_the_ones_the_filters_allow(tmp_path):
+    """RootFile's argv, recorded for /etc/iet/ietd.conf, each matched by one of our filters."""
+    from iscsi_helper.executor import CommandResult
+    from iscsi_helper.rootfiles import RootFile
+
+    class Recording(Executor):
+        def run(self, *argv, ok_codes=(0,), stdin=None, secrets=()):
+            recorded.append((argv, stdin))
+            out = "/etc/iet/.tmp-ietd.conf.host.1.AbCdEfGh\n" if argv[0] == "mktemp" else ""
+            return CommandResult(argv, 0, out, "")
+
+    recorded: list = []
+    RootFile(Path("/etc/iet/ietd.conf"), Recording(root_helper="sudo")).write("Target x\n")
+    assert [argv[0] for argv, _stdin in recorded] == ["mktemp", "dd", "mv", "sync"]
+    assert [stdin for _argv, stdin in recorded] == [None, "Target x\n", None, None]
+    filters = wrapper.load_filters([str(FILTERS_DIR)])
+    for argv, _stdin in recorded:
+        matched = wrapper.match_filter(filters, list(argv), exec_dirs=["/usr/bin", "/bin"])
+        assert isinstance(matched, rw_filters.RegExpFilter) and matched.run_as == "root", argv
     assert os.path.basename(str(FILTERS_DIR)) == "rootwrap.d"

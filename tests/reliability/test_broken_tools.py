@@ -77,7 +77,7 @@ OPERATIONS: dict[str, Callable[[Any, str], Any]] = {
     "remove": lambda t, dev: t.remove_export(None, volume(3)),
     "restore": lambda t, dev: t.restore_exports(),
     "list": lambda t, dev: t.list_exports(),
-    "reconcile": lambda t, dev: t.reconcile(fix=True),
+    "reconcile": lambda t, dev: t.reconcile(fix=True, stop_orphans=True),
 }
 
 
@@ -118,7 +118,7 @@ def test_broken_tool_gives_one_clear_line_and_reconcile_settles(h, how):
     if expected:
         assert any(expected in m for m in messages), messages
     target = h.target()
-    target.reconcile(fix=True)
+    target.reconcile(fix=True, stop_orphans=True)
     assert all(d.state == "ok" for d in target.reconcile())
     for status in target.list_exports():
         live = h.live(status.spec.iqn)

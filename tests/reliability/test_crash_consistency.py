@@ -225,7 +225,7 @@ class Run:
             kept = target.create_export(None, volume(5), self.kept_dev)
             self.kept_chap = tuple(kept["auth"].split()[1:])
         elif self.h.live(IQN_PREFIX + "volume-5") is None:
-            target.reconcile(fix=True)
+            target.reconcile(fix=True, stop_orphans=True)
         SCENARIOS[self.op](self.h, self.dev)
         record = target.get_export(volume(1))
         self.auth = (f"CHAP {record.spec.chap.username} {record.spec.chap.password}"
@@ -302,7 +302,8 @@ class Run:
             if rebooted:
                 self.h.reboot()
             target = self.h.target()
-            target.reconcile(fix=True)
+            # A crash may leave a target whose record was never written: stopping it is asked.
+            target.reconcile(fix=True, stop_orphans=True)
             drift = [d for d in target.reconcile() if d.state != "ok"]
             if drift:
                 problems.append(f"{what}: drift after reconcile --fix: {drift}")

@@ -322,3 +322,16 @@ def test_a_tool_that_cannot_reach_the_kernel_fails_loudly():
         t.list_all()
     with pytest.raises(CommandFailed, match="cannot find iscsi device"):
         t.show([IQN])
+
+
+def test_session_count_reads_iscsi_node_get_session_output():
+    """``-r target=<iqn>``: ``<iqn>: session=N, login_ip=M.`` then a SESS: block per session
+    (iscsi_node.c ~817-873); nothing at all without sessions."""
+    text = (f"{IQN}: session=2, login_ip=0.\n\nSESS: isid=0x023d00000001 tsih=1\n"
+            f"\tCONN 0: \n\tip=192.0.2.5\n\nSESS: isid=0x023d00000002 tsih=2\n")
+    assert iscsictl.parse_session_count(text, IQN) == 2
+    assert iscsictl.parse_session_count("", IQN) == 0
+    assert iscsictl.parse_session_count(f"{IQN2}: session=5, login_ip=0.\n", IQN) == 0, \
+        "another target's line (volume-10 is not volume-1)"
+    with pytest.raises(ToolOutputError):
+        iscsictl.parse_session_count(f"{IQN}: session=many, login_ip=0.\n", IQN)

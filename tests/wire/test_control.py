@@ -174,3 +174,29 @@ def test_a_daemon_that_does_not_answer_times_out(tmp_path: Path) -> None:
         listener.close()
         for conn in accepted:
             conn.close()
+
+
+def test_a_publish_that_needs_every_portal_fails_on_a_port_another_program_holds(
+        own: WireService, tmp_path: Path) -> None:
+    """The emulators' case: nothing changes, and the other program keeps its port."""
+    port = dual_stack_port()
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    holder.bind(("127.0.0.1", port))
+    holder.listen(1)
+    try:
+        free = dual_stack_port()
+        served = _target(tmp_path, "served", free)
+        own.publish(served)
+        taken = _target(tmp_path, "taken", free)
+        taken = WireTarget(taken.iqn, taken.luns, [("127.0.0.1", free), ("127.0.0.1", port)])
+        with pytest.raises(WireServiceError, match=rf"cannot listen on 127\.0\.0\.1:{port} \("):
+            own.publish(taken, every_portal=True)
+        assert own.served() == [served.iqn], "refused: not served on the portal it could bind"
+        own.publish(taken)  # without every_portal: skipped with a warning, as for another node's
+        assert own.served() == sorted([served.iqn, taken.iqn])
+        holder.close()
+        own.publish(_target(tmp_path, "later", port), every_portal=True)
+        assert run("iscsi-inq", f"iscsi://127.0.0.1:{port}/iqn.2024-01.org.example:later/0"
+                   ).returncode == 0, "the refused publish left no listener behind on the port"
+    finally:
+        holder.close()

@@ -343,6 +343,24 @@ def name_batches(iqns: Iterable[str], budget: int = NAMES_BUFFER_BYTES - 1) -> I
         yield NAMES_KEY + ",".join(batch)
 
 
+def parse_session_count(text: str, iqn: str) -> int:
+    """``-r target=<iqn>``: ``<iqn>: session=<n>, login_ip=<m>.``, or nothing when there is none.
+
+    ``iscsi_node_get_session`` prints that line, then one ``SESS:`` block per
+    session, and nothing at all for a target without sessions
+    (``private/klib/common/iscsi_node.c`` ~817-873, reached through
+    ``iscsi_control_node_get_session``, ``iscsi_control_cmd.c`` ~521-545).
+    """
+    head = f"{iqn}: session="
+    for line in text.splitlines():
+        if line.startswith(head):
+            count = line[len(head):].partition(",")[0]
+            if count.isdigit():
+                return int(count)
+            raise ToolOutputError(command=f"{TOOL} -r", reason=f"unreadable line {line[:120]!r}")
+    return 0
+
+
 # ----------------------------------------------------------------- the tool
 
 
@@ -393,6 +411,14 @@ class Iscsictl:
                                              f"({len(unanswered)} of {len(asked)} names)")
             found.update((name, details[name]) for name in asked)
         return found
+
+    def session_count(self, iqn: str) -> int:
+        """``-r target=<iqn>``: how many sessions the live target ``iqn`` has."""
+        result = self._run("-r", NAMES_KEY + iqn)
+        if result.exit_code != 0:
+            raise CommandFailed(command=f"{TOOL} -r", exit_code=result.exit_code,
+                                stdout=result.stdout, stderr=result.stderr)
+        return parse_session_count(result.stdout, iqn)
 
     def list_all(self) -> Listing:
         result = self._run("-c", NAMES_KEY + "ALL")

@@ -78,13 +78,14 @@ class _Shown:
     accounts: list[str]
     outgoing: list[str]
     acl: list[str]
+    nexuses: int = 0  # I_T nexuses: one per session logged in
 
     def done(self) -> TgtLiveTarget:
         luns = tuple(sorted(self.luns.items()))
         return TgtLiveTarget(self.iqn, self.tid, None, tuple(path for _n, path in luns),
                              luns=luns, sizes=tuple(sorted(self.sizes.items())),
                              accounts=tuple(self.accounts), outgoing=tuple(self.outgoing),
-                             acl=tuple(self.acl))
+                             acl=tuple(self.acl), sessions=self.nexuses)
 
 
 _TARGET_LINE = re.compile(r"Target (\d+): (\S+)")
@@ -132,6 +133,8 @@ def parse_show(text: str) -> dict[str, TgtLiveTarget]:
                 current.accounts.append(line)
         elif section == "ACL information" and indent == 8:
             current.acl.append(line)
+        elif section == "I_T nexus information" and indent == 8 and line.startswith("I_T nexus: "):
+            current.nexuses += 1
     if current is not None:
         targets[current.iqn] = current.done()
     return targets

@@ -21,14 +21,9 @@ from oslo_config import cfg
 from iscsi_helper import options, registry
 from iscsi_helper.exception import InvalidConfiguration
 
-#: The backend-section option that selects one of our helpers by name.
-HELPER_OPT = cfg.StrOpt(
-    "iscsi_helper_target", default=None,
-    help="iscsi-helper target helper for this backend: chiscsi (aliases "
-         "iscsictl, cxtadm), iet (alias ietadm), or any name in the "
-         "iscsi_helper.target_helpers entry-point group. Unset: Cinder's "
-         "target_helper, if iscsi-helper has a helper of that name. "
-         "iscsi-helper only (Cinder's target_helper cannot name chiscsi or iet).")
+#: The backend-section option that selects one of our helpers by name (Cinder's
+#: target_helper cannot name chiscsi or iet); defined once, with the others.
+HELPER_OPT = next(opt for opt in options.TARGET_OPTS if opt.dest == "iscsi_helper_target")
 
 #: In Cinder the default is Cinder's own root helper, not "run directly".
 ROOT_HELPER_OPT = cfg.StrOpt(
@@ -53,7 +48,7 @@ class CinderConfiguration(Protocol):
 def backend_opts() -> list[cfg.Opt]:
     """Options a backend section may carry for iscsi-helper (Cinder's own names included)."""
     return [HELPER_OPT, ROOT_HELPER_OPT] + [o for o in options.TARGET_OPTS
-                                            if o.name != "target_helper"]
+                                            if o.name not in ("target_helper", HELPER_OPT.name)]
 
 
 def register_backend_opts(configuration: CinderConfiguration) -> None:

@@ -69,6 +69,9 @@ class IscsiHelperTarget(cinder_target.Target):
         with cinder_errors():
             self.helper_conf = config_from_cinder(self.configuration, cfg.CONF)
             self.helper: TargetHelper = registry.get_helper(self.helper_conf)
+            # At start-up, not at the first export: a state or lock directory (or, without
+            # a root helper, ietd.conf) this user cannot write is one message naming it.
+            self.helper.check_access()
         LOG.info("Cinder backend uses iscsi-helper's %s helper (%s)",
                  self.helper_conf.target_helper, type(self.helper).__name__)
 

@@ -58,3 +58,15 @@ def parse_sessions(text: str, tid: int) -> list[tuple[int, int]]:
         elif "cid" in fields and fields["cid"].isdigit() and sid is not None:
             result.append((sid, int(fields["cid"])))
     return result
+
+
+def count_sessions(text: str, tid: int) -> int:
+    """Sessions (``sid:`` lines) of target ``tid`` in ``session``, with or without connections."""
+    count = 0
+    inside = False
+    for line in text.splitlines():
+        if line.startswith("tid:"):
+            inside = line.split()[0] == f"tid:{tid}"
+        elif inside and line.strip().startswith("sid:"):
+            count += 1
+    return count

@@ -20,7 +20,7 @@ from oslo_config import cfg
 
 from iscsi_helper import confcheck
 from iscsi_helper.executor import Executor
-from iscsi_helper.model import Drift, EnsureReport, ExportStatus
+from iscsi_helper.model import Drift, EnsureReport, ExportStatus, VolumeLike
 
 #: Called as ``progress(done, total)`` by bulk operations: once with 0 before
 #: the first export, then after each one.
@@ -32,6 +32,9 @@ class TargetHelper(abc.ABC):
 
     #: Names under which the registry offers this helper (first is canonical).
     names: tuple[str, ...] = ()
+    #: Whether the helper restricts logins to the initiators given to
+    #: initialize_connection (an ACL), so terminate_connection revokes access.
+    supports_acl: bool = False
 
     def __init__(self, conf: cfg.ConfigOpts, executor: Executor | None = None) -> None:
         self.conf = conf
@@ -48,28 +51,28 @@ class TargetHelper(abc.ABC):
     # ------------------------------------------------------------ Cinder's
 
     @abc.abstractmethod
-    def create_export(self, context: Any, volume: Any, volume_path: str) -> dict[str, str]:
+    def create_export(self, context: Any, volume: VolumeLike, volume_path: str) -> dict[str, str]:
         """Export ``volume_path``; return ``{'location': ..., 'auth': ...}`` for the caller to store."""
 
     @abc.abstractmethod
-    def ensure_export(self, context: Any, volume: Any, volume_path: str) -> None:
+    def ensure_export(self, context: Any, volume: VolumeLike, volume_path: str) -> None:
         """Make the export exist exactly as recorded (after a restart); a no-op when it does."""
 
     @abc.abstractmethod
-    def ensure_exports(self, context: Any, volumes: Iterable[tuple[Any, str]],
+    def ensure_exports(self, context: Any, volumes: Iterable[tuple[VolumeLike, str]],
                        progress: Progress | None = None) -> EnsureReport:
         """``ensure_export`` for many volumes at the cost of one listing plus the repairs."""
 
     @abc.abstractmethod
-    def remove_export(self, context: Any, volume: Any) -> None:
+    def remove_export(self, context: Any, volume: VolumeLike) -> None:
         """Remove the target and its persisted configuration; quiet if already gone."""
 
     @abc.abstractmethod
-    def initialize_connection(self, volume: Any, connector: Mapping[str, Any]) -> dict[str, Any]:
+    def initialize_connection(self, volume: VolumeLike, connector: Mapping[str, Any]) -> dict[str, Any]:
         """Connection properties for ``connector``, in os-brick's iSCSI format."""
 
     @abc.abstractmethod
-    def terminate_connection(self, volume: Any, connector: Mapping[str, Any],
+    def terminate_connection(self, volume: VolumeLike, connector: Mapping[str, Any],
                              **kwargs: Any) -> None:
         """The initiator has detached."""
 
@@ -78,14 +81,23 @@ class TargetHelper(abc.ABC):
         """Raise InvalidConnector unless ``connector`` can be served."""
 
     @abc.abstractmethod
-    def extend_target(self, volume: Any) -> None:
+    def extend_target(self, volume: VolumeLike) -> None:
         """Make the live target report the backing device's new size."""
 
     # -------------------------------------------------------------- ours
 
     @abc.abstractmethod
-    def export(self, volume: Any, volume_path: str) -> ExportStatus:
-        """``create_export``, answered with the export's status rather than Cinder's model update."""
+    def export(self, volume: VolumeLike, volume_path: str, *, force: bool = False) -> ExportStatus:
+        """``create_export``, answered with the export's status rather than Cinder's model update.
+
+        Re-exporting a *connected* export (initiators in its ACL, or sessions
+        the target shows) with another device would swap the disk under
+        them: that is refused with ExportInUse unless ``force``.
+        """
+
+    @abc.abstractmethod
+    def unexport(self, volume: VolumeLike) -> bool:
+        """``remove_export``, saying whether there was anything to remove (a record or a live target)."""
 
     @abc.abstractmethod
     def restore_exports(self, volume_names: Iterable[str] | None = None,
@@ -102,12 +114,22 @@ class TargetHelper(abc.ABC):
         """Every persisted export with its live state (one listing of the target)."""
 
     @abc.abstractmethod
-    def get_export(self, volume: Any) -> ExportStatus | None:
+    def get_export(self, volume: VolumeLike) -> ExportStatus | None:
         """One persisted export with its live state, at constant cost."""
 
     @abc.abstractmethod
-    def reconcile(self, fix: bool = False) -> list[Drift]:
-        """Compare persisted exports with the live target; with ``fix``, repair the drift."""
+    def reconcile(self, fix: bool = False, *, stop_orphans: bool = False) -> list[Drift]:
+        """Compare persisted exports with the live target; with ``fix``, repair the drift.
+
+        A live target without a record (``orphan-live``) is stopped only
+        with ``stop_orphans`` as well: it may be an export another tool or
+        host still serves, and stopping it cuts its initiators off.
+        """
+
+    @abc.abstractmethod
+    def check_access(self) -> None:
+        """Raise AccessDenied (naming path, owner, mode and fix) if this process cannot write
+        what the helper writes itself; called before a change, so nothing is half done."""
 
     @abc.abstractmethod
     def sweep_temp_files(self) -> list[Path]:

@@ -44,7 +44,7 @@ from iscsi_helper.exception import (
 )
 from iscsi_helper.fileutil import atomic_write, read_text_or_none, remove_file
 from iscsi_helper.formats import parse_provider_auth
-from iscsi_helper.model import ExportRecord, ExportSpec, LiveTarget, Volume
+from iscsi_helper.model import ExportRecord, ExportSpec, LiveTarget, Volume, VolumeLike
 from iscsi_helper.targets.iscsi import IscsiHelper
 
 LOG = secretmask.get_logger(__name__)
@@ -140,7 +140,7 @@ class ChiscsiHelper(IscsiHelper):
     def _check_names(self, volume_name: str, iqn: str) -> None:
         codec.check_target_name(iqn)
 
-    def _check_export(self, volume: object, volume_path: str) -> Volume:
+    def _check_export(self, volume: VolumeLike, volume_path: str) -> Volume:
         """chiscsi's own refusals of the input, before the lock: CHAP values, the device."""
         vol = super()._check_export(volume, volume_path)
         chap = parse_provider_auth(vol.provider_auth)
@@ -252,6 +252,11 @@ class ChiscsiHelper(IscsiHelper):
     def _lookup(self, iqn: str, record: ExportRecord | None) -> LiveTarget | None:
         detail = self.tool.show([iqn])[iqn]
         return _live(iqn, detail) if detail is not None else None
+
+    def _session_count(self, iqn: str, record: ExportRecord | None,
+                       live: LiveTarget) -> int | None:
+        """``iscsictl -r``: one more call, made only before a device swap."""
+        return self.tool.session_count(iqn)
 
     def _list_live(self) -> dict[str, LiveTarget]:
         listing = self.tool.list_all()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from oslo_config import cfg
 
-from iscsi_helper import devices, secretmask
+from iscsi_helper import access, devices, secretmask
 from iscsi_helper.adapters.ietadm import INCOMING, OUTGOING, Direction, Ietadm
 from iscsi_helper.codecs import export_json, iet_proc
 from iscsi_helper.codecs.ietd_conf import render_block
@@ -63,12 +63,20 @@ class IetHelper(IscsiHelper):
         super().__init__(conf, executor)
         self.ietadm = Ietadm(self.executor)
         self.tids = TidCounter(conf, self.records_dir / TID_COUNTER, TID_LOCK)
-        self.ietd_conf = IetdConf(conf, Path(conf.iet_conf))
+        self.ietd_conf = IetdConf(conf, Path(conf.iet_conf), self.executor)
 
     def _state_dirs(self) -> list[tuple[Path, bool, str | None]]:
-        # ietd.conf's directory is shared with other software: only our file's temp files.
+        # ietd.conf's directory is shared with other software: only our file's temp files,
+        # and only when this process writes it (else root does: sweep_temp_files).
         path = self.ietd_conf.path
-        return [*super()._state_dirs(), (path.parent, False, path.name)]
+        own = [] if self.ietd_conf.as_root else [(path.parent, False, path.name)]
+        return [*super()._state_dirs(), *own]
+
+    def sweep_temp_files(self) -> list[Path]:
+        return [*super().sweep_temp_files(), *self.ietd_conf.sweep_as_root()]
+
+    def _access_needs(self) -> list[access.Need]:
+        return [*super()._access_needs(), *self.ietd_conf.access_needs()]
 
     # ------------------------------------------------------------ records
 
@@ -98,6 +106,14 @@ class IetHelper(IscsiHelper):
 
     def _list_live(self) -> dict[str, LiveTarget]:
         return iet_proc.parse_volume(self._proc_text("volume"))
+
+    def _lookup_unrecorded(self, iqn: str) -> LiveTarget | None:
+        return self._list_live().get(iqn)  # no tid to vouch for: the proc file, as _withdraw
+
+    def _session_count(self, iqn: str, record: ExportRecord | None,
+                       live: LiveTarget) -> int | None:
+        """From IET's session file (read whole: only before a device swap)."""
+        return iet_proc.count_sessions(self._proc_text("session"), live.tid)
 
     def _vouched_tid(self, record: ExportRecord | None, iqn: str) -> int | None:
         """The recorded tid, if the target there is provably this export's (one ietadm call).

@@ -24,24 +24,35 @@ from __future__ import annotations
 import abc
 import contextlib
 from collections.abc import Collection, Iterable, Iterator, Mapping, Set
+from pathlib import Path
 from typing import Any
 
-from iscsi_helper import confcheck, locking, secretmask, specs
+from iscsi_helper import access, confcheck, locking, secretmask, specs
 from iscsi_helper.connection import connector_initiator, iscsi_properties
 from iscsi_helper.devices import validate_device_path
 from iscsi_helper.exception import (
     CommandNotExecutable,
     CommandNotFound,
     CommandTimedOut,
+    ExportInUse,
     ExportNotFound,
     InvalidConnector,
     IscsiHelperError,
     OperationFailed,
+    PersistenceError,
     Refused,
     TargetCreateFailed,
 )
 from iscsi_helper.formats import format_provider_auth, iscsi_name_key, parse_provider_auth
-from iscsi_helper.model import EnsureReport, ExportRecord, ExportSpec, ExportStatus, LiveTarget, Volume
+from iscsi_helper.model import (
+    EnsureReport,
+    ExportRecord,
+    ExportSpec,
+    ExportStatus,
+    LiveTarget,
+    Volume,
+    VolumeLike,
+)
 from iscsi_helper.targets.base import Progress, TargetHelper
 from iscsi_helper.targets.reconciling import Reconciling
 from iscsi_helper.targets.records import RecordKeeping
@@ -59,8 +70,6 @@ class IscsiHelper(RecordKeeping, Reconciling, TargetHelper):
 
     #: LUN of the exported disk (chiscsi and IET count from 0; tgt from 1).
     lun: int = 0
-    #: Whether the helper restricts logins to initiators given to initialize_connection.
-    supports_acl: bool = False
     #: The kinds of initiator name the helper's ACL takes (chiscsi: iqn. and eui. only).
     acl_name_kinds: tuple[str, ...] = ("iqn.", "eui.", "naa.")
     #: Path options the helper uses beyond volumes_dir and lock_path, and what each must be.
@@ -140,6 +149,23 @@ class IscsiHelper(RecordKeeping, Reconciling, TargetHelper):
         tool said it was removed is a TargetRemoveFailed, its record kept.
         """
 
+    def _lookup_unrecorded(self, iqn: str) -> LiveTarget | None:
+        """The live target ``iqn`` that has no record (an orphan); only rare paths ask.
+
+        Default: the lookup without a record. A helper whose lookup needs the
+        record (IET vouches for its recorded tid) looks wider.
+        """
+        return self._lookup(iqn, None)
+
+    def _session_count(self, iqn: str, record: ExportRecord | None,
+                       live: LiveTarget) -> int | None:
+        """Sessions logged in to the live target ``iqn``; None when the tool cannot show them.
+
+        Asked only before a change that would disturb initiators (a device
+        swap), so it may cost a tool call. Default: what the lookup showed.
+        """
+        return live.sessions
+
     def _note_live(self, record: ExportRecord, live: LiveTarget) -> None:
         """A restore found ``record`` live and right: keep what its listing says (IET: the tid)."""
 
@@ -194,7 +220,7 @@ class IscsiHelper(RecordKeeping, Reconciling, TargetHelper):
     def _check_names(self, volume_name: str, iqn: str) -> None:
         """Refuse a name this helper's target cannot carry (a helper adds its own rules)."""
 
-    def _check_volume(self, volume: Any) -> tuple[Volume, str]:
+    def _check_volume(self, volume: VolumeLike) -> tuple[Volume, str]:
         """The volume and its target IQN, or a refusal; no lock, file or tool is touched."""
         vol = Volume.coerce(volume)
         iqn = specs.target_iqn(self.conf, vol.name)
@@ -202,7 +228,7 @@ class IscsiHelper(RecordKeeping, Reconciling, TargetHelper):
         self._check_names(vol.name, iqn)
         return vol, iqn
 
-    def _check_export(self, volume: Any, volume_path: str) -> Volume:
+    def _check_export(self, volume: VolumeLike, volume_path: str) -> Volume:
         """Everything an export's input can be refused for, before its lock is taken."""
         vol, _iqn = self._check_volume(volume)
         validate_device_path(volume_path, self._own_state())
@@ -280,6 +306,17 @@ class IscsiHelper(RecordKeeping, Reconciling, TargetHelper):
             err.leaving(self._state_left(volume_name, iqn, err))
             raise
 
+    def _access_needs(self) -> list[access.Need]:
+        """Paths this helper writes in-process (a helper adds its own, e.g. IET's ietd.conf)."""
+        needs = [access.Need("volumes_dir", Path(self.conf.volumes_dir), "directory")]
+        if not self.conf.coordination_url:
+            needs.append(access.Need("[oslo_concurrency] lock_path",
+                                     Path(self.conf.oslo_concurrency.lock_path), "directory"))
+        return needs
+
+    def check_access(self) -> None:
+        access.check(self._access_needs())
+
     # ---------------------------------------------------------- operations
 
     def _desired_spec(self, volume: Volume, volume_path: str,
@@ -287,29 +324,54 @@ class IscsiHelper(RecordKeeping, Reconciling, TargetHelper):
         return specs.desired_spec(self.conf, volume, volume_path,
                                   record.spec if record else None, self.lun, self._own_state())
 
-    def create_export(self, context: Any, volume: Any, volume_path: str) -> dict[str, str]:
+    def create_export(self, context: Any, volume: VolumeLike, volume_path: str) -> dict[str, str]:
         status = self.export(volume, volume_path)
         assert status.provider_location is not None and status.spec.chap is not None
         return {"location": status.provider_location,
                 "auth": format_provider_auth(status.spec.chap)}
 
-    def export(self, volume: Any, volume_path: str) -> ExportStatus:
+    def export(self, volume: VolumeLike, volume_path: str, *, force: bool = False) -> ExportStatus:
         vol = self._check_export(volume, volume_path)
         with locking.volume_lock(self.conf, vol.name):
             record = self._own_record(vol.name)
             spec = self._desired_spec(vol, volume_path, record)
-            with secretmask.handling_secrets(spec.secrets()), \
-                    self._changing("export", spec.volume_name, spec.iqn):
-                applied = self._apply(spec, record)
-                try:
-                    live = self._confirm(spec, applied)
-                except IscsiHelperError:
-                    # Unconfirmed is not done: the caller treats the export as failed,
-                    # so it must not stay behind, live and recorded.
-                    self._undo(spec, record, applied)
-                    raise
-                LOG.info("Exported volume %s as %s (tid %s)", vol.id, spec.iqn, live.tid)
-                return ExportStatus(spec, live)
+            with secretmask.handling_secrets(spec.secrets()):
+                if record is not None and record.spec.device_path != spec.device_path:
+                    self._check_device_swap(vol, spec, record, force)  # before any change
+                with self._changing("export", spec.volume_name, spec.iqn):
+                    applied = self._apply(spec, record)
+                    try:
+                        live = self._confirm(spec, applied)
+                    except IscsiHelperError:
+                        # Unconfirmed is not done: the caller treats the export as failed,
+                        # so it must not stay behind, live and recorded.
+                        self._undo(spec, record, applied)
+                        raise
+                    LOG.info("Exported volume %s as %s (tid %s)", vol.id, spec.iqn, live.tid)
+                    return ExportStatus(spec, live)
+
+    def _check_device_swap(self, volume: Volume, spec: ExportSpec, record: ExportRecord,
+                           force: bool) -> None:
+        """Refuse (unless ``force``) to swap the device of an export initiators use."""
+        connected = []
+        if record.spec.initiators:
+            connected.append("access granted to " + ", ".join(record.spec.initiators))
+        try:
+            live = self._lookup(record.spec.iqn, record)
+            sessions = self._session_count(record.spec.iqn, record, live) if live else 0
+        except IscsiHelperError as err:  # unknown is not "nobody": nothing is changed
+            raise TargetCreateFailed(volume_id=volume.id, reason=(
+                f"cannot tell whether initiators use it before changing its device: {err}"
+            )) from None
+        if sessions:
+            connected.append(f"{sessions} session(s) logged in")
+        if not connected:
+            return
+        refusal = ExportInUse(volume_id=volume.id, connected="; ".join(connected),
+                              new=spec.device_path, old=record.spec.device_path)
+        if not force:
+            raise refusal
+        LOG.warning("Forced: %s", refusal)
 
     def _undo(self, spec: ExportSpec, previous: ExportRecord | None,
               applied: ExportRecord) -> None:
@@ -322,7 +384,7 @@ class IscsiHelper(RecordKeeping, Reconciling, TargetHelper):
         except IscsiHelperError as err:
             LOG.error("Could not undo the export of %s: %s", spec.volume_id, err)
 
-    def ensure_export(self, context: Any, volume: Any, volume_path: str) -> None:
+    def ensure_export(self, context: Any, volume: VolumeLike, volume_path: str) -> None:
         vol = self._check_export(volume, volume_path)
         with locking.volume_lock(self.conf, vol.name):
             record = self._own_record(vol.name)
@@ -335,7 +397,7 @@ class IscsiHelper(RecordKeeping, Reconciling, TargetHelper):
                                else self._apply_seen(spec, record, live))
                     self._confirm(spec, applied)
 
-    def ensure_exports(self, context: Any, volumes: Iterable[tuple[Any, str]],
+    def ensure_exports(self, context: Any, volumes: Iterable[tuple[VolumeLike, str]],
                        progress: Progress | None = None) -> EnsureReport:
         """One listing of the target, then one apply per export that is missing or differs."""
         todo = list(volumes)
@@ -359,7 +421,9 @@ class IscsiHelper(RecordKeeping, Reconciling, TargetHelper):
             found = {name: self._own_record(name) for name in names}
             missing = [name for name, record in found.items() if record is None]
             if missing and not missing_ok:
-                raise ExportNotFound(volume=", ".join(missing))
+                # Named by id, as the caller (the CLI) named them: the names are ours.
+                raise ExportNotFound(volume=", ".join(
+                    specs.volume_id_from_name(self.conf, name) for name in missing))
             records = [record for record in found.values() if record is not None]
         return self._ensure_all(
             [(Volume(r.spec.volume_id, r.spec.volume_name,
@@ -442,17 +506,34 @@ class IscsiHelper(RecordKeeping, Reconciling, TargetHelper):
                                         f"{live}; {SETTLE_HINT}")
             LOG.error("Export of volume %s not confirmed: %s", volume_id, report.failed[volume_id])
 
-    def remove_export(self, context: Any, volume: Any) -> None:
+    def remove_export(self, context: Any, volume: VolumeLike) -> None:
+        self.unexport(volume)
+
+    def unexport(self, volume: VolumeLike) -> bool:
+        """Withdraw the export; False (and nothing run) when there was neither record nor target.
+
+        Without a record, one lookup decides: a live target left by a crash
+        between stop and record removal is still withdrawn.
+        """
         vol, iqn = self._check_volume(volume)
-        with locking.volume_lock(self.conf, vol.name), self._changing("remove", vol.name, iqn):
-            self._withdraw(vol.name, iqn)
+        with locking.volume_lock(self.conf, vol.name):
+            try:
+                present = self._read_record(vol.name) is not None
+            except PersistenceError:
+                present = True  # a file is there: _withdraw decides what becomes of it
+            if not present and self._lookup_unrecorded(iqn) is None:
+                LOG.info("Volume %s has no export to remove (%s)", vol.id, iqn)
+                return False
+            with self._changing("remove", vol.name, iqn):
+                self._withdraw(vol.name, iqn)
         LOG.info("Removed the export of volume %s (%s)", vol.id, iqn)
+        return True
 
     def validate_connector(self, connector: Mapping[str, Any]) -> bool:
         self._check_initiator(connector)
         return True
 
-    def initialize_connection(self, volume: Any, connector: Mapping[str, Any]) -> dict[str, Any]:
+    def initialize_connection(self, volume: VolumeLike, connector: Mapping[str, Any]) -> dict[str, Any]:
         vol = Volume.coerce(volume)
         initiator = self._check_initiator(connector) if self.supports_acl else None
         properties = iscsi_properties(vol, connector, discard=self.conf.report_discard_supported)
@@ -461,7 +542,7 @@ class IscsiHelper(RecordKeeping, Reconciling, TargetHelper):
             self._set_initiator(vol, initiator, allowed=True)
         return {"driver_volume_type": self.conf.target_protocol, "data": properties}
 
-    def terminate_connection(self, volume: Any, connector: Mapping[str, Any],
+    def terminate_connection(self, volume: VolumeLike, connector: Mapping[str, Any],
                              **kwargs: Any) -> None:
         if self.supports_acl and connector and connector.get("initiator"):
             vol, _iqn = self._check_volume(volume)
@@ -491,7 +572,7 @@ class IscsiHelper(RecordKeeping, Reconciling, TargetHelper):
                     self._changing("ACL change", volume.name, spec.iqn):
                 self._confirm(spec, self._apply(spec, record))
 
-    def extend_target(self, volume: Any) -> None:
+    def extend_target(self, volume: VolumeLike) -> None:
         vol, iqn = self._check_volume(volume)
         with locking.volume_lock(self.conf, vol.name):
             record = self._own_record(vol.name)
@@ -506,7 +587,7 @@ class IscsiHelper(RecordKeeping, Reconciling, TargetHelper):
         live_targets = self._live_view([r.spec.iqn for r in records])
         return [ExportStatus(r.spec, live_targets.get(r.spec.iqn)) for r in records]
 
-    def get_export(self, volume: Any) -> ExportStatus | None:
+    def get_export(self, volume: VolumeLike) -> ExportStatus | None:
         vol, _iqn = self._check_volume(volume)
         record = self._own_record(vol.name)
         if record is None:

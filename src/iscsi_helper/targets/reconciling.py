@@ -89,7 +89,7 @@ class Reconciling(abc.ABC):
         differ = self._live_differences(spec, live)
         return ("differs", differ) if differ else ("ok", ())
 
-    def reconcile(self, fix: bool = False) -> list[Drift]:
+    def reconcile(self, fix: bool = False, *, stop_orphans: bool = False) -> list[Drift]:
         """Compare persisted exports with the live target; with ``fix``, repair the drift.
 
         Only targets named with our ``target_prefix`` and a name our
@@ -113,7 +113,7 @@ class Reconciling(abc.ABC):
             if state is not None:
                 report.append(Drift(name, iqn, state[0], fields=state[1]))
         report += [Drift(name, "", "foreign-file", error=why) for name, why in foreign]
-        return self._fix(report) if fix else report
+        return self._fix(report, stop_orphans) if fix else report
 
     def _second_look(self, volume_name: str, iqn: str) -> State | None:
         """The state of one export with its lock held: no operation on it is half done now."""
@@ -125,9 +125,11 @@ class Reconciling(abc.ABC):
                 return None
             return self._state_of(record.spec if record else None, self._inspect(iqn, record))
 
-    def _fix(self, report: list[Drift]) -> list[Drift]:
-        """Repair every drift, then one more listing decides what is ``fixed``."""
-        errors = {d.iqn: self._repair(d) for d in report if d.state not in ("ok", "foreign-file")}
+    def _fix(self, report: list[Drift], stop_orphans: bool) -> list[Drift]:
+        """Repair every drift (orphans only with ``stop_orphans``: they may be another tool's or
+        host's export), then one more listing decides what is ``fixed``."""
+        errors = {d.iqn: self._repair(d) for d in report if d.state not in ("ok", "foreign-file")
+                  and (stop_orphans or d.state != "orphan-live")}
         if not errors:
             return report
         try:

@@ -138,3 +138,20 @@ def test_any_other_failure_stays_a_plain_command_failure(executor):
     with pytest.raises(CommandFailed) as raised:
         Tgtadm(executor, lld="iscsi", control_port=None).show()
     assert type(raised.value) is CommandFailed
+
+
+def test_parse_show_counts_the_sessions_of_each_target():
+    with_sessions = SHOW.replace("    I_T nexus information:\n", (
+        "    I_T nexus information:\n"
+        "        I_T nexus: 3\n"
+        "            Initiator: iqn.1993-08.org.debian:01:a alias: host-a\n"
+        "            Connection: 0\n"
+        "                IP Address: 192.0.2.5\n"
+        "        I_T nexus: 4\n"
+        "            Initiator: iqn.1993-08.org.debian:01:b alias: host-b\n"
+        "            Connection: 0\n"
+        "                IP Address: 192.0.2.6\n"), 1)
+    shown = parse_show(with_sessions)
+    assert shown[IQN].sessions == 2
+    assert shown["iqn.2001-04.com.example:other"].sessions == 0
+    assert parse_show(SHOW)[IQN].sessions == 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from iscsi_helper.codecs.iet_proc import parse_sessions, parse_volume
+from iscsi_helper.codecs.iet_proc import count_sessions, parse_sessions, parse_volume
 from iscsi_helper.model import LiveTarget
 
 VOLUME = """\
@@ -51,3 +51,10 @@ def test_parse_sessions_lists_the_connections_of_one_target_only():
                                           (562949957419521, 0)]
     assert parse_sessions(SESSION, 1) == [(7, 0)]
     assert parse_sessions(SESSION, 9) == []
+
+
+def test_count_sessions_counts_sessions_not_connections_of_one_target():
+    assert count_sessions(SESSION, 2) == 2
+    assert count_sessions(SESSION, 1) == 1
+    assert count_sessions(SESSION, 3) == 0
+    assert count_sessions("tid:4 name:x\n\tsid:9 initiator:a\n", 4) == 1, "a session without connections"

@@ -72,10 +72,18 @@ class WireService:
         self.start_timeout = start_timeout
 
     # --- public API ----------------------------------------------------
-    def publish(self, target: WireTarget) -> None:
-        """Serve ``target`` (starting the daemon if needed); returns once it is served."""
+    def publish(self, target: WireTarget, *, every_portal: bool = False) -> None:
+        """Serve ``target`` (starting the daemon if needed); returns once it is served.
+
+        A portal that cannot be bound (another node's address) is skipped
+        with a warning; with ``every_portal`` it is an error (WireServiceError
+        naming it) and nothing changes, for publishers whose product would
+        not serve the target elsewhere (a port another program holds).
+        """
         target.validate()
-        request = {"op": "publish", "target": target.to_dict()}
+        request: dict[str, Any] = {"op": "publish", "target": target.to_dict()}
+        if every_portal:
+            request["every_portal"] = True
         reply = self._request_running(request)
         if reply.get("unbound"):
             LOG.warning("target %s: portals not bound on this node: %s", target.iqn,

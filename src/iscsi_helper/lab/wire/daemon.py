@@ -175,7 +175,8 @@ class Daemon:
                 target = WireTarget.from_dict(request["target"])
                 with secretmask.handling_secrets(target.secrets()):
                     async with self.lock:
-                        unbound = await self.server.publish(target)
+                        unbound = await self.server.publish(
+                            target, every_portal=bool(request.get("every_portal")))
                         await asyncio.to_thread(write_private, target_file(self.run_dir, target.iqn),
                                                 target.to_json())
                 return {"ok": True, "unbound": unbound}

@@ -5,7 +5,9 @@ same whether 1 or 5000 are served: targets by IQN, targets by portal (for
 SendTargets), listeners reference-counted by portal, sessions by target.  A
 portal that cannot be bound (an address this node does not have) is logged
 and skipped rather than failing the publication, because multipath exports
-routinely list portals of other nodes.
+routinely list portals of other nodes; a publisher that needs every portal
+(the emulators: a port another program holds would send initiators to that
+program's target) asks with ``every_portal``, and then nothing changes.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ from iscsi_helper.lab.wire.served import Portal, ServedTarget, SessionHandle, in
 from iscsi_helper.lab.wire.session import Connection
 
 LOG = logging.getLogger(__name__)
+
+
+class PortalUnavailable(OSError):
+    """A publish that needs every portal found one it cannot listen on; nothing was changed."""
 
 # Connections one daemon serves at once, and how many of them may still be
 # logging in (unauthenticated); beyond either, a new connection is closed at
@@ -63,12 +69,22 @@ class WireServer:
         self.lingering: dict[str, list[ServedTarget]] = {}
 
     # --- target management ------------------------------------------------
-    async def publish(self, target: WireTarget) -> list[str]:
-        """Serve ``target`` (replacing an older definition); returns portals that could not be bound."""
+    async def publish(self, target: WireTarget, *, every_portal: bool = False) -> list[str]:
+        """Serve ``target`` (replacing an older definition); returns portals that could not be bound.
+
+        With ``every_portal``, a portal that cannot be bound raises
+        :class:`PortalUnavailable` instead, before anything changes.
+        """
         target.validate()
         old = self.targets.get(target.iqn)
+        if every_portal:
+            failed = await self._bind_portals(target)
+            if failed:
+                self._close_idle_listeners()
+                raise PortalUnavailable("cannot listen on " + ", ".join(
+                    f"{portal} ({why})" for portal, why in failed))
         if old is not None and old.target.to_dict() == target.to_dict():
-            return await self._bind_portals(target)
+            return [portal for portal, _why in await self._bind_portals(target)]
         luns = open_luns(target)
         if old is not None:
             self._remove(old)
@@ -76,7 +92,7 @@ class WireServer:
         self.targets[target.iqn] = served
         for portal in target.portals:
             self.by_portal.setdefault(portal, set()).add(target.iqn)
-        unbound = await self._bind_portals(target)
+        unbound = [portal for portal, _why in await self._bind_portals(target)]
         LOG.info("serving %s: %d LUN(s) on %s%s", target.iqn, len(luns),
                  ", ".join(format_portal(*p) for p in target.portals) or "no portal",
                  f" (unbound: {', '.join(unbound)})" if unbound else "")
@@ -131,7 +147,8 @@ class WireServer:
     def served(self) -> list[str]:
         return sorted(self.targets)
 
-    async def _bind_portals(self, target: WireTarget) -> list[str]:
+    async def _bind_portals(self, target: WireTarget) -> list[tuple[str, str]]:
+        """Listen on the target's portals not listened on yet; (portal, why) of those that failed."""
         unbound = []
         for portal in target.portals:
             if portal in self.listeners:
@@ -142,8 +159,13 @@ class WireServer:
             except OSError as exc:
                 LOG.warning("cannot listen on portal %s of %s: %s; skipped",
                             format_portal(*portal), target.iqn, exc.strerror or exc)
-                unbound.append(format_portal(*portal))
+                unbound.append((format_portal(*portal), str(exc.strerror or exc)))
         return unbound
+
+    def _close_idle_listeners(self) -> None:
+        """Close listeners no served target uses (opened for a publish that was refused)."""
+        for portal in [p for p in self.listeners if p not in self.by_portal]:
+            self.listeners.pop(portal).close()
 
     async def _listen(self, portal: Portal) -> asyncio.AbstractServer:
         host, port = portal

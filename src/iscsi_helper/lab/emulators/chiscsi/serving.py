@@ -120,7 +120,9 @@ def publish(state_root: Path, node: Node, settings: Settings) -> None:
         spec = wire_spec(node, settings, state_root)
         spec["luns"] = [WireLun(**lun) for lun in spec["luns"]]
         target: WireTarget = WireTarget(**spec)
-        _service(state_root).publish(target)
+        # chiscsi started only portals it could bind (kernel.portals.can_listen): one the
+        # data path cannot bind now is held by another program, and must fail the start.
+        _service(state_root).publish(target, every_portal=True)
     except ServingError:
         raise
     except Exception as exc:  # the daemon's failure becomes the command's failure

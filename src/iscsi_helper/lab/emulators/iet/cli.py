@@ -227,10 +227,11 @@ class Ietadm:
 
     def _commit(self, before: TargetRecord | None, after: TargetRecord, *,
                 proc_changed: bool = True) -> None:
+        # The data path first: when it cannot serve the target, the command fails unchanged.
+        serving.on_change(self.state.root, before, after)
         self.state.save_target(after)
         if proc_changed:
             self.state.update_proc(after["tid"], after)
-        serving.on_change(self.state.root, before, after)
 
     # -- targets
 

@@ -96,7 +96,12 @@ def wire_target_args(record: TargetRecord, portals: list[tuple[str, int]]) -> di
 
 
 def on_change(state_root: Path, before: TargetRecord | None, after: TargetRecord | None) -> None:
-    """Publish or withdraw one target after its state changed (no-op unless enabled)."""
+    """Publish or withdraw one target whose state changes (no-op unless enabled).
+
+    Called before a new or changed target is saved, so a data path that
+    cannot serve it (a portal held by another program) fails the command
+    with nothing changed; after a target is deleted, to stop serving it.
+    """
     if not enabled():
         return
     was_served = before is not None and bool(served_luns(before))
@@ -114,13 +119,15 @@ def on_change(state_root: Path, before: TargetRecord | None, after: TargetRecord
             portals = parse_portals(os.environ.get(PORTALS_ENV, DEFAULT_PORTALS))
             target = WireTarget(luns=[WireLun(**lun) for lun in luns],
                                 **wire_target_args(after, portals))
-            service.publish(target)
+            # ietd serves every target on its portals: one another program holds would
+            # send initiators to that program's target, so it fails the command.
+            service.publish(target, every_portal=True)
         elif before is not None:
             service.withdraw(before["name"])
     except IetError:
         raise
     except Exception as exc:  # noqa: BLE001 -- the wire daemon's failure must reach the ietadm caller
-        raise IetError(errno.EIO, f"state changed, but the data path failed: {exc}") from None
+        raise IetError(errno.EIO, f"the data path failed: {exc}") from None
 
 
 def stop(state_root: Path) -> None:
