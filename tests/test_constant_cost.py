@@ -10,16 +10,13 @@ helper issues the same argv, only the interpreter start per call is saved.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
-import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import pytest
 
 from iscsi_helper import registry
-from iscsi_helper.exception import CommandFailed
-from iscsi_helper.executor import CommandResult, Executor
+from iscsi_helper.lab.rig import InProcessExecutor
 from iscsi_helper.targets.iscsi import IscsiHelper
 
 from .behaviour.harness import HARNESSES, Harness, load_all
@@ -56,26 +53,6 @@ IN_PROCESS = {"chiscsi": "iscsi_helper.lab.emulators.chiscsi.cli",
               "iet": "iscsi_helper.lab.emulators.iet.cli"}
 
 HELPERS = sorted(name for name in HARNESSES if name in RESTORE_COST)
-
-
-class InProcessExecutor(Executor):
-    """The emulator's main() in this process, for population only: same argv, same observers."""
-
-    def __init__(self, main: Callable[[list[str]], int], **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
-        self._main = main
-
-    def run(self, *argv: str, ok_codes: Sequence[int] = (0,), stdin: str | None = None,
-            secrets: Sequence[str] = ()) -> CommandResult:
-        for observer in self.observers:
-            observer(tuple(argv))
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = self._main(list(argv[1:]))
-        if code not in ok_codes:
-            raise CommandFailed(command=" ".join(argv[:2]), exit_code=code,
-                                stdout=out.getvalue(), stderr=err.getvalue())
-        return CommandResult(tuple(argv), code, out.getvalue(), err.getvalue())
 
 
 def fast_target(h: Harness) -> IscsiHelper:

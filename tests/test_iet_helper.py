@@ -6,8 +6,6 @@ IET's own, against the ``ietadm`` emulator found on PATH.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import logging
 import os
@@ -24,8 +22,9 @@ from iscsi_helper import options, registry
 from iscsi_helper.lab.emulators.iet import cli as emulator_cli
 from iscsi_helper.lab.emulators.iet.state import PROC_ENV, STATE_ENV, State
 from iscsi_helper.lab.emulators.shims import install_shims
-from iscsi_helper.exception import CommandFailed, TargetCreateFailed
-from iscsi_helper.executor import CommandResult, Executor
+from iscsi_helper.lab.rig import InProcessExecutor, run_main
+from iscsi_helper.exception import TargetCreateFailed
+from iscsi_helper.executor import Executor
 from iscsi_helper.formats import ProviderLocation, parse_provider_auth
 from iscsi_helper.codecs.ietd_conf import iter_blocks, replace_block
 from iscsi_helper.targets.iet import IetHelper
@@ -57,21 +56,6 @@ CINDER_BLOCK = """
                         IncomingUser cinderuser{id} cindersecret{id}xyz
                         Lun 0 Path={device},Type=fileio
             """
-
-
-class InProcessExecutor(Executor):
-    """Test-only: answers ietadm in this process, so hundreds of exports are set up in seconds."""
-
-    def run(self, *argv, ok_codes=(0,), stdin=None, secrets=()):  # type: ignore[override]
-        for observer in self.observers:
-            observer(tuple(argv))
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = emulator_cli.main(list(argv[1:]))
-        if code not in ok_codes:
-            raise CommandFailed(command=" ".join(argv[:2]), exit_code=code,
-                                stdout=out.getvalue(), stderr=err.getvalue())
-        return CommandResult(tuple(argv), code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture
@@ -111,10 +95,8 @@ def vol(n: int | str, **extra: str) -> dict[str, str]:
 
 
 def ietadm(*args: str) -> tuple[int, str]:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
-        code = emulator_cli.main(list(args))
-    return code, out.getvalue()
+    code, out, _ = run_main(emulator_cli.main, args)
+    return code, out
 
 
 def proc_volume(tmp_path: Path) -> str:
@@ -467,7 +449,7 @@ def test_extend_re_adds_the_lun_so_iet_reports_the_new_size(env):
 
 
 def _populate(env: Path, count: int) -> None:
-    fast = make_target(env, executor=InProcessExecutor())
+    fast = make_target(env, executor=InProcessExecutor(emulator_cli.main))
     dev = make_device(env, "shared")
     for n in range(1000, 1000 + count):
         fast.create_export(None, vol(n), dev)

@@ -7,11 +7,8 @@ the lock between processes, the path a helper takes.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import shutil
-import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,19 +19,13 @@ import pytest
 from iscsi_helper.lab.emulators.chiscsi import reset
 from iscsi_helper.lab.emulators.chiscsi.cli import main
 from iscsi_helper.lab.emulators.shims import install_shims
+from iscsi_helper.lab.rig import free_port, run_main
 
 PREFIX = "iqn.2010-10.org.openstack:"
 
 
 def iqn(n: int | str) -> str:
     return f"{PREFIX}volume-{n}"
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
@@ -56,10 +47,7 @@ class Host:
         self._bin: Path | None = None
 
     def run(self, *args: str) -> Result:
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = main(list(args))
-        return Result(code, out.getvalue(), err.getvalue())
+        return Result(*run_main(main, args))
 
     def env(self) -> dict[str, str]:
         if self._bin is None:

@@ -43,8 +43,9 @@ from iscsi_helper.lab.emulators.chiscsi.kernel.model import Node
 from iscsi_helper.lab.emulators.chiscsi.kernel.portals import TargetPortal
 from iscsi_helper.lab.emulators.chiscsi.state import KernelState
 from iscsi_helper.lab.emulators.shims import install_shims
+from iscsi_helper.lab.rig import free_port
 
-from ..chiscsi_support import can_make_loop_devices, free_port
+from ..chiscsi_support import can_make_loop_devices
 
 PREFIX = "iqn.2010-10.org.openstack:"
 
