@@ -3,7 +3,7 @@
 
     python3 benchmarks/run.py [--sizes 10,100,1000,5000] [--helpers chiscsi,iet,tgt] [--quick]
 
-Not part of the pytest run (timings are machine-dependent); tests/test_constant_cost.py
+Not part of the pytest run (timings are machine-dependent); tests/behaviour/test_constant_cost.py
 asserts the invocation counts instead. See docs/performance.md for what is
 measured, how, and the results.
 

@@ -7,15 +7,13 @@ import os
 import pytest
 
 from tests import expected_skips
+from tests.support.devices import make_device
 
 
 @pytest.fixture
 def device(tmp_path):
     """A 4 MiB file-backed volume."""
-    path = tmp_path / "disk0.img"
-    with open(path, "wb") as handle:
-        handle.truncate(4 << 20)
-    return str(path)
+    return make_device(tmp_path, "disk0", 4 << 20)
 
 
 # Property tests draw new examples on every run by default; CI must judge the

@@ -19,7 +19,7 @@ import pytest
 from iscsi_helper.lab.emulators import chiscsi as chiscsi_emulator
 from iscsi_helper.lab.emulators.iet import serving as iet_serving
 from iscsi_helper.lab.wire.control import WireService
-from tests.cli_support import Cli, one_line
+from tests.support.cli import Cli, one_line
 from iscsi_helper.lab.rig import free_port
 
 

@@ -40,6 +40,21 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(probe.getsockname()[1])
 
 
+def free_dual_stack_port() -> int:
+    """A port free on both 127.0.0.1 and ::1, so one number serves both loopback portals."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as v4:
+            v4.bind(("127.0.0.1", 0))
+            port = int(v4.getsockname()[1])
+            try:
+                with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as v6:
+                    v6.bind(("::1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no port free on both loopback families")
+
+
 def free_tgtd_control_port() -> int:
     """A tgtd control port (``tgtadm -C``, 1024-32767) whose lock no tgtd holds.
 

@@ -19,7 +19,9 @@ from iscsi_helper import registry
 from iscsi_helper.lab.rig import InProcessExecutor
 from iscsi_helper.targets.iscsi import IscsiHelper
 
-from .behaviour.harness import HARNESSES, Harness, load_all
+from tests.support import devices
+
+from .harness import HARNESSES, Harness, load_all
 
 load_all()
 
@@ -63,22 +65,10 @@ def fast_target(h: Harness) -> IscsiHelper:
     return registry.get_helper(h.conf(), InProcessExecutor(main, observers=[h.calls.append]))  # type: ignore[return-value]
 
 
-@pytest.fixture(params=HELPERS)
-def h(request, tmp_path, monkeypatch):
-    harness = HARNESSES[request.param](tmp_path, monkeypatch, name=request.param)
-    yield harness
-    teardown = getattr(harness, "teardown", None)
-    if teardown:
-        teardown()
-
-
 def device_of(h: Harness, n: int | str) -> str:
     """One backing file per export: chiscsi puts a device in one target only."""
     path = h.root / f"disk-{n}.img"
-    if not path.exists():
-        with open(path, "wb") as handle:
-            handle.truncate(1 << 20)
-    return str(path)
+    return str(path) if path.exists() else devices.make_device(h.root, f"disk-{n}", 1 << 20)
 
 
 def _calls_per_operation(h: Harness) -> tuple[int, int]:
@@ -94,6 +84,7 @@ def _calls_per_operation(h: Harness) -> tuple[int, int]:
     return created, len(h.calls)
 
 
+@pytest.mark.parametrize("h", HELPERS, indirect=True)  # the helpers with figures, not fake
 def test_create_and_remove_cost_the_same_with_1_or_200_exports(h):
     populate = fast_target(h)
     populate.create_export(None, {"id": "p0", "name": "volume-p0"}, device_of(h, 0))
@@ -106,6 +97,7 @@ def test_create_and_remove_cost_the_same_with_1_or_200_exports(h):
     assert at_one == EXACT_COST.get(h.name, at_one), f"{h.name}: (create, remove) calls {at_one}"
 
 
+@pytest.mark.parametrize("h", HELPERS, indirect=True)
 def test_restore_costs_a_fixed_number_of_calls_per_missing_export(h):
     target = fast_target(h)
     for n in range(EXISTING):

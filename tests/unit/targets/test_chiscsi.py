@@ -30,7 +30,8 @@ from iscsi_helper.executor import Executor
 from iscsi_helper.formats import ChapCredentials, Portal
 from iscsi_helper.lab.emulators import chiscsi as emulator
 from iscsi_helper.lab.emulators.chiscsi import cli as emulator_cli
-from iscsi_helper.lab.emulators.shims import install_shims
+from tests.support.devices import make_device
+from tests.support.emulators import use_chiscsi_emulator
 from iscsi_helper.lab.rig import InProcessExecutor, run_main
 from iscsi_helper.model import ExportSpec
 
@@ -49,12 +50,9 @@ CXTADM_BLOCK = """
 
 @pytest.fixture
 def env(tmp_path, monkeypatch):
-    bin_dir = install_shims(tmp_path / "bin")
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    monkeypatch.setenv(emulator.STATE_ENV, str(tmp_path / "chiscsi-state"))
-    monkeypatch.setenv("CHISCSI_EMULATOR_WIRE", "0")
+    state = use_chiscsi_emulator(tmp_path, monkeypatch)
     yield tmp_path
-    emulator.reset(tmp_path / "chiscsi-state")
+    emulator.reset(state)
 
 
 def conf_of(tmp_path, **overrides):
@@ -80,10 +78,7 @@ def shown(iqn: str):
 
 
 def disk(tmp_path, name: str, size: int = 1 << 20) -> str:
-    path = tmp_path / f"{name}.img"
-    with open(path, "wb") as handle:
-        handle.truncate(size)
-    return str(path)
+    return make_device(tmp_path, name, size)
 
 
 def vol(n, **extra):

@@ -28,6 +28,7 @@ from iscsi_helper.executor import Executor
 from iscsi_helper.formats import ProviderLocation, parse_provider_auth
 from iscsi_helper.codecs.ietd_conf import iter_blocks, replace_block
 from iscsi_helper.targets.iet import IetHelper
+from tests.support.devices import make_device
 
 PREFIX = "iqn.2010-10.org.openstack:"
 INITIATOR = "iqn.1994-05.com.example:host1"
@@ -81,13 +82,6 @@ def make_target(tmp_path: Path, calls: list | None = None, executor: Executor | 
     target = registry.get_helper(conf, executor)
     assert isinstance(target, IetHelper)
     return target
-
-
-def make_device(tmp_path: Path, name: str, size: int = 4 << 20) -> str:
-    path = tmp_path / f"{name}.img"
-    with open(path, "wb") as handle:
-        handle.truncate(size)
-    return str(path)
 
 
 def vol(n: int | str, **extra: str) -> dict[str, str]:
