@@ -3,8 +3,8 @@
 Run: ``python3 benchmarks/iscsi_perf.py [--seconds 4]``
 
 Both targets serve the same 64 MiB file on free loopback ports, started
-here and stopped by PID. libiscsi's ``iscsi-perf`` reads (``-m`` requests in
-flight, ``-b`` blocks each) for ``--seconds`` per case; iscsi-perf only
+here and stopped by PID (tgtd through ``iscsi_helper.lab.rig``). libiscsi's
+``iscsi-perf`` reads (``-m`` requests in flight, ``-b`` blocks each) for ``--seconds`` per case; iscsi-perf only
 reads, so writes are measured with ``qemu-img bench -w`` (same queue depths
 and sizes) when qemu-img is installed. Cases alternate between the two
 targets so that load on this shared machine hits both alike. Printed: IOPS
@@ -15,16 +15,15 @@ QD32/QD1 ratio. Not a test: only ratios from one run mean anything.
 from __future__ import annotations
 
 import argparse
-import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+from iscsi_helper.lab.rig import TgtdProcess, free_port, running_tgtd
 from iscsi_helper.lab.wire.control import WireService
 from iscsi_helper.lab.wire.model import WireLun, WireTarget
 
@@ -32,21 +31,6 @@ IQN = "iqn.2010-10.org.openstack:perf"
 DISK = 64 << 20
 CASES = [("read", 1, 4096), ("read", 32, 4096), ("read", 1, 262144), ("read", 32, 262144),
          ("write", 1, 4096), ("write", 32, 4096), ("write", 1, 262144), ("write", 32, 262144)]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def free_control_port() -> int:
-    """tgtd's -C names a unix socket and a lock; pick one no tgtd holds (tgtd refuses >32767)."""
-    for _ in range(200):
-        port = random.randint(20000, 32000)
-        if not Path(f"/var/run/tgtd/socket.{port}").exists():
-            return port
-    raise RuntimeError("no free tgtd control port")
 
 
 def run_killable(argv: list[str], seconds: float) -> str:
@@ -79,32 +63,12 @@ def measure(kind: str, url: str, depth: int, size: int, seconds: int) -> float:
     return count / elapsed
 
 
-class Tgtd:
-    def __init__(self, image: str) -> None:
-        self.port, self.control = free_port(), free_control_port()
-        self.proc = subprocess.Popen(["tgtd", "-f", "--iscsi", f"portal=127.0.0.1:{self.port}", "-C",
-                                      str(self.control)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(100):
-            if self.adm("--mode", "target", "--op", "show", check=False) == 0:
-                break
-            time.sleep(0.05)
-        self.adm("--mode", "target", "--op", "new", "--tid", "1", "-T", IQN)
-        self.adm("--mode", "logicalunit", "--op", "new", "--tid", "1", "--lun", "1", "-b", image)
-        self.adm("--mode", "target", "--op", "bind", "--tid", "1", "-I", "ALL")
-        self.url = f"iscsi://127.0.0.1:{self.port}/{IQN}/1"
-
-    def adm(self, *args: str, check: bool = True) -> int:
-        done = subprocess.run(["tgtadm", "-C", str(self.control), "--lld", "iscsi", *args],
-                              capture_output=True, timeout=30, check=check)
-        return done.returncode
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(2)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()  # tgtd ignores SIGTERM while it has targets
-            self.proc.wait()
+def serve_image(tgtd: TgtdProcess, image: str) -> str:
+    """The image as LUN 1 of one target open to every initiator; its URL."""
+    tgtd.tgtadm("--mode", "target", "--op", "new", "--tid", "1", "-T", IQN)
+    tgtd.tgtadm("--mode", "logicalunit", "--op", "new", "--tid", "1", "--lun", "1", "-b", image)
+    tgtd.tgtadm("--mode", "target", "--op", "bind", "--tid", "1", "-I", "ALL")
+    return f"iscsi://127.0.0.1:{tgtd.portal_port}/{IQN}/1"
 
 
 def main() -> int:
@@ -120,17 +84,17 @@ def main() -> int:
         port = free_port()
         service.publish(WireTarget(IQN, [WireLun(image)], [("127.0.0.1", port)], auth_method="None"))
         wire_url = f"iscsi://127.0.0.1:{port}/{IQN}/0"
-        tgtd = Tgtd(image)
         results: dict[tuple[str, int, int], tuple[float, float]] = {}
         try:
-            for kind, depth, size in CASES:
-                if kind == "write" and not writes:
-                    continue
-                wire = measure(kind, wire_url, depth, size, args.seconds)
-                tgt = measure(kind, tgtd.url, depth, size, args.seconds)
-                results[(kind, depth, size)] = (wire, tgt)
+            with running_tgtd(Path(scratch) / "tgtd.log") as tgtd:
+                tgtd_url = serve_image(tgtd, image)
+                for kind, depth, size in CASES:
+                    if kind == "write" and not writes:
+                        continue
+                    wire = measure(kind, wire_url, depth, size, args.seconds)
+                    tgt = measure(kind, tgtd_url, depth, size, args.seconds)
+                    results[(kind, depth, size)] = (wire, tgt)
         finally:
-            tgtd.stop()
             service.stop()
     print(f"same 64 MiB file, loopback; reads: iscsi-perf -t {args.seconds}; writes: qemu-img bench -w")
     print(f"{'case':<22}{'embedded IOPS':>15}{'tgtd IOPS':>12}{'embedded/tgtd':>15}")

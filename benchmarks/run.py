@@ -3,7 +3,7 @@
 
     python3 benchmarks/run.py [--sizes 10,100,1000,5000] [--helpers chiscsi,iet,tgt] [--quick]
 
-Not part of the pytest run (timings are machine-dependent); tests/test_constant_cost.py
+Not part of the pytest run (timings are machine-dependent); tests/behaviour/test_constant_cost.py
 asserts the invocation counts instead. See docs/performance.md for what is
 measured, how, and the results.
 
@@ -32,13 +32,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import io
 import json
 import os
-import random
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -52,9 +48,10 @@ from typing import Any
 from iscsi_helper import locking, options, registry
 from iscsi_helper.codecs import chiscsi as chiscsi_codec
 from iscsi_helper.deviceindex import DeviceIndex
-from iscsi_helper.exception import CommandFailed, IscsiHelperError
-from iscsi_helper.executor import CommandResult, Executor
+from iscsi_helper.exception import IscsiHelperError
+from iscsi_helper.executor import Executor
 from iscsi_helper.formats import ChapCredentials, Portal
+from iscsi_helper.lab.rig import InProcessExecutor, TgtdProcess, run_main
 from iscsi_helper.model import EnsureReport, ExportRecord, ExportSpec, LiveTarget, Volume
 from iscsi_helper.targets.chiscsi import ChiscsiHelper
 from iscsi_helper.targets.iscsi import IscsiHelper
@@ -113,30 +110,19 @@ def timed_spawns() -> Iterator[None]:
         os.fsync = _real_fsync
 
 
-class InProcessExecutor(Executor):
-    """Same argv and observers as the real executor; the emulator's main() runs here.
+class TimedInProcessExecutor(InProcessExecutor):
+    """The rig's in-process executor, its time inside the emulator counted as "tool" time.
 
-    Time inside the emulator counts as "tool" time, like a subprocess would.
+    Like a subprocess would be: the emulator's own fsyncs are the tool's time too.
     """
 
-    def __init__(self, main: Callable[[list[str]], int], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._main = main
-
-    def run(self, *argv: str, ok_codes: Sequence[int] = (0,), stdin: str | None = None,
-            secrets: Sequence[str] = ()) -> CommandResult:
-        for observer in self.observers:
-            observer(tuple(argv))
-        out, err = io.StringIO(), io.StringIO()
+    def call(self, args: list[str]) -> tuple[int, str, str]:
         t0, fsync0 = time.perf_counter(), _SpawnClock.fsync
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = self._main(list(argv[1:]))
-        _SpawnClock.seconds += time.perf_counter() - t0
-        _SpawnClock.fsync = fsync0  # the emulator's own fsyncs are the tool's time
-        if code not in ok_codes:
-            raise CommandFailed(command=" ".join(argv[:2]), exit_code=code,
-                                stdout=out.getvalue(), stderr=err.getvalue())
-        return CommandResult(tuple(argv), code, out.getvalue(), err.getvalue())
+        try:
+            return super().call(args)
+        finally:
+            _SpawnClock.seconds += time.perf_counter() - t0
+            _SpawnClock.fsync = fsync0
 
 
 @dataclass
@@ -256,7 +242,7 @@ class HelperBench:
 
     def executor(self, mode: str) -> Executor:
         if mode == "inproc":
-            return InProcessExecutor(self.emulator_main(), observers=[self.calls.append])
+            return TimedInProcessExecutor(self.emulator_main(), observers=[self.calls.append])
         return Executor(observers=[self.calls.append])
 
     def target(self, mode: str, cls: type[IscsiHelper] | None = None) -> IscsiHelper:
@@ -325,18 +311,15 @@ class ChiscsiBench(HelperBench):
             path.write_text(chiscsi_codec.render(spec, chiscsi_codec.FILE, f"{n:016x}"))
             path.chmod(0o600)
             index.claim(str(device), spec.volume_name)
-            err = io.StringIO()
-            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
-                code = main(["-S", f"target={spec.iqn}", "-f", str(path), "-x", self.chiscsi_conf])
-            assert code == 0 and "added." in err.getvalue(), f"population failed at {n}: {err.getvalue()}"
+            code, _, err = run_main(main, ["-S", f"target={spec.iqn}", "-f", str(path), "-x", self.chiscsi_conf])
+            assert code == 0 and "added." in err, f"population failed at {n}: {err}"
         self.populated = max(self.populated, upto)
 
     def stop_targets(self, volume_names: list[str]) -> None:
         """A partial outage: these targets stop, everything else stays live (in process)."""
         main = self.emulator_main()
         for name in volume_names:
-            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-                assert main(["-s", f"target={PREFIX}{name}"]) == 0
+            assert run_main(main, ["-s", f"target={PREFIX}{name}"])[0] == 0
 
     def reboot(self) -> None:
         from iscsi_helper.lab.emulators import chiscsi
@@ -388,61 +371,11 @@ class IetBench(HelperBench):
         assert not report.refused, report.refused
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _raise_fd_limit() -> None:
     """tgtd keeps one open file per LUN: thousands of targets need more than the usual 1024."""
     import resource
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-class Tgtd:
-    """A private tgtd in the foreground on free loopback ports, owned and stopped by its PID."""
-
-    def __init__(self, log_path: Path) -> None:
-        self.log_path = log_path
-        self.portal_port = _free_port()
-        # -C names an abstract unix socket, and tgtd takes numbers up to 32767 only.
-        self.control_port = random.randint(1024, 32767)
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                ["tgtd", "-f", "--iscsi", f"portal=127.0.0.1:{self.portal_port}",
-                 "-C", str(self.control_port)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                preexec_fn=_raise_fd_limit)
-        deadline = time.monotonic() + 10
-        time.sleep(0.05)
-        while subprocess.run(["tgtadm", "-C", str(self.control_port), "--lld", "iscsi",
-                              "--mode", "target", "--op", "show"],
-                             capture_output=True).returncode != 0 or self.proc.poll() is not None:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("tgtd did not start: " + self.log_path.read_text()[-500:])
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL by PID: tgtd ignores SIGTERM while it has targets."""
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=1)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
 
 
 class TgtBench(HelperBench):
@@ -452,7 +385,7 @@ class TgtBench(HelperBench):
     modes = ("process",)
 
     def start(self) -> None:
-        self.tgtd = Tgtd(self.root / "tgtd.log")
+        self.tgtd = TgtdProcess(self.root / "tgtd.log", preexec=_raise_fd_limit)
         self.tgtd.start()
 
     def stop(self) -> None:

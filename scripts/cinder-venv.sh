@@ -13,21 +13,14 @@ cd "$(dirname "$0")/.."
 CINDER_VERSION=29.0.0
 VENV="${ISCSI_HELPER_CINDER_VENV:-$PWD/.venv-cinder}"
 PIP=(-q --disable-pip-version-check)
-pip_in_venv() {  # pip's exit status counts; its noise about unused local indexes does not
-    local log status=0
-    log="$(mktemp)"
-    "$VENV/bin/python" -m pip "$@" >"$log" 2>&1 || status=$?
-    grep -v "^WARNING: Location" "$log" >&2 || true
-    rm -f "$log"
-    return "$status"
-}
+. scripts/venv-pip.sh
 if ! "$VENV/bin/python" -c "import importlib.metadata as m, sys; import fixtures; sys.exit(m.version('cinder') != '$CINDER_VERSION')" 2>/dev/null; then
     rm -rf "$VENV"
     python3 -m venv "$VENV"
-    pip_in_venv install "${PIP[@]}" "cinder==$CINDER_VERSION" "pytest>=7" fixtures "setuptools>=77" wheel
+    pip_in_venv "$VENV" install "${PIP[@]}" "cinder==$CINDER_VERSION" "pytest>=7" fixtures "setuptools>=77" wheel
     "$VENV/bin/python" -c "import cinder" # fail here, not in the tests, if the install is broken
 fi
-pip_in_venv install "${PIP[@]}" --no-deps --no-build-isolation -e .
+pip_in_venv "$VENV" install "${PIP[@]}" --no-deps --no-build-isolation -e .
 "$VENV/bin/python" -c "import iscsi_helper.cinder.driver"
 # The venv must now import this checkout's code, not another's.
 "$VENV/bin/python" - "$PWD/src/iscsi_helper/__init__.py" <<'PY'

@@ -51,15 +51,8 @@ if ! venv_works; then
     fi
 fi
 
-pip_in_venv() {  # pip's exit status counts; its noise about unused local indexes does not
-    local log status=0
-    log="$(mktemp)"
-    "$VENV/bin/python3" -m pip "$@" >"$log" 2>&1 || status=$?
-    grep -v "^WARNING: Location" "$log" >&2 || true
-    rm -f "$log"
-    return "$status"
-}
-pip_in_venv install -q --disable-pip-version-check -e '.[test]'
+. scripts/venv-pip.sh
+pip_in_venv "$VENV" install -q --disable-pip-version-check -e '.[test]'
 
 # Real Cinder for tests/ecosystem/cinder, in its own venv (about 45 s the first time).
 bash scripts/cinder-venv.sh >/dev/null

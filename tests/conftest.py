@@ -3,28 +3,17 @@
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 
 from tests import expected_skips
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now (the kernel picks it)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
+from tests.support.devices import make_device
 
 
 @pytest.fixture
 def device(tmp_path):
     """A 4 MiB file-backed volume."""
-    path = tmp_path / "disk0.img"
-    with open(path, "wb") as handle:
-        handle.truncate(4 << 20)
-    return str(path)
+    return make_device(tmp_path, "disk0", 4 << 20)
 
 
 # Property tests draw new examples on every run by default; CI must judge the

@@ -236,7 +236,7 @@ GUARANTEES: list[Mutation] = [
         (edit(CHISCSI, "        detail = self.tool.show([iqn])[iqn]\n"
                        "        return _live(iqn, detail) if detail is not None else None\n",
               "        return self._list_live().get(iqn)\n"),),
-        (("tests/test_constant_cost.py", "create_and_remove and chiscsi"),)),
+        (("tests/behaviour/test_constant_cost.py", "create_and_remove and chiscsi"),)),
     Mutation(
         "create-forgets-stored-credentials",
         "idempotent: re-exporting keeps the credentials it recorded",

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -25,6 +26,7 @@ from iscsi_helper import options, registry
 from iscsi_helper.exception import CommandFailed
 from iscsi_helper.executor import CommandResult, Executor
 from iscsi_helper.targets.base import TargetHelper
+from tests.support import devices
 
 #: One tool call as it ended: (argv as given by the helper, exit code; None if it never exited).
 CallResult = tuple[tuple[str, ...], int | None]
@@ -201,6 +203,28 @@ def load_all() -> dict[str, type[Harness]]:
         if info.name.startswith("harness_"):
             importlib.import_module(f"{__package__}.{info.name}")
     return HARNESSES
+
+
+def harness_fixture() -> Any:
+    """The ``h`` fixture: a harness per registered helper, torn down after the test.
+
+    A conftest binds it (``h = harness_fixture()``), so the behaviour and the
+    reliability suites share one fixture instead of a copy each.
+    """
+    @pytest.fixture(params=sorted(load_all()), name="h")
+    def h(request: pytest.FixtureRequest, tmp_path: Path,
+          monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
+        harness = HARNESSES[request.param](tmp_path, monkeypatch, name=request.param)
+        yield harness
+        teardown = getattr(harness, "teardown", None)
+        if teardown:
+            teardown()
+    return h
+
+
+def make_device(h: Harness, name: str = "disk", size: int = 4 << 20) -> str:
+    """A sparse backing file in the harness's sandbox."""
+    return devices.make_device(h.root, name, size)
 
 
 @register("fake")

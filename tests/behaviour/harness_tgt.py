@@ -18,118 +18,17 @@ never dials the portal), while the login check uses tgtd's real port.
 
 from __future__ import annotations
 
-import fcntl
 import os
-import random
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 from iscsi_helper.adapters.tgtadm import TgtLiveTarget, parse_show
+from iscsi_helper.lab.rig import TgtdProcess
 from iscsi_helper.targets.tgt import DISK_LUN, TgtHelper
 
-from ..conftest import free_port
 from .harness import Harness, LiveView, PersistedView, register
 
-START_TIMEOUT = 60.0  # a guard against a tgtd that never answers; a loaded machine is slow
-STOP_TIMEOUT = 5.0
 LOGIN_TIMEOUT = 20
-CONTROL_PORT_MIN, CONTROL_PORT_MAX = 1024, 32767  # tgtd refuses -C above 32767
-START_ATTEMPTS = 5
-
-
-class TgtdStartError(RuntimeError):
-    pass
-
-
-class TgtdProcess:
-    """One tgtd in the foreground, owned by PID; usable outside pytest too (the e2e test)."""
-
-    def __init__(self, log_path: Path, portal_port: int | None = None,
-                 control_port: int | None = None) -> None:
-        self.log_path = log_path
-        self.portal_port = portal_port or free_port()
-        self.control_port = control_port or self._free_control_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.started_once = False
-
-    @staticmethod
-    def _free_control_port() -> int:
-        """A control port (0-32767) whose lock no tgtd holds.
-
-        The "port" only names tgtd's unix socket ``/var/run/tgtd/socket.<n>``
-        and the lockf lock beside it; an unheld lock means no tgtd uses n.
-        A race with another starter is caught by :meth:`start` retrying.
-        """
-        for _ in range(100):
-            port = random.randint(CONTROL_PORT_MIN, CONTROL_PORT_MAX)
-            lock = Path(f"/var/run/tgtd/socket.{port}.lock")
-            try:
-                fd = os.open(lock, os.O_RDWR)
-            except FileNotFoundError:
-                return port
-            try:
-                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                continue  # held: a tgtd runs there
-            else:
-                fcntl.lockf(fd, fcntl.LOCK_UN)
-                return port
-            finally:
-                os.close(fd)
-        raise RuntimeError("no free tgtd control port found")
-
-    def tgtadm(self, *args: str, check: bool = True, env: dict[str, str] | None = None
-               ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["tgtadm", "-C", str(self.control_port), "--lld", "iscsi", *args],
-                              capture_output=True, text=True, check=check, timeout=30, env=env)
-
-    def start(self) -> None:
-        """Start tgtd; on a lost race for the ports, try fresh ones (a first start only)."""
-        for attempt in range(START_ATTEMPTS):
-            try:
-                return self._start_once()
-            except TgtdStartError:
-                if self.started_once or attempt == START_ATTEMPTS - 1:
-                    raise
-                self.portal_port, self.control_port = free_port(), self._free_control_port()
-
-    def _start_once(self) -> None:
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                ["tgtd", "-f", "--iscsi", f"portal=127.0.0.1:{self.portal_port}",
-                 "-C", str(self.control_port)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if self.proc.poll() is not None:
-                raise TgtdStartError(f"tgtd exited with {self.proc.returncode}: "
-                                   + self.log_path.read_text(errors="replace")[-2000:])
-            if self.tgtadm("--mode", "target", "--op", "show", check=False).returncode == 0:
-                self.started_once = True
-                return
-            if time.monotonic() > deadline:
-                self.stop()
-                raise TgtdStartError("tgtd did not answer on its control port in time")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL: tgtd ignores SIGTERM while it still has targets."""
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=1)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=STOP_TIMEOUT)
-
-    def restart(self) -> None:
-        """A host reboot as tgtd sees it: all live state gone, same ports afterwards."""
-        self.stop()
-        self.start()
 
 
 def chap_login_works(portal_port: int, iqn: str, lun: int, user: str, secret: str,

@@ -21,15 +21,6 @@ from .test_target_contract import IQN_PREFIX, INITIATOR, make_device, volume
 HARNESSES = load_all()
 
 
-@pytest.fixture(params=sorted(HARNESSES))
-def h(request, tmp_path, monkeypatch):
-    harness = HARNESSES[request.param](tmp_path, monkeypatch, name=request.param)
-    yield harness
-    teardown = getattr(harness, "teardown", None)
-    if teardown:
-        teardown()
-
-
 def test_unexport_says_whether_there_was_an_export(h):
     target = h.target()
     dev = make_device(h)

@@ -19,7 +19,7 @@ from iscsi_helper import registry
 from iscsi_helper.exception import ExportNotFound, InvalidConnector, InvalidInput
 from iscsi_helper.formats import ProviderLocation, parse_provider_auth
 
-from .harness import PersistedView, load_all
+from .harness import PersistedView, load_all, make_device
 
 HARNESSES = load_all()
 
@@ -29,22 +29,6 @@ INITIATOR = "iqn.1993-08.org.debian:01:behaviour"
 
 def volume(n: int | str, **extra):
     return {"id": str(n), "name": f"volume-{n}", **extra}
-
-
-@pytest.fixture(params=sorted(HARNESSES))
-def h(request, tmp_path, monkeypatch):
-    harness = HARNESSES[request.param](tmp_path, monkeypatch, name=request.param)
-    yield harness
-    teardown = getattr(harness, "teardown", None)
-    if teardown:
-        teardown()
-
-
-def make_device(h, name: str = "disk", size: int = 4 << 20) -> str:
-    path = h.root / f"{name}.img"
-    with open(path, "wb") as handle:
-        handle.truncate(size)
-    return str(path)
 
 
 def test_every_registered_helper_has_a_harness():

@@ -23,7 +23,7 @@ from iscsi_helper.lab.emulators.shims import install_shims
 from iscsi_helper.lab.initiator import Initiator, InitiatorError, paths
 from iscsi_helper.targets.base import TargetHelper
 
-from ..conftest import free_port
+from iscsi_helper.lab.rig import free_port
 
 pytestmark = pytest.mark.skipif(
     not all(shutil.which(t) for t in ("iscsi-inq", "iscsi-readcapacity16", "qemu-io")),

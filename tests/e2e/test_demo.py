@@ -71,7 +71,7 @@ def test_demo_runs_the_whole_story_and_hides_the_secret(tmp_path):
 @pytest.mark.skipif(not all(shutil.which(t) for t in ("iscsi-inq", "qemu-io")),
                     reason="needs libiscsi-bin and qemu-utils (scripts/setup.sh installs them)")
 def test_demo_with_json_tells_the_story_as_one_document(tmp_path):
-    from tests.cli_support import Cli
+    from tests.support.cli import Cli
 
     done = Cli([]).run("--json", "demo", "--workdir", str(tmp_path / "demo"), timeout=300)
     story = json.loads(done.stdout)

@@ -19,8 +19,8 @@ import pytest
 from iscsi_helper.lab.emulators import chiscsi as chiscsi_emulator
 from iscsi_helper.lab.emulators.iet import serving as iet_serving
 from iscsi_helper.lab.wire.control import WireService
-from tests.cli_support import Cli, one_line
-from tests.conftest import free_port
+from tests.support.cli import Cli, one_line
+from iscsi_helper.lab.rig import free_port
 
 
 @pytest.fixture

@@ -20,9 +20,9 @@ from iscsi_helper import options, registry
 from iscsi_helper.exception import CommandFailed, TargetCreateFailed
 from iscsi_helper.executor import CommandResult, Executor
 from iscsi_helper.lab.initiator import Initiator, InitiatorError
+from iscsi_helper.lab.rig import TgtdProcess, running_tgtd
 from iscsi_helper.adapters.tgtadm import TgtLiveTarget, parse_show
 
-from ..behaviour.harness_tgt import TgtdProcess
 
 pytestmark = pytest.mark.skipif(
     not all(shutil.which(t) for t in ("tgtd", "tgtadm", "iscsi-inq", "iscsi-readcapacity16",
@@ -51,12 +51,8 @@ class FailingExecutor(Executor):
 
 @pytest.fixture
 def tgtd(tmp_path):
-    process = TgtdProcess(tmp_path / "tgtd.log")
-    process.start()
-    try:
+    with running_tgtd(tmp_path / "tgtd.log") as process:  # stopped by PID, whatever the test did
         yield process
-    finally:
-        process.stop()  # by PID, whatever the test did
 
 
 @pytest.fixture

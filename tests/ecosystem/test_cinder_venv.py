@@ -14,22 +14,15 @@ test that checkout's code, and pass or fail for the wrong reasons.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import subprocess
 import tomllib
 from pathlib import Path
 
-import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.cinder_venv import REPO, cinder_python
+
 OUR_PACKAGE = REPO / "src" / "iscsi_helper" / "__init__.py"
-
-
-def cinder_venv() -> Path:
-    """Where scripts/cinder-venv.sh puts (or was told to put) this checkout's Cinder venv."""
-    return Path(os.environ.get("ISCSI_HELPER_CINDER_VENV", REPO / ".venv-cinder"))
 
 
 def imported_package(python: Path) -> Path:
@@ -59,14 +52,7 @@ def declared_entry_points() -> dict[str, dict[str, str]]:
 
 
 def test_the_cinder_adapter_passes_inside_real_cinder():
-    python = cinder_venv() / "bin" / "python"
-    if not python.exists():
-        message = f"no Cinder venv at {python.parent.parent}: run bash scripts/cinder-venv.sh"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    if importlib.util.find_spec("cinder") is not None:
-        pytest.skip("cinder imports here: tests/ecosystem/cinder/ is collected directly")
+    python = cinder_python("tests/ecosystem/cinder")
     imported = imported_package(python)
     assert imported == OUR_PACKAGE.resolve(), (
         f"the Cinder venv at {python.parent.parent} imports {imported}, not this checkout's "
@@ -85,5 +71,5 @@ def test_the_cinder_adapter_passes_inside_real_cinder():
     summary = done.stdout.strip().splitlines()[-1:] if done.stdout.strip() else []
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
     assert summary and " passed" in summary[0] and "skipped" not in summary[0], summary
-    # eventlet's warnings are filtered where they arise (tests/ecosystem/cinder/conftest.py).
+    # eventlet's warnings are filtered where they arise (tests/ecosystem/cinder/conftest.py, by tests/support/cinder_venv.py).
     assert "eventlet" not in done.stdout.lower(), done.stdout[-6000:]

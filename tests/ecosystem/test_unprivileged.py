@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from iscsi_helper.lab.emulators.shims import install_shims
-from tests.cli_support import NOBODY, Cli, one_line, unprivileged_prefix
+from tests.support.cli import NOBODY, Cli, one_line, unprivileged_prefix
 
 BROKER = Path(__file__).with_name("rootbroker.py")
 AS_ROOT = os.geteuid() == 0

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.behaviour.harness import Harness, load_all
+from tests.behaviour.harness import Harness, harness_fixture, load_all
+from tests.support import devices
 
 from . import figures
 
@@ -21,19 +23,19 @@ def volume(n: int | str, **extra: Any) -> dict[str, Any]:
 
 
 def make_device(h: Harness, name: str = "disk", size: int = 1 << 20) -> str:
-    path = h.root / f"{name}.img"
-    with open(path, "wb") as handle:
-        handle.truncate(size)
-    return str(path)
+    return devices.make_device(h.root, name, size)
 
 
-@pytest.fixture(params=sorted(HARNESSES))
-def h(request: pytest.FixtureRequest, tmp_path, monkeypatch) -> Iterator[Harness]:
-    harness = HARNESSES[request.param](tmp_path, monkeypatch, name=request.param)
-    yield harness
-    teardown = getattr(harness, "teardown", None)
-    if teardown:
-        teardown()
+def tool_names(h: Harness) -> set[str]:
+    """The tools (basenames) the helper runs for a create and a remove: those a broken tool can be."""
+    before = len(h.calls)
+    target = h.target()
+    target.create_export(None, volume(7), make_device(h, "probe"))
+    target.remove_export(None, volume(7))
+    return {os.path.basename(argv[0]) for argv in h.calls[before:]}
+
+
+h = harness_fixture()  # the behaviour suite's: one harness per registered helper
 
 
 @pytest.fixture

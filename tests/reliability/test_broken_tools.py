@@ -22,7 +22,7 @@ import pytest
 from iscsi_helper.exception import IscsiHelperError
 
 from . import figures
-from .conftest import IQN_PREFIX, make_device, volume
+from .conftest import IQN_PREFIX, make_device, tool_names, volume
 
 TIMEOUT = 0.75
 
@@ -37,14 +37,6 @@ GARBAGE = textwrap.dedent("""\
     print("Target 1: \\x00\\x01 garbage")
     print("=" * 80)
 """)
-
-
-def _tool_names(h: Any) -> set[str]:
-    before = len(h.calls)
-    target = h.target()
-    target.create_export(None, volume(7), make_device(h, "probe"))
-    target.remove_export(None, volume(7))
-    return {os.path.basename(argv[0]) for argv in h.calls[before:]}
 
 
 def _break(h: Any, tool: str, how: str) -> None:
@@ -83,7 +75,7 @@ OPERATIONS: dict[str, Callable[[Any, str], Any]] = {
 
 @pytest.mark.parametrize("how", ["absent", "not-executable", "hanging", "garbage", "binary"])
 def test_broken_tool_gives_one_clear_line_and_reconcile_settles(h, how):
-    tools = _tool_names(h)
+    tools = tool_names(h)
     if not tools:
         pytest.skip(f"{h.name} runs no target tool")
     devs = {n: make_device(h, f"d{n}") for n in (1, 2, 3)}

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import free_port
+from iscsi_helper.lab.rig import free_port
 
 from . import figures
 from .conftest import make_device

@@ -31,7 +31,7 @@ from iscsi_helper import cli
 from iscsi_helper.exception import IscsiHelperError, TargetRemoveFailed
 
 from . import figures
-from .conftest import IQN_PREFIX, make_device, volume
+from .conftest import IQN_PREFIX, make_device, tool_names, volume
 
 LIAR = textwrap.dedent("""\
     import os, shutil, subprocess, sys
@@ -56,14 +56,6 @@ LIAR = textwrap.dedent("""\
         sys.stdout.flush()
     sys.exit(code)
 """)
-
-
-def _tool_names(h: Any) -> set[str]:
-    before = len(h.calls)
-    target = h.target()
-    target.create_export(None, volume(7), make_device(h, "probe"))
-    target.remove_export(None, volume(7))
-    return {os.path.basename(argv[0]) for argv in h.calls[before:]}
 
 
 class Liar:
@@ -111,7 +103,7 @@ def _settles(h: Any) -> None:
 
 
 def _setup(h: Any) -> Liar:
-    tools = _tool_names(h)
+    tools = tool_names(h)
     if not tools:
         pytest.skip(f"{h.name} runs no target tool: nothing can lie")
     return Liar(h, tools)

@@ -13,7 +13,7 @@ import pytest
 
 from iscsi_helper import cli as cli_module
 from iscsi_helper import fileutil
-from tests.cli_support import Cli, console_script, one_line
+from tests.support.cli import Cli, console_script, one_line
 
 INITIATOR = "iqn.1993-08.org.debian:01:a"
 

@@ -16,8 +16,8 @@ import pytest
 
 from iscsi_helper.lab.emulators import chiscsi as chiscsi_emulator
 from iscsi_helper.lab.emulators.shims import install_shims
-from tests.cli_support import Cli, one_line
-from tests.conftest import free_port
+from tests.support.cli import Cli, one_line
+from iscsi_helper.lab.rig import free_port
 
 SECTION_ADDRESS = "127.0.0.1"
 

@@ -10,7 +10,7 @@ import pytest
 
 from iscsi_helper.lab.emulators import chiscsi as chiscsi_emulator
 from iscsi_helper.lab.emulators.shims import install_shims
-from tests.cli_support import Cli, one_line
+from tests.support.cli import Cli, one_line
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ Everything lives in a temporary directory; nothing needs root-only paths.
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 from pathlib import Path
 
@@ -19,16 +18,11 @@ from iscsi_helper import cli, options, registry
 from iscsi_helper.lab.emulators import chiscsi as emulator
 from iscsi_helper.lab.emulators.shims import install_shims
 from iscsi_helper.lab.initiator import Initiator, InitiatorError
+from iscsi_helper.lab.rig import free_port
 
 VOLUME_ID = "8d1c2a5e-0f7b-4c3e-9a61-3e2d7f00c0de"
 INITIATOR = "iqn.1993-08.org.debian:01:demo-compute-1"
 SIZE = 64 << 20
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _step(number: int, text: str) -> None:
@@ -45,7 +39,7 @@ def run(workdir: Path | None = None) -> int:
     os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
     os.environ[emulator.STATE_ENV] = str(state)
     os.environ["CHISCSI_EMULATOR_WIRE"] = "1"
-    port = _free_port()
+    port = free_port()
     flags = ["--target-helper", "chiscsi", "--state-path", str(root / "state"),
              "--lock-path", str(root / "locks"), "--target-ip-address", "127.0.0.1",
              "--target-port", str(port), "--chiscsi-conf", str(root / "chiscsi.conf")]

@@ -1,16 +1,11 @@
-"""Loaded only in the Cinder venv's pytest (tests/ecosystem/test_cinder_venv.py starts it).
-
-Cinder 29 runs on eventlet: importing it, or oslo.service and oslo.privsep
-under it, raises eventlet's deprecation notices, and every later fork of the
-process (each helper command, run through oslo.concurrency) raises eventlet's
-"Using fork() is a bad idea". They come from Cinder's own stack and say
-nothing about the adapter, so they are filtered here, for this process only;
-every other warning stays visible.
-"""
+"""Loaded only in the Cinder venv's pytest (tests/ecosystem/test_cinder_venv.py starts it): eventlet's noise filtered."""
 
 from __future__ import annotations
 
+import pytest
 
-def pytest_configure(config) -> None:
-    # Any warning whose message names eventlet ((?s): eventlet's own notice starts with a newline).
-    config.addinivalue_line("filterwarnings", r"ignore:(?s).*eventlet:Warning")
+from tests.support.cinder_venv import filter_eventlet_warnings
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    filter_eventlet_warnings(config)

@@ -11,7 +11,6 @@ LVM volume group is Cinder's fake (no LVM here), so the logical volume
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import uuid
@@ -30,8 +29,8 @@ from iscsi_helper.cinder import driver as our_driver
 from iscsi_helper.cinder.target import IscsiHelperTarget
 from iscsi_helper.lab.emulators import chiscsi as emulator
 from iscsi_helper.lab.emulators.chiscsi import live as emulator_live
-from iscsi_helper.lab.emulators.shims import install_shims
 from iscsi_helper.targets.chiscsi import ChiscsiHelper
+from tests.support.emulators import use_chiscsi_emulator
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "cinder.md"
 BACKEND = "lvm-chiscsi"
@@ -57,10 +56,7 @@ def documented_cinder_conf() -> str:
 
 @pytest.fixture
 def env(tmp_path, monkeypatch):
-    bin_dir = install_shims(tmp_path / "bin")
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    monkeypatch.setenv(emulator.STATE_ENV, str(tmp_path / "chiscsi-state"))
-    monkeypatch.setenv("CHISCSI_EMULATOR_WIRE", "0")
+    use_chiscsi_emulator(tmp_path, monkeypatch)
     (tmp_path / "chiscsi.conf").write_text("global:\n\tiscsi_offload_mode=AUTO\n")
     vg = f"ihtest-{uuid.uuid4().hex[:10]}"
     vg_dir = Path("/dev") / vg
@@ -249,7 +245,7 @@ def test_cinders_own_iscsictl_name_adopts_a_cxtadm_backend_as_it_is(env):
         ("cxtuser", "cxtsecret0123456")
     # The stand-in LV is a regular file, which chiscsi's default class (BLK, all CxtAdm wrote)
     # refuses: the block is rewritten with FILE, its credentials kept. A block on a real LV is
-    # adopted untouched (tests/unit/test_chiscsi_convergence.py).
+    # adopted untouched (tests/unit/targets/test_chiscsi_convergence.py).
     after = record_file.read_text()
     assert before != after.encode() and f"\tTargetDevice={device},FILE," in after
     assert '"cxtuser":"cxtsecret0123456"' in after

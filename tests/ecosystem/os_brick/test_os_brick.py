@@ -20,7 +20,6 @@ filtered here, where eventlet comes in, and nowhere else.
 
 from __future__ import annotations
 
-import os
 import warnings
 
 import pytest
@@ -38,7 +37,7 @@ from oslo_config import cfg
 
 from iscsi_helper import options, registry
 from iscsi_helper.lab.emulators import chiscsi as emulator
-from iscsi_helper.lab.emulators.shims import install_shims
+from tests.support.emulators import use_chiscsi_emulator
 from iscsi_helper.executor import Executor
 
 pytestmark = pytest.mark.filterwarnings(f"ignore:{EVENTLET_FORK_WARNING}:DeprecationWarning")
@@ -49,12 +48,9 @@ INITIATOR = "iqn.1993-08.org.debian:01:compute1"
 
 @pytest.fixture
 def env(tmp_path, monkeypatch):
-    bin_dir = install_shims(tmp_path / "bin")
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    monkeypatch.setenv(emulator.STATE_ENV, str(tmp_path / "chiscsi-state"))
-    monkeypatch.setenv("CHISCSI_EMULATOR_WIRE", "0")
+    state = use_chiscsi_emulator(tmp_path, monkeypatch)
     yield tmp_path
-    emulator.reset(tmp_path / "chiscsi-state")
+    emulator.reset(state)
 
 
 def connection_info(tmp_path, device, *, multipath: bool, **overrides) -> dict:

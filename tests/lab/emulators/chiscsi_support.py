@@ -7,11 +7,8 @@ the lock between processes, the path a helper takes.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import shutil
-import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,21 +17,22 @@ from pathlib import Path
 import pytest
 
 from iscsi_helper.lab.emulators.chiscsi import reset
+from iscsi_helper.lab.emulators.chiscsi.kernel.addr import IPV4_PREFIX
+from iscsi_helper.lab.emulators.chiscsi.kernel.chap import ChapConfig
+from iscsi_helper.lab.emulators.chiscsi.kernel.ebuf import Ebuf
+from iscsi_helper.lab.emulators.chiscsi.kernel.luns import parse_lun
+from iscsi_helper.lab.emulators.chiscsi.kernel.model import Node
+from iscsi_helper.lab.emulators.chiscsi.kernel.portals import TargetPortal
+from iscsi_helper.lab.emulators.chiscsi.state import KernelState
 from iscsi_helper.lab.emulators.chiscsi.cli import main
 from iscsi_helper.lab.emulators.shims import install_shims
+from iscsi_helper.lab.rig import free_port, run_main
 
 PREFIX = "iqn.2010-10.org.openstack:"
 
 
 def iqn(n: int | str) -> str:
     return f"{PREFIX}volume-{n}"
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
@@ -56,10 +54,7 @@ class Host:
         self._bin: Path | None = None
 
     def run(self, *args: str) -> Result:
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = main(list(args))
-        return Result(code, out.getvalue(), err.getvalue())
+        return Result(*run_main(main, args))
 
     def env(self) -> dict[str, str]:
         if self._bin is None:
@@ -110,6 +105,25 @@ def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Host]:
     monkeypatch.delenv("CHISCSI_EMULATOR_CONF", raising=False)
     yield h
     reset(h.state)
+
+
+def seed_file_targets(state: Path, names: list[str], port: int, device_prefix: str) -> None:
+    """Put thousands of live targets straight into the kernel state (no ``iscsictl -S`` each).
+
+    Target i is ``names[i]`` on FILE ``<device_prefix>-<i>`` at 127.0.0.1:port,
+    with chiscsi's default session keys; for listings past the 128 KiB cut.
+    """
+    nodes = []
+    for i, name in enumerate(names):
+        node = Node(id=i + 1, name=name)
+        node.session = {"erl": 0, "initial_r2t": 1, "immediate_data": 1, "data_pdu_in_order": 1,
+                        "data_sequence_in_order": 1, "max_conns": 1, "max_r2t": 1, "first_burst": 65536,
+                        "max_burst": 262144, "time2wait": 2, "time2retain": 20}
+        node.chap = ChapConfig(["CHAP", "None"], False)
+        node.portals = [TargetPortal(IPV4_PREFIX + bytes([127, 0, 0, 1]), port, 1, 0, True)]
+        node.luns = [parse_lun(f"{device_prefix}-{i},FILE", 0, "", Ebuf())]
+        nodes.append(node)
+    KernelState(state).seed(nodes)
 
 
 def can_make_loop_devices() -> bool:

@@ -1,11 +1,11 @@
 """The chiscsi helper's decisions, against a small scripted chiscsi kernel in this process.
 
-The emulator tests (tests/test_chiscsi_helper.py) prove the helper on the
+The emulator tests (tests/unit/targets/test_chiscsi.py) prove the helper on the
 rebuilt ``iscsictl``; these pin the convergence logic itself on situations
 that are slow or awkward to stage there: a target that stays busy, a name
 buffer cut at a chosen count, a tool that says "removed" and keeps the
 target. The script answers in chiscsi's layouts (the adapter's parsers are
-tested on those in test_iscsictl_adapter.py) and keeps what chiscsi keeps:
+tested on those in tests/unit/adapters/test_iscsictl.py) and keeps what chiscsi keeps:
 an ordered node queue with offline nodes, one id counter, devices by path.
 """
 

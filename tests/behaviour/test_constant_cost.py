@@ -10,19 +10,18 @@ helper issues the same argv, only the interpreter start per call is saved.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
-import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import pytest
 
 from iscsi_helper import registry
-from iscsi_helper.exception import CommandFailed
-from iscsi_helper.executor import CommandResult, Executor
+from iscsi_helper.lab.rig import InProcessExecutor
 from iscsi_helper.targets.iscsi import IscsiHelper
 
-from .behaviour.harness import HARNESSES, Harness, load_all
+from tests.support import devices
+
+from .harness import HARNESSES, Harness, load_all
 
 load_all()
 
@@ -58,26 +57,6 @@ IN_PROCESS = {"chiscsi": "iscsi_helper.lab.emulators.chiscsi.cli",
 HELPERS = sorted(name for name in HARNESSES if name in RESTORE_COST)
 
 
-class InProcessExecutor(Executor):
-    """The emulator's main() in this process, for population only: same argv, same observers."""
-
-    def __init__(self, main: Callable[[list[str]], int], **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
-        self._main = main
-
-    def run(self, *argv: str, ok_codes: Sequence[int] = (0,), stdin: str | None = None,
-            secrets: Sequence[str] = ()) -> CommandResult:
-        for observer in self.observers:
-            observer(tuple(argv))
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = self._main(list(argv[1:]))
-        if code not in ok_codes:
-            raise CommandFailed(command=" ".join(argv[:2]), exit_code=code,
-                                stdout=out.getvalue(), stderr=err.getvalue())
-        return CommandResult(tuple(argv), code, out.getvalue(), err.getvalue())
-
-
 def fast_target(h: Harness) -> IscsiHelper:
     """The helper on the harness's target, without a process per call where that is possible."""
     if h.name not in IN_PROCESS:
@@ -86,22 +65,10 @@ def fast_target(h: Harness) -> IscsiHelper:
     return registry.get_helper(h.conf(), InProcessExecutor(main, observers=[h.calls.append]))  # type: ignore[return-value]
 
 
-@pytest.fixture(params=HELPERS)
-def h(request, tmp_path, monkeypatch):
-    harness = HARNESSES[request.param](tmp_path, monkeypatch, name=request.param)
-    yield harness
-    teardown = getattr(harness, "teardown", None)
-    if teardown:
-        teardown()
-
-
 def device_of(h: Harness, n: int | str) -> str:
     """One backing file per export: chiscsi puts a device in one target only."""
     path = h.root / f"disk-{n}.img"
-    if not path.exists():
-        with open(path, "wb") as handle:
-            handle.truncate(1 << 20)
-    return str(path)
+    return str(path) if path.exists() else devices.make_device(h.root, f"disk-{n}", 1 << 20)
 
 
 def _calls_per_operation(h: Harness) -> tuple[int, int]:
@@ -117,6 +84,7 @@ def _calls_per_operation(h: Harness) -> tuple[int, int]:
     return created, len(h.calls)
 
 
+@pytest.mark.parametrize("h", HELPERS, indirect=True)  # the helpers with figures, not fake
 def test_create_and_remove_cost_the_same_with_1_or_200_exports(h):
     populate = fast_target(h)
     populate.create_export(None, {"id": "p0", "name": "volume-p0"}, device_of(h, 0))
@@ -129,6 +97,7 @@ def test_create_and_remove_cost_the_same_with_1_or_200_exports(h):
     assert at_one == EXACT_COST.get(h.name, at_one), f"{h.name}: (create, remove) calls {at_one}"
 
 
+@pytest.mark.parametrize("h", HELPERS, indirect=True)
 def test_restore_costs_a_fixed_number_of_calls_per_missing_export(h):
     target = fast_target(h)
     for n in range(EXISTING):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 import logging
 import os
@@ -20,7 +19,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Sequence
 
 import pytest
 
@@ -28,11 +26,13 @@ from iscsi_helper import options, registry
 from iscsi_helper.adapters.iscsictl import LOCK_REFUSAL, parse_details, parse_summaries
 from iscsi_helper.codecs import chiscsi as codec
 from iscsi_helper.exception import InvalidInput, Refused, TargetCreateFailed
-from iscsi_helper.executor import CommandResult, Executor
+from iscsi_helper.executor import Executor
 from iscsi_helper.formats import ChapCredentials, Portal
 from iscsi_helper.lab.emulators import chiscsi as emulator
 from iscsi_helper.lab.emulators.chiscsi import cli as emulator_cli
-from iscsi_helper.lab.emulators.shims import install_shims
+from tests.support.devices import make_device
+from tests.support.emulators import use_chiscsi_emulator
+from iscsi_helper.lab.rig import InProcessExecutor, run_main
 from iscsi_helper.model import ExportSpec
 
 PREFIX = "iqn.2010-10.org.openstack:"
@@ -50,12 +50,9 @@ CXTADM_BLOCK = """
 
 @pytest.fixture
 def env(tmp_path, monkeypatch):
-    bin_dir = install_shims(tmp_path / "bin")
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    monkeypatch.setenv(emulator.STATE_ENV, str(tmp_path / "chiscsi-state"))
-    monkeypatch.setenv("CHISCSI_EMULATOR_WIRE", "0")
+    state = use_chiscsi_emulator(tmp_path, monkeypatch)
     yield tmp_path
-    emulator.reset(tmp_path / "chiscsi-state")
+    emulator.reset(state)
 
 
 def conf_of(tmp_path, **overrides):
@@ -71,25 +68,8 @@ def make_target(tmp_path, calls=None, executor=None, **overrides):
         observers=[calls.append] if calls is not None else []))
 
 
-class InProcessExecutor(Executor):
-    """The emulator's main() in this process: the helper's argv, without an interpreter per call."""
-
-    def run(self, *argv: str, ok_codes: Sequence[int] = (0,), stdin: str | None = None,
-            secrets: Sequence[str] = ()) -> CommandResult:
-        for observer in self.observers:
-            observer(tuple(argv))
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = emulator_cli.main(list(argv[1:]))
-        assert code in ok_codes
-        return CommandResult(tuple(argv), code, out.getvalue(), err.getvalue())
-
-
 def iscsictl(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = emulator_cli.main(list(args))
-    return code, out.getvalue(), err.getvalue()
+    return run_main(emulator_cli.main, args)
 
 
 def shown(iqn: str):
@@ -98,10 +78,7 @@ def shown(iqn: str):
 
 
 def disk(tmp_path, name: str, size: int = 1 << 20) -> str:
-    path = tmp_path / f"{name}.img"
-    with open(path, "wb") as handle:
-        handle.truncate(size)
-    return str(path)
+    return make_device(tmp_path, name, size)
 
 
 def vol(n, **extra):
@@ -299,7 +276,7 @@ def test_a_device_is_free_again_once_its_export_is_gone_or_its_claim_is_stale(en
 
 @pytest.mark.parametrize("existing", [1, 500])
 def test_iscsictl_calls_per_create_and_remove_do_not_grow_with_exports(env, existing):
-    populate = make_target(env, executor=InProcessExecutor())
+    populate = make_target(env, executor=InProcessExecutor(emulator_cli.main))
     for n in range(existing):
         populate.create_export(None, vol(1000 + n), disk(env, f"p{n}"))
     calls: list[tuple[str, ...]] = []
@@ -504,7 +481,7 @@ def test_restore_past_the_listing_cut_starts_only_what_is_missing_and_duplicates
     prefix = "iqn.2010-10.org.openstack." + "x" * 175 + ":"  # 212-byte IQNs
     count = 700
     calls: list[tuple[str, ...]] = []
-    target = make_target(env, calls, executor=InProcessExecutor(observers=[calls.append]),
+    target = make_target(env, calls, executor=InProcessExecutor(emulator_cli.main, observers=[calls.append]),
                          target_prefix=prefix)
     for n in range(count):
         target.create_export(None, vol(n), disk(env, f"v{n}", size=4096))
@@ -588,7 +565,7 @@ needs_qemu = pytest.mark.skipif(not shutil.which("qemu-io"),
 @pytest.fixture
 def wire(env, monkeypatch):
     """The emulator serving its targets through the embedded wire target, on a free port."""
-    from .conftest import free_port
+    from iscsi_helper.lab.rig import free_port
     monkeypatch.setenv("CHISCSI_EMULATOR_WIRE", "1")
     monkeypatch.setenv("CHISCSI_EMULATOR_STOP_WAIT", "2")  # chiscsi waits 30 s
     return free_port()

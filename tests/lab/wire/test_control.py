@@ -10,25 +10,16 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from iscsi_helper.lab.rig import free_dual_stack_port
 from iscsi_helper.lab.wire.control import WireService, WireServiceError, _alive
 from iscsi_helper.lab.wire.daemon import socket_path, target_file
 from iscsi_helper.lab.wire.model import WireLun, WireTarget
 
-from .conftest import dual_stack_port, make_image, run, stop_and_check
-
-
-@pytest.fixture
-def own(tmp_path: Path) -> Iterator[WireService]:
-    svc = WireService(tmp_path / "run", timeout=15.0)
-    try:
-        yield svc
-    finally:
-        stop_and_check(svc)
+from .conftest import make_image, run
 
 
 def _target(tmp_path: Path, name: str, port: int, **kwargs: object) -> WireTarget:
@@ -47,7 +38,7 @@ def _daemons_for(run_dir: Path) -> list[int]:
 
 def test_publish_starts_a_detached_daemon_and_stop_ends_it(own: WireService, tmp_path: Path) -> None:
     assert own.pid() is None and own.served() == []
-    port = dual_stack_port()
+    port = free_dual_stack_port()
     t = _target(tmp_path, "first", port)
     own.publish(t)
     pid = own.pid()
@@ -64,7 +55,7 @@ def test_publish_starts_a_detached_daemon_and_stop_ends_it(own: WireService, tmp
 
 
 def test_restarted_daemon_reloads_what_it_served(own: WireService, tmp_path: Path) -> None:
-    port = dual_stack_port()
+    port = free_dual_stack_port()
     a = _target(tmp_path, "reload-a", port)
     gone = _target(tmp_path, "reload-gone", port)
     own.publish(a)
@@ -79,7 +70,7 @@ def test_restarted_daemon_reloads_what_it_served(own: WireService, tmp_path: Pat
 
 
 def test_republishing_with_new_auth_takes_effect(own: WireService, tmp_path: Path) -> None:
-    port = dual_stack_port()
+    port = free_dual_stack_port()
     t = _target(tmp_path, "reauth", port)
     own.publish(t)
     url = f"iscsi://127.0.0.1:{port}/{t.iqn}/0"
@@ -93,7 +84,7 @@ def test_republishing_with_new_auth_takes_effect(own: WireService, tmp_path: Pat
 
 
 def test_concurrent_publishers_share_one_daemon(own: WireService, tmp_path: Path) -> None:
-    port = dual_stack_port()
+    port = free_dual_stack_port()
     make_image(tmp_path / "shared.img", 2 << 20)
     script = (
         "import sys\n"
@@ -121,7 +112,7 @@ def test_three_hundred_targets_are_served_and_listed(own: WireService, tmp_path:
     How publish and withdraw cost grows with the number of targets is a
     benchmark question (benchmarks/run.py), not a timed test here.
     """
-    port = dual_stack_port()
+    port = free_dual_stack_port()
     for i in range(300):
         own.publish(_target(tmp_path, f"scale-{i}", port))
     own.withdraw("iqn.2024-01.org.example:scale-150")
@@ -135,7 +126,7 @@ def test_three_hundred_targets_are_served_and_listed(own: WireService, tmp_path:
 
 
 def test_bad_target_is_refused_with_a_clear_error(own: WireService, tmp_path: Path) -> None:
-    port = dual_stack_port()
+    port = free_dual_stack_port()
     t = WireTarget("iqn.2024-01.org.example:missing", [WireLun(str(tmp_path / "nope.img"))], [("127.0.0.1", port)])
     with pytest.raises(WireServiceError, match="nope.img"):
         own.publish(t)
@@ -179,12 +170,12 @@ def test_a_daemon_that_does_not_answer_times_out(tmp_path: Path) -> None:
 def test_a_publish_that_needs_every_portal_fails_on_a_port_another_program_holds(
         own: WireService, tmp_path: Path) -> None:
     """The emulators' case: nothing changes, and the other program keeps its port."""
-    port = dual_stack_port()
+    port = free_dual_stack_port()
     holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     holder.bind(("127.0.0.1", port))
     holder.listen(1)
     try:
-        free = dual_stack_port()
+        free = free_dual_stack_port()
         served = _target(tmp_path, "served", free)
         own.publish(served)
         taken = _target(tmp_path, "taken", free)

@@ -11,15 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from iscsi_helper.lab.emulators.chiscsi.kernel.addr import IPV4_PREFIX
-from iscsi_helper.lab.emulators.chiscsi.kernel.chap import ChapConfig
-from iscsi_helper.lab.emulators.chiscsi.kernel.luns import parse_lun
-from iscsi_helper.lab.emulators.chiscsi.kernel.ebuf import Ebuf
-from iscsi_helper.lab.emulators.chiscsi.kernel.model import Node
-from iscsi_helper.lab.emulators.chiscsi.kernel.portals import TargetPortal
-from iscsi_helper.lab.emulators.chiscsi.state import KernelState
 
-from .chiscsi_support import Host, iqn
+from .chiscsi_support import Host, iqn, seed_file_targets
 
 IDS = "PROD=CHISCSI Target,SN=0N0743000000000,ID=0D074300000000000000000,WWN=:W00743000000000"
 
@@ -107,25 +100,12 @@ def test_short_last_name_merges_with_the_one_before(host: Host) -> None:
     assert (res.code, res.out) == (255, f"target {iqn(1)},all1 NOT found.\n\n")
 
 
-def _seed(state: Path, names: list[str], port: int, disk: Path) -> None:
-    nodes = []
-    for i, name in enumerate(names):
-        node = Node(id=i + 1, name=name)
-        node.session = {"erl": 0, "initial_r2t": 1, "immediate_data": 1, "data_pdu_in_order": 1,
-                        "data_sequence_in_order": 1, "max_conns": 1, "max_r2t": 1, "first_burst": 65536,
-                        "max_burst": 262144, "time2wait": 2, "time2retain": 20}
-        node.chap = ChapConfig(["CHAP", "None"], False)
-        node.portals = [TargetPortal(IPV4_PREFIX + bytes([127, 0, 0, 1]), port, 1, 0, True)]
-        node.luns = [parse_lun(f"{disk}-{i},FILE", 0, "", Ebuf())]
-        nodes.append(node)
-    KernelState(state).seed(nodes)
-
 
 def test_all_listing_is_cut_at_128_kib_of_names(host: Host) -> None:
     """1,900 Cinder-style IQNs: 1,872 fit in "target=n1,n2,..." below 131,072 bytes."""
     names = [f"{iqn('')}{i:08d}-0000-4000-8000-{i:012d}" for i in range(1900)]
     assert len(names[0]) == 69
-    _seed(host.state, names, host.port, host.files / "d")
+    seed_file_targets(host.state, names, host.port, str(host.files / "d"))
     text = "target=" + ",".join(names)
     cut = text[:131071]  # iscsi_node.c 142-147: len = buflen - 1
     assert cut[-1] != ","
@@ -149,7 +129,7 @@ def test_cut_on_a_name_boundary_is_silent(host: Host) -> None:
     count = length // (n + 1) + 5
     names = [("iqn.2010-10.org.example:" + f"{i:06d}" + "x" * n)[:n] for i in range(count)]
     assert len(set(names)) == count
-    _seed(host.state, names, host.port, host.files / "d")
+    seed_file_targets(host.state, names, host.port, str(host.files / "d"))
     res = host.run("-c", "target=ALL")
     listed = [line.split()[1].rstrip(",") for line in res.out.splitlines() if line.startswith("TARGET: ")]
     assert listed == names[:length // (n + 1)]

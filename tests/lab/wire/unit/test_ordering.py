@@ -25,7 +25,6 @@ never after a time.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -41,10 +40,10 @@ from iscsi_helper.lab.wire.ordering import (
     wait_for,
 )
 
+from .loop import run, settle
+
 SIMPLE_LIKE = pytest.mark.parametrize("simple", [ATTR_SIMPLE, ATTR_UNTAGGED, ATTR_ACA],
                                       ids=["SIMPLE", "UNTAGGED", "ACA"])
-# Enough loop iterations for every ready callback chain here (event set -> waiter woken -> next await).
-SETTLE_ROUNDS = 20
 
 
 def blocked_by(blockers: list[Entry]) -> set[int]:
@@ -205,19 +204,6 @@ def test_leave_releases_the_entry_once_and_empties_the_set() -> None:
 
 
 # --- waiting, on an event loop ----------------------------------------------------------------
-
-
-async def settle() -> None:
-    """Let every ready callback run: loop iterations, not time."""
-    for _ in range(SETTLE_ROUNDS):
-        await asyncio.sleep(0)
-
-
-def run(scenario: Callable[[], Awaitable[None]]) -> None:
-    async def guarded() -> None:
-        # The timeout only stops a hang; no outcome depends on it.
-        await asyncio.wait_for(scenario(), timeout=30)
-    asyncio.run(guarded())
 
 
 class Started:

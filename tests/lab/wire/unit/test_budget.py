@@ -24,28 +24,15 @@ time.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from iscsi_helper.lab.wire.budget import ConnectionBudget, DaemonBudget
 
+from .loop import run, settle
+
 POOL, SHARE = 100, 40
-SETTLE_ROUNDS = 20
-
-
-async def settle() -> None:
-    """Let every ready callback run: loop iterations, not time."""
-    for _ in range(SETTLE_ROUNDS):
-        await asyncio.sleep(0)
-
-
-def run(scenario: Callable[[], Awaitable[None]]) -> None:
-    async def guarded() -> None:
-        # The timeout only stops a hang; no outcome depends on it.
-        await asyncio.wait_for(scenario(), timeout=30)
-    asyncio.run(guarded())
 
 
 def pool() -> DaemonBudget:

@@ -15,7 +15,7 @@ fails it fails the way chiscsi's source says it would on a real host:
   remove is skipped.
 
 Runs only where ``cinder`` imports (the venv of scripts/cinder-venv.sh);
-tests/emulators/test_chiscsi_cxtadm.py runs it from the main suite.
+tests/lab/emulators/test_chiscsi_cxtadm.py runs it from the main suite.
 """
 
 from __future__ import annotations
@@ -35,16 +35,10 @@ from cinder.volume.targets import cxt
 from oslo_concurrency import processutils
 
 from iscsi_helper.lab.emulators.chiscsi import live, reset, sessions
-from iscsi_helper.lab.emulators.chiscsi.kernel.addr import IPV4_PREFIX
-from iscsi_helper.lab.emulators.chiscsi.kernel.chap import ChapConfig
-from iscsi_helper.lab.emulators.chiscsi.kernel.ebuf import Ebuf
-from iscsi_helper.lab.emulators.chiscsi.kernel.luns import parse_lun
-from iscsi_helper.lab.emulators.chiscsi.kernel.model import Node
-from iscsi_helper.lab.emulators.chiscsi.kernel.portals import TargetPortal
-from iscsi_helper.lab.emulators.chiscsi.state import KernelState
 from iscsi_helper.lab.emulators.shims import install_shims
+from iscsi_helper.lab.rig import free_port
 
-from ..chiscsi_support import can_make_loop_devices, free_port
+from ..chiscsi_support import can_make_loop_devices, seed_file_targets
 
 PREFIX = "iqn.2010-10.org.openstack:"
 
@@ -201,17 +195,7 @@ def test_busy_target_is_reported_removed(cinder_host: tuple[cxt.CxtAdm, Path], b
 
 def _seed(state: Path, count: int, port: int, tmp_path: Path) -> list[str]:
     names = [f"{PREFIX}volume-{i:08d}-0000-4000-8000-{i:012d}" for i in range(count)]
-    nodes = []
-    for i, name in enumerate(names):
-        node = Node(id=i + 1, name=name)
-        node.session = {"erl": 0, "initial_r2t": 1, "immediate_data": 1, "data_pdu_in_order": 1,
-                        "data_sequence_in_order": 1, "max_conns": 1, "max_r2t": 1, "first_burst": 65536,
-                        "max_burst": 262144, "time2wait": 2, "time2retain": 20}
-        node.chap = ChapConfig(["CHAP", "None"], False)
-        node.portals = [TargetPortal(IPV4_PREFIX + bytes([127, 0, 0, 1]), port, 1, 0, True)]
-        node.luns = [parse_lun(f"{tmp_path}/lv-{i},FILE", 0, "", Ebuf())]
-        nodes.append(node)
-    KernelState(state).seed(nodes)
+    seed_file_targets(state, names, port, f"{tmp_path}/lv")
     return names
 
 

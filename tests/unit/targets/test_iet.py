@@ -6,8 +6,6 @@ IET's own, against the ``ietadm`` emulator found on PATH.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import logging
 import os
@@ -24,11 +22,13 @@ from iscsi_helper import options, registry
 from iscsi_helper.lab.emulators.iet import cli as emulator_cli
 from iscsi_helper.lab.emulators.iet.state import PROC_ENV, STATE_ENV, State
 from iscsi_helper.lab.emulators.shims import install_shims
-from iscsi_helper.exception import CommandFailed, TargetCreateFailed
-from iscsi_helper.executor import CommandResult, Executor
+from iscsi_helper.lab.rig import InProcessExecutor, run_main
+from iscsi_helper.exception import TargetCreateFailed
+from iscsi_helper.executor import Executor
 from iscsi_helper.formats import ProviderLocation, parse_provider_auth
 from iscsi_helper.codecs.ietd_conf import iter_blocks, replace_block
 from iscsi_helper.targets.iet import IetHelper
+from tests.support.devices import make_device
 
 PREFIX = "iqn.2010-10.org.openstack:"
 INITIATOR = "iqn.1994-05.com.example:host1"
@@ -59,21 +59,6 @@ CINDER_BLOCK = """
             """
 
 
-class InProcessExecutor(Executor):
-    """Test-only: answers ietadm in this process, so hundreds of exports are set up in seconds."""
-
-    def run(self, *argv, ok_codes=(0,), stdin=None, secrets=()):  # type: ignore[override]
-        for observer in self.observers:
-            observer(tuple(argv))
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = emulator_cli.main(list(argv[1:]))
-        if code not in ok_codes:
-            raise CommandFailed(command=" ".join(argv[:2]), exit_code=code,
-                                stdout=out.getvalue(), stderr=err.getvalue())
-        return CommandResult(tuple(argv), code, out.getvalue(), err.getvalue())
-
-
 @pytest.fixture
 def env(tmp_path, monkeypatch):
     bin_dir = install_shims(tmp_path / "bin")
@@ -99,22 +84,13 @@ def make_target(tmp_path: Path, calls: list | None = None, executor: Executor | 
     return target
 
 
-def make_device(tmp_path: Path, name: str, size: int = 4 << 20) -> str:
-    path = tmp_path / f"{name}.img"
-    with open(path, "wb") as handle:
-        handle.truncate(size)
-    return str(path)
-
-
 def vol(n: int | str, **extra: str) -> dict[str, str]:
     return {"id": str(n), "name": f"volume-{n}", **extra}
 
 
 def ietadm(*args: str) -> tuple[int, str]:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
-        code = emulator_cli.main(list(args))
-    return code, out.getvalue()
+    code, out, _ = run_main(emulator_cli.main, args)
+    return code, out
 
 
 def proc_volume(tmp_path: Path) -> str:
@@ -467,7 +443,7 @@ def test_extend_re_adds_the_lun_so_iet_reports_the_new_size(env):
 
 
 def _populate(env: Path, count: int) -> None:
-    fast = make_target(env, executor=InProcessExecutor())
+    fast = make_target(env, executor=InProcessExecutor(emulator_cli.main))
     dev = make_device(env, "shared")
     for n in range(1000, 1000 + count):
         fast.create_export(None, vol(n), dev)

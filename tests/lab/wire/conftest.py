@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from iscsi_helper.lab.rig import free_dual_stack_port
 from iscsi_helper.lab.wire.control import WireService, _alive
 from iscsi_helper.lab.wire.model import WireLun, WireTarget
 
@@ -39,21 +39,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         path = Path(str(item.fspath))
         if path.parent == HERE and path.name not in TOOL_FREE_MODULES:
             item.add_marker(skip)
-
-
-def dual_stack_port() -> int:
-    """A port free on both 127.0.0.1 and ::1, so one number serves both portals."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as v4:
-            v4.bind(("127.0.0.1", 0))
-            port = int(v4.getsockname()[1])
-            try:
-                with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as v6:
-                    v6.bind(("::1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no port free on both loopback families")
 
 
 def run(*args: str, timeout: float = 30.0, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -81,9 +66,9 @@ def module_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("wire")
 
 
-@pytest.fixture(scope="module")
-def service(module_dir: Path) -> Iterator[WireService]:
-    svc = WireService(module_dir / "run", timeout=15.0)
+def serving(run_dir: Path) -> Iterator[WireService]:
+    """A wire service on ``run_dir`` for a fixture's life; its daemon is checked gone afterwards."""
+    svc = WireService(run_dir, timeout=15.0)
     try:
         yield svc
     finally:
@@ -91,8 +76,20 @@ def service(module_dir: Path) -> Iterator[WireService]:
 
 
 @pytest.fixture(scope="module")
+def service(module_dir: Path) -> Iterator[WireService]:
+    """One daemon shared by a module's tests."""
+    yield from serving(module_dir / "run")
+
+
+@pytest.fixture
+def own(tmp_path: Path) -> Iterator[WireService]:
+    """A daemon of the test's own, for tests that start, stop or break it."""
+    yield from serving(tmp_path / "run")
+
+
+@pytest.fixture(scope="module")
 def port() -> int:
-    return dual_stack_port()
+    return free_dual_stack_port()
 
 
 class Targets:

@@ -1,0 +1,1 @@
+"""Tests of the lab (iscsi_helper.lab): the emulators and the embedded wire target."""

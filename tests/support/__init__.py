@@ -1,0 +1,1 @@
+"""Support code the tests share: command-line runs, devices, the Cinder venv (no tests here)."""

@@ -1,0 +1,1 @@
+"""Tests of the targets: what each helper does beyond the shared contract."""
