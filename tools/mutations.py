@@ -306,9 +306,9 @@ GUARANTEES: list[Mutation] = [
     Mutation(
         "held-port-served-anyway",
         "a portal the emulated data path cannot bind fails the export",
-        (edit("src/iscsi_helper/lab/emulators/iet/serving.py",
-              "            service.publish(target, every_portal=True)\n",
-              "            service.publish(target)\n"),),
+        (edit("src/iscsi_helper/lab/emulators/serving.py",
+              "    service(run_dir).publish(target, every_portal=True)\n",
+              "    service(run_dir).publish(target)\n"),),
         (("tests/e2e/test_port_taken.py", "iet"),)),
 ]
 

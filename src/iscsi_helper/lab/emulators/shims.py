@@ -8,11 +8,11 @@ talking to an emulator.
 
 from __future__ import annotations
 
-import os
 import shlex
 import sys
-import tempfile
 from pathlib import Path
+
+from iscsi_helper.lab.emulators.store import write_atomic
 
 #: tool name -> (module, function) it runs
 SHIMS: dict[str, tuple[str, str]] = {
@@ -43,15 +43,5 @@ def install_shims(bin_dir: Path) -> Path:
     bin_dir = Path(bin_dir)
     bin_dir.mkdir(parents=True, exist_ok=True)
     for name, (module, function) in SHIMS.items():
-        target = bin_dir / name
-        fd, temp = tempfile.mkstemp(prefix=f".{name}.", dir=bin_dir)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(_script(module, function))
-            os.chmod(temp, 0o755)
-            os.replace(temp, target)
-        except BaseException:
-            if os.path.exists(temp):
-                os.unlink(temp)
-            raise
+        write_atomic(bin_dir / name, _script(module, function), mode=0o755)
     return bin_dir

@@ -11,6 +11,7 @@ was allowed to start (see :mod:`iscsi_helper.lab.wire.ordering`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -37,10 +38,9 @@ async def run_blocking(fn: Callable[..., T], *args: object) -> T:
     except asyncio.CancelledError:
         # Let the thread finish so nothing it does outlives the command.
         while not future.done():
-            try:
-                await asyncio.shield(future)
-            except asyncio.CancelledError:
-                continue
-            except Exception:
-                break
+            # wait() neither raises the thread's failure nor cancels the thread.
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait({future})
+        if not future.cancelled():
+            future.exception()  # retrieved: a cancelled command's outcome is dropped
         raise

@@ -193,7 +193,8 @@ class WireService:
                     break
                 except BlockingIOError:
                     if time.monotonic() > deadline:
-                        raise WireServiceError(f"timed out waiting for {self.run_dir / START_LOCK_FILE}") from None
+                        raise WireServiceError(
+                            f"timed out waiting for {self.run_dir / START_LOCK_FILE}") from None
                     time.sleep(0.02)
             yield
         finally:
@@ -215,7 +216,8 @@ class WireService:
                 # Early failures (before logging is set up) still land in the log.
                 with open(self.run_dir / LOG_FILE, "ab") as log:
                     proc = subprocess.Popen(
-                        [sys.executable, "-m", "iscsi_helper.lab.wire", "--run-dir", str(self.run_dir), "--detach"],
+                        [sys.executable, "-m", "iscsi_helper.lab.wire",
+                         "--run-dir", str(self.run_dir), "--detach"],
                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
                         start_new_session=True, close_fds=True, cwd="/")
                 try:
@@ -275,7 +277,8 @@ class WireService:
                 raise WireServiceError(f"wire daemon did not answer {request['op']} within {timeout:.0f}s; "
                                        f"see {self.run_dir / LOG_FILE}") from None
             except OSError as exc:
-                raise WireServiceError(f"wire daemon connection failed during {request['op']}: {exc}") from None
+                raise WireServiceError(
+                    f"wire daemon connection failed during {request['op']}: {exc}") from None
         finally:
             sock.close()
         try:
@@ -283,5 +286,6 @@ class WireService:
         except ValueError:
             raise WireServiceError(f"malformed reply from wire daemon to {request['op']}") from None
         if not reply.get("ok"):
-            raise WireServiceError(f"wire daemon refused {request['op']}: {reply.get('error', 'unknown error')}")
+            error = reply.get("error", "unknown error")
+            raise WireServiceError(f"wire daemon refused {request['op']}: {error}")
         return reply

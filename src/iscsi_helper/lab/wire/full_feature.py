@@ -204,7 +204,10 @@ class FullFeaturePhase:
 
     # --- CmdSN window ------------------------------------------------------
     def _accept_cmd_sn(self, pdu: PDU) -> bool:
-        """Window check and ExpCmdSN advance; out-of-window commands are silently ignored (RFC 7143 4.2.2.1)."""
+        """Window check and ExpCmdSN advance.
+
+        Out-of-window commands are silently ignored (RFC 7143 4.2.2.1).
+        """
         conn = self.conn
         cmd_sn = pdu.u32(24)
         if pdu.immediate:
@@ -306,7 +309,10 @@ class FullFeaturePhase:
         return lun.take_unit_attention(self.conn.nexus, cdb)
 
     def _fast_read(self, itt: int, lun: scsi.LunBackend, lun_raw: bytes, cdb: bytes, edtl: int) -> bool:
-        """The common case answered with nothing allocated but the data: a small cached READ, nothing in its way."""
+        """The common case answered with nothing allocated but the data.
+
+        A small cached READ with nothing in its way.
+        """
         if lun.unit_attentions or lun.reservations.type or lun.reservations.spc2_holder is not None:
             return False
         try:
@@ -322,8 +328,8 @@ class FullFeaturePhase:
             return False
         conn = self.conn
         header = _DATA_IN.pack(0x25, 0x81 | (0x02 if length < edtl else 0), 0, GOOD, length, lun_raw, itt,
-                               RESERVED_TAG, conn.stat_sn, conn.exp_cmd_sn, (conn.max_cmd_sn + 1) & 0xFFFFFFFF,
-                               0, 0, edtl - length)
+                               RESERVED_TAG, conn.stat_sn, conn.exp_cmd_sn,
+                               (conn.max_cmd_sn + 1) & 0xFFFFFFFF, 0, 0, edtl - length)
         if length > self.params.initiator_max_recv_data or length > self.params.max_burst:
             return False
         conn.stat_sn = (conn.stat_sn + 1) & 0xFFFFFFFF
@@ -468,9 +474,9 @@ class FullFeaturePhase:
             if last and status is not None:
                 flags |= 0x81 | status[0]
                 # The slot this command holds is free once its status is out.
-                header = _DATA_IN.pack(0x25, flags, 0, GOOD, length, command.lun_raw, command.itt, RESERVED_TAG,
-                                       conn.stat_sn, conn.exp_cmd_sn, (conn.max_cmd_sn + 1) & 0xFFFFFFFF,
-                                       data_sn, offset, status[1])
+                header = _DATA_IN.pack(0x25, flags, 0, GOOD, length, command.lun_raw, command.itt,
+                                       RESERVED_TAG, conn.stat_sn, conn.exp_cmd_sn,
+                                       (conn.max_cmd_sn + 1) & 0xFFFFFFFF, data_sn, offset, status[1])
                 conn.stat_sn = (conn.stat_sn + 1) & 0xFFFFFFFF
             else:
                 if last:
@@ -502,9 +508,9 @@ class FullFeaturePhase:
                 residual = self._residual(command.edtl, len(data))
         sense = outcome.sense
         body = (len(sense).to_bytes(2, "big") + sense) if sense else b""
-        header = _SCSI_RSP.pack(0x21, 0x80 | residual[0], 0, outcome.status, len(body), _NO_LUN, command.itt, 0,
-                                conn.stat_sn, conn.exp_cmd_sn, (conn.max_cmd_sn + 1) & 0xFFFFFFFF,
-                                exp_data_sn, 0, residual[1])
+        header = _SCSI_RSP.pack(0x21, 0x80 | residual[0], 0, outcome.status, len(body), _NO_LUN,
+                                command.itt, 0, conn.stat_sn, conn.exp_cmd_sn,
+                                (conn.max_cmd_sn + 1) & 0xFFFFFFFF, exp_data_sn, 0, residual[1])
         conn.stat_sn = (conn.stat_sn + 1) & 0xFFFFFFFF
         self.stream.write_raw(header, body)
 

@@ -31,7 +31,14 @@ from iscsi_helper.lab.wire.negotiation import (
     encode_text,
     parse_text,
 )
-from iscsi_helper.lab.wire.pdu import LOGIN_MAX_DATA_SEGMENT, OP_LOGIN_REQ, OP_LOGIN_RSP, PDU, PDUError, new_pdu
+from iscsi_helper.lab.wire.pdu import (
+    LOGIN_MAX_DATA_SEGMENT,
+    OP_LOGIN_REQ,
+    OP_LOGIN_RSP,
+    PDU,
+    PDUError,
+    new_pdu,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -151,7 +158,8 @@ class LoginPhase:
                 raise LoginFailed(LOGIN_UNSUPPORTED_VERSION, "unsupported iSCSI version")
             if state.pending is not None:
                 if pdu.data or cont:
-                    raise LoginFailed(LOGIN_INITIATOR_ERROR, "text sent while a login response was being continued")
+                    raise LoginFailed(LOGIN_INITIATOR_ERROR,
+                                      "text sent while a login response was being continued")
                 return self._send_next_part()
             if len(state.text) + len(pdu.data) > MAX_LOGIN_TEXT:
                 raise LoginFailed(LOGIN_INITIATOR_ERROR, f"login text beyond {MAX_LOGIN_TEXT} bytes")
@@ -374,6 +382,7 @@ class LoginPhase:
             if not 0 <= ident <= 255 or not challenge or challenge == state.chap_challenge:
                 raise LoginFailed(LOGIN_AUTH_FAILURE, "unacceptable mutual CHAP challenge")
             user, secret = t.target_credential
-            answers += [("CHAP_N", user), ("CHAP_R", chap.encode_hex(chap.response(ident, secret, challenge)))]
+            reply = chap.encode_hex(chap.response(ident, secret, challenge))
+            answers += [("CHAP_N", user), ("CHAP_R", reply)]
         state.chap_stage = "done"
         state.auth_done = True

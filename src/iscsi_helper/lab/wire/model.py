@@ -109,7 +109,8 @@ class WireTarget:
             raise ValueError("auth_method CHAP needs at least one initiator credential")
         if self.chap_policy == "Mutual" and self.auth_method != "None" and self.target_credential is None:
             raise ValueError("chap_policy Mutual needs a target_credential")
-        for user, secret in self.initiator_credentials + ([self.target_credential] if self.target_credential else []):
+        target_side = [self.target_credential] if self.target_credential else []
+        for user, secret in self.initiator_credentials + target_side:
             if not user or not secret or "\0" in user + secret:
                 raise ValueError("CHAP user names and secrets must be non-empty and contain no NUL")
         for host, port in self.portals:

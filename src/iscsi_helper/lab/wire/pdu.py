@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from dataclasses import dataclass, field
 
 import crc32c as _crc32c
-from dataclasses import dataclass, field
 
 BHS_LEN = 48
 RESERVED_TAG = 0xFFFFFFFF
@@ -128,7 +128,8 @@ class PDU:
         self.bhs[off:off + 4] = (value & 0xFFFFFFFF).to_bytes(4, "big")
 
     def __repr__(self) -> str:  # short: data may be large, and login data may hold CHAP responses
-        return f"PDU(op=0x{self.opcode:02x}, flags=0x{self.flags:02x}, itt=0x{self.itt:08x}, dlen={len(self.data)})"
+        return (f"PDU(op=0x{self.opcode:02x}, flags=0x{self.flags:02x}, itt=0x{self.itt:08x}, "
+                f"dlen={len(self.data)})")
 
 
 def new_pdu(opcode: int, flags: int = 0x80, itt: int = RESERVED_TAG) -> PDU:

@@ -174,7 +174,8 @@ class Reservations:
     # --- PERSISTENT RESERVE IN (SPC-4 6.15) ------------------------------------
     def persistent_reserve_in(self, nexus: str, cdb: bytes) -> bytes:
         if self.spc2_holder is not None:
-            raise ReservationConflict()  # SPC-2 5.5.1: PR IN and OUT conflict with a RESERVE, whoever sends them
+            # SPC-2 5.5.1: PR IN and OUT conflict with a RESERVE, whoever sends them.
+            raise ReservationConflict()
         action = cdb[1] & 0x1F
         alloc = struct.unpack_from(">H", cdb, 7)[0]
         if action == 0x00:  # READ KEYS
@@ -183,7 +184,8 @@ class Reservations:
         elif action == 0x01:  # READ RESERVATION
             body = b""
             if self.type:
-                key = 0 if self.type in ALL_REGISTRANTS_TYPES else self.registrations.get(self.holder or "", 0)
+                key = (0 if self.type in ALL_REGISTRANTS_TYPES
+                       else self.registrations.get(self.holder or "", 0))
                 body = be(key, 8) + bytes(4) + bytes([0, (LU_SCOPE << 4) | self.type]) + bytes(2)
             out = be(self.generation, 4) + be(len(body), 4) + body
         elif action == 0x02:  # REPORT CAPABILITIES (SPC-4 6.15.4)

@@ -216,12 +216,14 @@ class LunBackend:
         try:
             self.fd = os.open(spec.path, flags)
         except OSError as exc:
-            raise OSError(exc.errno, f"cannot open LUN {index} backing store {spec.path}: {exc.strerror}") from None
+            raise OSError(exc.errno,
+                          f"cannot open LUN {index} backing store {spec.path}: {exc.strerror}") from None
         st = os.fstat(self.fd)
         self.is_block = stat.S_ISBLK(st.st_mode)
         if not (self.is_block or stat.S_ISREG(st.st_mode)):
             os.close(self.fd)
-            raise OSError(errno.EINVAL, f"LUN {index} backing store {spec.path} is neither a file nor a block device")
+            raise OSError(errno.EINVAL,
+                          f"LUN {index} backing store {spec.path} is neither a file nor a block device")
         self.can_unmap = not spec.read_only and not self.is_block and self._probe_punch()
         self.task_set = TaskSet()
         self.modes = ModePages()
@@ -733,7 +735,8 @@ class LunBackend:
         if len(data) < need:
             raise illegal()
         stored = await self.read_blocks(lba, blocks)
-        merged = (int.from_bytes(stored, "little") | int.from_bytes(data[:need], "little")).to_bytes(need, "little")
+        merged_bits = int.from_bytes(stored, "little") | int.from_bytes(data[:need], "little")
+        merged = merged_bits.to_bytes(need, "little")
         await self.write_chunks(lba * self.block_size, [merged],
                                 sync=bool(cdb[1] & 0x08) or not self.modes.write_cache)
         return b""

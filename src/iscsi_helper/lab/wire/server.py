@@ -110,7 +110,8 @@ class WireServer:
         self._remove(served, keep)
         if served.connections:
             self.lingering.setdefault(iqn, []).append(served)
-        LOG.info("withdrew %s%s", iqn, f" ({len(served.connections)} session(s) kept)" if served.connections else "")
+        kept = f" ({len(served.connections)} session(s) kept)" if served.connections else ""
+        LOG.info("withdrew %s%s", iqn, kept)
         return True
 
     def session_initiators(self, iqn: str) -> dict[str, list[str]]:
@@ -233,7 +234,7 @@ class WireServer:
 
     def send_targets(self, portal: Portal, local: Portal, initiator: str, discovery: bool,
                      own_target: str | None, value: str) -> list[tuple[str, str]]:
-        """SendTargets answer: targets visible on the portal the session came in on, allowed for its initiator."""
+        """SendTargets answer: targets visible on the session's portal, allowed for its initiator."""
         if value == "All":
             if not discovery:
                 return [("SendTargets", "Reject")]

@@ -44,16 +44,12 @@ class LiveTarget:
 
 def _view(node: Node) -> LiveTarget:
     chap = node.chap
-    if chap.chap_enabled:
-        method = "CHAP" if chap.forced else "None,CHAP"
-    else:
-        method = "None"
     return LiveTarget(
         name=node.name, tid=node.id, offline=node.offline,
         luns=tuple(LiveLun(lun.path, lun.lclass, lun.read_only, lun.sn, lun.scsi_id, lun.wwn, lun.size)
                    for lun in node.luns),
         portals=tuple((socket_host(p.ip), p.port, p.tag) for p in node.started_portals),
-        auth_method=method, chap_policy=chap.policy,
+        auth_method=chap.displayed_method, chap_policy=chap.policy,
         initiator_credentials=tuple((c.user, c.secret) for c in chap.initiators) if chap.chap_enabled else (),
         target_credential=((chap.targets[0].user, chap.targets[0].secret)
                            if chap.chap_enabled and chap.targets else None),

@@ -1,24 +1,23 @@
 """Optional data path: a started target answers real iSCSI logins.
 
 The kernel module serves what ``iscsictl -S`` starts; the emulator hands the
-node to ``iscsi_helper.lab.wire`` instead, when ``CHISCSI_EMULATOR_WIRE=1``.
-This module is the only place the emulator touches the wire package, imported
-lazily so the admin emulation works without it. What the wire model cannot
-express is listed in docs/emulators/chiscsi.md (assumptions).
+node to the lab's wire target instead, when ``CHISCSI_EMULATOR_WIRE=1``, by
+way of the emulators' shared door to it (``lab.emulators.serving``, which
+imports the wire package lazily so the admin emulation works without it).
+This module maps a chiscsi node onto it. What the wire model cannot express
+is listed in docs/emulators/chiscsi.md (assumptions).
 """
 
 from __future__ import annotations
 
-import os
+import contextlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from iscsi_helper.lab.emulators import serving as wire
 from iscsi_helper.lab.emulators.chiscsi.kernel.addr import socket_host
 from iscsi_helper.lab.emulators.chiscsi.kernel.model import Node
 from iscsi_helper.lab.emulators.chiscsi.kernel.settings import Settings
-
-if TYPE_CHECKING:  # pragma: no cover
-    from iscsi_helper.lab.wire.model import WireTarget
 
 WIRE_ENV = "CHISCSI_EMULATOR_WIRE"
 # An initiator name no initiator can have (iSCSI names hold no spaces): an
@@ -33,7 +32,7 @@ class ServingError(Exception):
 
 
 def wire_enabled() -> bool:
-    return os.environ.get(WIRE_ENV, "0") == "1"
+    return wire.enabled(WIRE_ENV)
 
 
 def ramdisk_path(state_root: Path, node: Node, lun_index: int) -> Path:
@@ -91,12 +90,8 @@ def wire_spec(node: Node, settings: Settings, state_root: Path) -> dict[str, Any
     }
 
 
-def _service(state_root: Path) -> Any:
-    try:
-        from iscsi_helper.lab.wire.control import WireService
-    except ImportError as exc:
-        raise ServingError(f"{WIRE_ENV}=1 but the wire data path is unavailable: {exc}") from None
-    return WireService(state_root / "wire")
+def _unavailable(exc: wire.WireUnavailable) -> ServingError:
+    return ServingError(f"{WIRE_ENV}=1 but the wire data path is unavailable: {exc}")
 
 
 def _prepare_ramdisks(state_root: Path, node: Node) -> None:
@@ -114,17 +109,12 @@ def publish(state_root: Path, node: Node, settings: Settings) -> None:
     if not wire_enabled():
         return
     try:
-        from iscsi_helper.lab.wire.model import WireLun, WireTarget
-
         _prepare_ramdisks(state_root, node)
-        spec = wire_spec(node, settings, state_root)
-        spec["luns"] = [WireLun(**lun) for lun in spec["luns"]]
-        target: WireTarget = WireTarget(**spec)
         # chiscsi started only portals it could bind (kernel.portals.can_listen): one the
         # data path cannot bind now is held by another program, and must fail the start.
-        _service(state_root).publish(target, every_portal=True)
-    except ServingError:
-        raise
+        wire.publish(state_root / "wire", wire_spec(node, settings, state_root))
+    except wire.WireUnavailable as exc:
+        raise _unavailable(exc) from None
     except Exception as exc:  # the daemon's failure becomes the command's failure
         raise ServingError(f"cannot serve {node.name}: {exc}") from exc
 
@@ -134,9 +124,9 @@ def withdraw(state_root: Path, name: str, keep: list[str]) -> None:
     if not wire_enabled():
         return
     try:
-        _service(state_root).withdraw(name, keep)
-    except ServingError:
-        raise
+        wire.withdraw(state_root / "wire", name, keep)
+    except wire.WireUnavailable as exc:
+        raise _unavailable(exc) from None
     except Exception as exc:
         raise ServingError(f"cannot stop serving {name}: {exc}") from exc
 
@@ -146,17 +136,15 @@ def sessions(state_root: Path, name: str) -> dict[str, list[str]]:
     if not wire_enabled() or not (state_root / "wire").exists():
         return {"served": [], "lingering": []}
     try:
-        return dict(_service(state_root).sessions(name))
+        return wire.sessions(state_root / "wire", name)
     except Exception as exc:
-        raise ServingError(f"cannot count the sessions of {name}: {exc}") from exc
+        cause = _unavailable(exc) if isinstance(exc, wire.WireUnavailable) else exc
+        raise ServingError(f"cannot count the sessions of {name}: {cause}") from exc
 
 
 def stop_all(state_root: Path) -> None:
     """Reboot: the daemon goes away with everything it served."""
     if not (state_root / "wire").exists() and not wire_enabled():
         return
-    try:
-        service = _service(state_root)
-    except ServingError:
-        return
-    service.stop()
+    with contextlib.suppress(wire.WireUnavailable):
+        wire.stop(state_root / "wire")

@@ -27,11 +27,9 @@ targets; only listing everything reads every record.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -39,9 +37,9 @@ from urllib.parse import quote
 from iscsi_helper.lab.emulators.chiscsi.kernel import portals as portal_mod
 from iscsi_helper.lab.emulators.chiscsi.kernel.model import Node
 from iscsi_helper.lab.emulators.chiscsi.kernel.settings import Settings
+from iscsi_helper.lab.emulators.store import CorruptState, CounterFile, flocked, write_atomic
 
 STATE_ENV = "CHISCSI_EMULATOR_STATE"
-TEMP_PREFIX = ".tmp-"
 _MAX_PLAIN_NAME = 200
 INDEXES = ("names", "aliases", "luns", "rdevs", "portals")
 
@@ -54,22 +52,6 @@ def key_file_name(text: str) -> str:
     import hashlib
 
     return "h-" + hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
-
-
-def atomic_write(path: Path, data: str) -> None:
-    """Readers see the old file or the new, never half of one."""
-    fd, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX + path.name[:40] + ".", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp_name)
-        raise
 
 
 class StateError(Exception):
@@ -86,6 +68,8 @@ class KernelState:
         self.ramdisk_dir = self.root / "ramdisk"
         self.wire_dir = self.root / "wire"
         self._cache: dict[int, Node | None] = {}
+        self._counters = CounterFile(self.root / "counter.json", {"next_id": 1, "default_node": 0},
+                                     durable=True)
 
     # -- setup -------------------------------------------------------------
 
@@ -100,45 +84,38 @@ class KernelState:
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """One command at a time inside the kernel (the ioctl mutex, iscsi_ioctl.c 26-47)."""
-        fd = os.open(self.root / "kernel.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with flocked(self.root / "kernel.lock"):
             self._cache.clear()
-            yield
-        finally:
-            self._cache.clear()
-            os.close(fd)
+            self._counters.forget()
+            try:
+                yield
+            finally:
+                self._cache.clear()
+                self._counters.forget()
 
     # -- counter and settings ------------------------------------------------
 
-    def _counter(self) -> dict[str, int]:
+    def _counter(self, name: str) -> int:
         try:
-            return dict(json.loads((self.root / "counter.json").read_text(encoding="utf-8")))
-        except FileNotFoundError:
-            return {"next_id": 1, "default_node": 0}
-        except ValueError:
-            raise StateError(f"corrupt {self.root / 'counter.json'}") from None
+            return self._counters.get(name)
+        except CorruptState as exc:
+            raise StateError(str(exc)) from None
 
     def allocate_id(self) -> int:
         """``iscsi_node_id++`` (iscsi_node.c 18, 56): one counter for every node allocated."""
-        counter = self._counter()
-        node_id = int(counter["next_id"])
-        counter["next_id"] = node_id + 1
-        atomic_write(self.root / "counter.json", json.dumps(counter) + "\n")
+        node_id = self._counter("next_id")
+        self._counters.set("next_id", node_id + 1)
         return node_id
 
     def default_node_exists(self) -> bool:
-        return bool(self._counter().get("default_node"))
+        return bool(self._counter("default_node"))
 
     def create_default_node(self) -> None:
         """The hidden discovery target (iscsi_node.c 506-513): an id, never listed."""
-        node_id = self.allocate_id()
-        counter = self._counter()
-        counter["default_node"] = node_id
-        atomic_write(self.root / "counter.json", json.dumps(counter) + "\n")
+        self._counters.set("default_node", self.allocate_id())
 
     def next_id(self) -> int:
-        return int(self._counter()["next_id"])
+        return self._counter("next_id")
 
     def settings(self) -> Settings:
         try:
@@ -149,7 +126,8 @@ class KernelState:
             raise StateError(f"corrupt {self.root / 'settings.json'}") from None
 
     def save_settings(self, settings: Settings) -> None:
-        atomic_write(self.root / "settings.json", json.dumps(settings.to_dict(), sort_keys=True) + "\n")
+        write_atomic(self.root / "settings.json", json.dumps(settings.to_dict(), sort_keys=True) + "\n",
+                     durable=True)
 
     # -- node records --------------------------------------------------------
 
@@ -170,7 +148,7 @@ class KernelState:
         return node
 
     def _save_node(self, node: Node) -> None:
-        atomic_write(self._node_path(node.id), json.dumps(node.to_dict()) + "\n")
+        write_atomic(self._node_path(node.id), json.dumps(node.to_dict()) + "\n", durable=True)
         self._cache[node.id] = node
 
     def node_ids(self) -> list[int]:
@@ -314,9 +292,8 @@ class KernelState:
             directory = self._index_dir("names", node.name)
             directory.mkdir(mode=0o700, exist_ok=True)
             (directory / str(node.id)).touch(mode=0o600)
-        counter = self._counter()
-        counter["next_id"] = max([int(counter["next_id"])] + [n.id + 1 for n in nodes])
-        atomic_write(self.root / "counter.json", json.dumps(counter) + "\n")
+        self._counters.forget()
+        self._counters.set("next_id", max([self._counter("next_id")] + [n.id + 1 for n in nodes]))
         self._cache.clear()
 
     # -- reboot --------------------------------------------------------------
@@ -325,8 +302,8 @@ class KernelState:
         """What a reboot loses: every node, the id counter, settings, sessions, RAM disks."""
         for name in ("nodes", "sessions", "ramdisk", *INDEXES):
             shutil.rmtree(self.root / name, ignore_errors=True)
-        for name in ("counter.json", "settings.json"):
-            with contextlib.suppress(FileNotFoundError):
-                (self.root / name).unlink()
+        self._counters.remove()
+        with contextlib.suppress(FileNotFoundError):
+            (self.root / "settings.json").unlink()
         self._cache.clear()
         self.ensure()

@@ -1,11 +1,8 @@
-"""The emulator's only door to a real data path: hand served targets to ``iscsi_helper.lab.wire``.
+"""How an IET target is served on the data path (``IET_EMULATOR_WIRE=1``).
 
 Real IET serves a target from the moment it has a LUN; the emulator can do
-the same through the project's pure-Python target daemon when
-``IET_EMULATOR_WIRE=1``. Everything wire-specific lives here and is
-imported lazily, so the emulator (and its admin-interface tests) work on a
-tree where the wire package is absent or broken, and a change of the wire
-API touches one file.
+the same through the lab's wire target, by way of the emulators' shared
+door to it (``lab.emulators.serving``). This module maps IET's model onto it.
 
 Mapping of an IET target onto a WireTarget:
 
@@ -26,6 +23,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from iscsi_helper.lab.emulators import serving as wire
 from iscsi_helper.lab.emulators.iet.errors import IetError
 from iscsi_helper.lab.emulators.iet.model import TargetRecord
 
@@ -35,7 +33,7 @@ DEFAULT_PORTALS = "127.0.0.1:3260"
 
 
 def enabled() -> bool:
-    return os.environ.get(WIRE_ENV, "") == "1"
+    return wire.enabled(WIRE_ENV)
 
 
 def run_dir(state_root: Path) -> Path:
@@ -109,29 +107,19 @@ def on_change(state_root: Path, before: TargetRecord | None, after: TargetRecord
     if not luns and not was_served:
         return
     try:
-        from iscsi_helper.lab.wire.control import WireService
-        from iscsi_helper.lab.wire.model import WireLun, WireTarget
-    except ImportError as exc:
-        raise IetError(errno.EIO, f"{WIRE_ENV}=1 but the wire target is unavailable: {exc}") from None
-    try:
-        service = WireService(run_dir(state_root))
         if luns and after is not None:
             portals = parse_portals(os.environ.get(PORTALS_ENV, DEFAULT_PORTALS))
-            target = WireTarget(luns=[WireLun(**lun) for lun in luns],
-                                **wire_target_args(after, portals))
             # ietd serves every target on its portals: one another program holds would
             # send initiators to that program's target, so it fails the command.
-            service.publish(target, every_portal=True)
+            wire.publish(run_dir(state_root), {"luns": luns, **wire_target_args(after, portals)})
         elif before is not None:
-            service.withdraw(before["name"])
-    except IetError:
-        raise
+            wire.withdraw(run_dir(state_root), before["name"])
+    except wire.WireUnavailable as exc:
+        raise IetError(errno.EIO, f"{WIRE_ENV}=1 but the wire target is unavailable: {exc}") from None
     except Exception as exc:  # noqa: BLE001 -- the wire daemon's failure must reach the ietadm caller
         raise IetError(errno.EIO, f"the data path failed: {exc}") from None
 
 
 def stop(state_root: Path) -> None:
     """Stop the wire daemon of a state directory (test teardown; real IET has no such call)."""
-    from iscsi_helper.lab.wire.control import WireService
-
-    WireService(run_dir(state_root)).stop()
+    wire.stop(run_dir(state_root))

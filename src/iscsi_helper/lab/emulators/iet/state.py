@@ -19,11 +19,9 @@ reboot wipes anyway; durability would only slow the benchmarks.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
@@ -31,37 +29,19 @@ from typing import cast
 from iscsi_helper.lab.emulators.iet import proc
 from iscsi_helper.lab.emulators.iet.errors import EmulatorConfigError, IetError
 from iscsi_helper.lab.emulators.iet.model import TargetRecord
+from iscsi_helper.lab.emulators.store import (
+    FILE_MODE,
+    CounterFile,
+    flocked,
+    make_private_dir,
+    read_or_none,
+    write_atomic,
+)
 
 STATE_ENV = "IET_EMULATOR_STATE"
 PROC_ENV = "IET_EMULATOR_PROC"
 
-FILE_MODE = 0o600
-DIR_MODE = 0o700
 PROC_MODE = 0o644  # like /proc/net/iet/*: world-readable, and free of secrets
-
-
-def _write_atomic(path: Path, data: str, mode: int = FILE_MODE) -> None:
-    fd, temp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(data)
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
-
-
-def _read_or_none(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-
-
-def _mkdir_private(path: Path) -> None:
-    path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
 
 
 class State:
@@ -72,7 +52,7 @@ class State:
         self.proc_dir = proc_dir if proc_dir is not None else root / "proc"
         self.targets_dir = root / "targets"
         self.names_dir = root / "names"
-        self._meta: dict[str, int] | None = None
+        self.counters = CounterFile(root / "meta.json", {"seq": 0, "sid": 0})
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> State:
@@ -89,7 +69,7 @@ class State:
 
     def prepare(self) -> None:
         for directory in (self.root, self.targets_dir, self.names_dir):
-            _mkdir_private(directory)
+            make_private_dir(directory)
         self.proc_dir.mkdir(parents=True, exist_ok=True)
 
     # -- locking ---------------------------------------------------------
@@ -97,30 +77,15 @@ class State:
     @contextlib.contextmanager
     def locked(self, exclusive: bool = True) -> Iterator[None]:
         """Serialize changes across processes; reads share the lock."""
-        fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT, FILE_MODE)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-            self._meta = None
+        with flocked(self.root / "lock", exclusive=exclusive):
+            self.counters.forget()
             yield
-        finally:
-            os.close(fd)  # closing releases the flock
 
     # -- counters --------------------------------------------------------
 
-    def _meta_path(self) -> Path:
-        return self.root / "meta.json"
-
-    def _load_meta(self) -> dict[str, int]:
-        if self._meta is None:
-            text = _read_or_none(self._meta_path())
-            self._meta = cast(dict[str, int], json.loads(text)) if text else {"seq": 0, "sid": 0}
-        return self._meta
-
     def next_counter(self, name: str) -> int:
-        meta = self._load_meta()
-        meta[name] = meta.get(name, 0) + 1
-        _write_atomic(self._meta_path(), json.dumps(meta))
-        return meta[name]
+        """Creation sequence (``seq``) and session ids (``sid``): only ever counted up."""
+        return self.counters.increment(name)
 
     # -- targets ---------------------------------------------------------
 
@@ -128,11 +93,11 @@ class State:
         return self.targets_dir / f"{tid}.json"
 
     def load_target(self, tid: int) -> TargetRecord | None:
-        text = _read_or_none(self._target_path(tid))
+        text = read_or_none(self._target_path(tid))
         return None if text is None else cast(TargetRecord, json.loads(text))
 
     def save_target(self, record: TargetRecord) -> None:
-        _write_atomic(self._target_path(record["tid"]), json.dumps(record))
+        write_atomic(self._target_path(record["tid"]), json.dumps(record))
 
     def remove_target(self, record: TargetRecord) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -167,22 +132,22 @@ class State:
         return self.names_dir / digest
 
     def tid_for_name(self, name: str) -> int | None:
-        text = _read_or_none(self._name_path(name))
+        text = read_or_none(self._name_path(name))
         return int(text) if text else None
 
     def index_name(self, name: str, tid: int) -> None:
-        _write_atomic(self._name_path(name), str(tid))
+        write_atomic(self._name_path(name), str(tid))
 
     # -- discovery accounts ---------------------------------------------
 
     def load_discovery(self) -> dict[str, list[list[str]]]:
-        text = _read_or_none(self.root / "discovery.json")
+        text = read_or_none(self.root / "discovery.json")
         if not text:
             return {"incoming": [], "outgoing": []}
         return cast(dict[str, list[list[str]]], json.loads(text))
 
     def save_discovery(self, accounts: dict[str, list[list[str]]]) -> None:
-        _write_atomic(self.root / "discovery.json", json.dumps(accounts))
+        write_atomic(self.root / "discovery.json", json.dumps(accounts))
 
     # -- proc files ------------------------------------------------------
 
@@ -217,20 +182,20 @@ class State:
         }
         for name, block in blocks.items():
             path = self.proc_dir / name
-            text = _read_or_none(path)
+            text = read_or_none(path)
             updated = None if text is None else proc.splice(text, tid, block, new=new)
             if updated is None:
                 self.rebuild_proc()
                 return
-            _write_atomic(path, updated, PROC_MODE)
+            write_atomic(path, updated, mode=PROC_MODE)
 
     def rebuild_proc(self) -> None:
         """Regenerate both files from every target file: the slow, always-right path."""
         records = self.all_targets()
-        _write_atomic(self.proc_dir / "volume", "".join(map(proc.volume_block, records)),
-                      PROC_MODE)
-        _write_atomic(self.proc_dir / "session", "".join(map(proc.session_block, records)),
-                      PROC_MODE)
+        write_atomic(self.proc_dir / "volume", "".join(map(proc.volume_block, records)),
+                     mode=PROC_MODE)
+        write_atomic(self.proc_dir / "session", "".join(map(proc.session_block, records)),
+                     mode=PROC_MODE)
 
     def ensure_proc(self) -> None:
         """Create empty proc files on first use, so readers never meet a missing file."""

@@ -127,6 +127,13 @@ class ChapConfig:
     def chap_enabled(self) -> bool:
         return "CHAP" in self.methods and self.configured
 
+    @property
+    def displayed_method(self) -> str:
+        """AuthMethod as ``-c`` shows it (``chiscsi_chap_settings_sprintf``): None without CHAP."""
+        if self.chap_enabled:
+            return "CHAP" if self.forced else "None,CHAP"
+        return "None"
+
     def to_dict(self) -> dict[str, object]:
         return {"methods": self.methods, "configured": self.configured,
                 "targets": [[c.user, c.secret] for c in self.targets],
@@ -156,8 +163,7 @@ def check_node(config: ChapConfig, ebuf: Ebuf) -> None:
 def settings_display(config: ChapConfig) -> str:
     """``chiscsi_chap_settings_sprintf``."""
     if config.chap_enabled:
-        method = "CHAP" if config.forced else "None,CHAP"
-        return (f"\tAuthMethod={method}\n\tAuth_CHAP_Policy={config.policy}\n"
+        return (f"\tAuthMethod={config.displayed_method}\n\tAuth_CHAP_Policy={config.policy}\n"
                 f"\tAuth_CHAP_ChallengeLength={config.challenge_length}\n")
     return "\tAuthMethod=None\n"
 
