@@ -27,8 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from iscsi_helper import locking, secretmask, specs
-from iscsi_helper.adapters.iscsictl import Iscsictl, StopOutcome, TargetDetail, TargetSummary
+from iscsi_helper.adapters.iscsictl import Iscsictl
 from iscsi_helper.codecs import chiscsi as codec
+from iscsi_helper.codecs.iscsictl_output import StopOutcome, TargetDetail, TargetSummary
 from iscsi_helper.deviceindex import DeviceIndex
 from iscsi_helper.devices import device_size, is_block_device
 from iscsi_helper.exception import (
