@@ -92,6 +92,7 @@ BULK = "src/iscsi_helper/targets/bulk.py"
 REFUSALS = "src/iscsi_helper/targets/refusals.py"
 SPECS = "src/iscsi_helper/specs.py"
 CHISCSI = "src/iscsi_helper/targets/chiscsi.py"
+CHISCSI_LIVE = "src/iscsi_helper/targets/chiscsi_live.py"
 CHISCSI_CODEC = "src/iscsi_helper/codecs/chiscsi.py"
 IET = "src/iscsi_helper/targets/iet.py"
 IETD_CONF = "src/iscsi_helper/codecs/ietd_conf.py"
@@ -235,7 +236,7 @@ GUARANTEES: list[Mutation] = [
     Mutation(
         "chiscsi-lookup-lists-all",
         "constant cost: chiscsi's create/remove never list all targets",
-        (edit(CHISCSI, "        detail = self.tool.show([iqn])[iqn]\n"
+        (edit(CHISCSI_LIVE, "        detail = self.tool.show([iqn])[iqn]\n"
                        "        return _live(iqn, detail) if detail is not None else None\n",
               "        return self._list_live().get(iqn)\n"),),
         (("tests/test_constant_cost.py", "create_and_remove and chiscsi"),)),

@@ -71,16 +71,13 @@ def export_args(p: argparse.ArgumentParser) -> None:
                         "another disk under the same LUN)")
 
 
-
 def ensure_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("volume_ids", nargs="*", metavar="VOLUME_ID")
     p.add_argument("--all", action="store_true", help="every persisted export")
 
 
-
 def list_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-l", "--long", action="store_true", help="also show device and portals")
-
 
 
 def initiator_args(p: argparse.ArgumentParser) -> None:
@@ -88,11 +85,9 @@ def initiator_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--initiator", required=True, metavar="IQN", help="the initiator's IQN")
 
 
-
 def connection_info_args(p: argparse.ArgumentParser) -> None:
     initiator_args(p)
     p.add_argument("--multipath", action="store_true", help="ask for every portal")
-
 
 
 def reconcile_args(p: argparse.ArgumentParser) -> None:
@@ -103,7 +98,6 @@ def reconcile_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stop-orphans", action="store_true",
                    help="with --fix: also stop live targets that have no record (their "
                         "initiators are cut off)")
-
 
 
 def no_args(p: argparse.ArgumentParser) -> None:

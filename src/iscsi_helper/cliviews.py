@@ -33,7 +33,6 @@ def status_dict(status: ExportStatus, show_secrets: bool) -> dict[str, Any]:
             "initiators": list(spec.initiators)}
 
 
-
 def human_status(d: dict[str, Any]) -> str:
     rows = [("volume", d["volume_id"]), ("iqn", d["iqn"]), ("device", d["device"]),
             ("lun", d["lun"]), ("portals", ", ".join(d["portals"])),
@@ -42,7 +41,6 @@ def human_status(d: dict[str, Any]) -> str:
             ("provider_auth", d["provider_auth"] or "-"),
             ("initiators", ", ".join(d["initiators"]) or "any")]
     return "\n".join(f"{k:18} {v}" for k, v in rows)
-
 
 
 def human_list(rows: list[dict[str, Any]], long: bool) -> str:
@@ -54,7 +52,6 @@ def human_list(rows: list[dict[str, Any]], long: bool) -> str:
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
                      for row in table)
-
 
 
 @contextlib.contextmanager
@@ -78,7 +75,6 @@ def progress_bar() -> Iterator[Progress | None]:
     finally:
         for bar in bars:
             bar.close()
-
 
 
 def human_unexport(d: dict[str, Any]) -> str:
