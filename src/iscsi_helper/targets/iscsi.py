@@ -9,7 +9,20 @@ failure left (targets/verification.py), the bulk operations
 (targets/bulk.py), the records (targets/records.py) and reconcile
 (targets/reconciling.py). This module keeps the flow of each single-export
 operation: refuse, lock, read the record once, decide the spec, apply,
-confirm, and undo what half-happened.
+confirm, and undo what half-happened. Every public operation is a fixed
+number of primitives, so its cost does not depend on how many exports the
+node has.
+
+Three rules hold for every operation:
+
+* everything that can be refused is refused before any lock, file or tool
+  is touched (``_check_volume`` and the configuration check when the helper
+  is made), so a refusal changed nothing;
+* after a change, the target's own state is looked at again, and the
+  operation succeeds only if it shows what was asked: a tool's exit code
+  alone is never believed;
+* a failure after the first change says, on its one line, what state it
+  left (``_changing``).
 """
 
 from __future__ import annotations
