@@ -88,8 +88,11 @@ def edit(path: str, old: str, new: str) -> Edit:
 
 
 ISCSI = "src/iscsi_helper/targets/iscsi.py"
+BULK = "src/iscsi_helper/targets/bulk.py"
+REFUSALS = "src/iscsi_helper/targets/refusals.py"
 SPECS = "src/iscsi_helper/specs.py"
 CHISCSI = "src/iscsi_helper/targets/chiscsi.py"
+CHISCSI_LIVE = "src/iscsi_helper/targets/chiscsi_live.py"
 CHISCSI_CODEC = "src/iscsi_helper/codecs/chiscsi.py"
 IET = "src/iscsi_helper/targets/iet.py"
 IETD_CONF = "src/iscsi_helper/codecs/ietd_conf.py"
@@ -108,7 +111,7 @@ GUARANTEES: list[Mutation] = [
     Mutation(
         "bulk-ensure-in-place-reruns-tool",
         "ensure_exports/restore re-apply exports already in place",
-        (edit(ISCSI, "                    if record is not None and live is not None \\\n"
+        (edit(BULK, "                    if record is not None and live is not None \\\n"
                      "                            and self._already_applied(spec, record, live):\n",
               "                    if False:\n"),),
         ((BEHAVIOUR, "ensure_exports_in_place_makes_no_tool_call"),)),
@@ -215,7 +218,7 @@ GUARANTEES: list[Mutation] = [
         "bad input is refused before any file or target is touched",
         (edit(SPECS, "    device = validate_device_path(volume_path, own_state)\n",
               "    device = volume_path\n"),
-         edit(ISCSI, "        validate_device_path(volume_path, self._own_state())\n",
+         edit(REFUSALS, "        validate_device_path(volume_path, self._own_state())\n",
               "        pass\n")),
         ((BEHAVIOUR, "rejected_input and chiscsi"),)),
     Mutation(
@@ -233,7 +236,7 @@ GUARANTEES: list[Mutation] = [
     Mutation(
         "chiscsi-lookup-lists-all",
         "constant cost: chiscsi's create/remove never list all targets",
-        (edit(CHISCSI, "        detail = self.tool.show([iqn])[iqn]\n"
+        (edit(CHISCSI_LIVE, "        detail = self.tool.show([iqn])[iqn]\n"
                        "        return _live(iqn, detail) if detail is not None else None\n",
               "        return self._list_live().get(iqn)\n"),),
         (("tests/behaviour/test_constant_cost.py", "create_and_remove and chiscsi"),)),
@@ -295,7 +298,7 @@ GUARANTEES: list[Mutation] = [
     Mutation(
         "access-check-off",
         "a path this user cannot write is one line before anything is touched",
-        (edit(ISCSI, "        access.check(self._access_needs())\n", "        pass\n"),),
+        (edit(REFUSALS, "        access.check(self._access_needs())\n", "        pass\n"),),
         (("tests/ecosystem/test_unprivileged.py", "cannot_create or cannot_write or needs"),)),
     Mutation(
         "backend-section-ignored",

@@ -89,7 +89,8 @@ def _layer(module: str) -> int:
         return 7  # the package's face re-exports from every layer (its names load lazily)
     for prefix, layer in (("iscsi_helper.codecs", 1), ("iscsi_helper.adapters", 2),
                           ("iscsi_helper.targets", 3), ("iscsi_helper.registry", 4),
-                          ("iscsi_helper.cli", 5), ("iscsi_helper.cinder", 5),
+                          ("iscsi_helper.cli", 5), ("iscsi_helper.cliargs", 5),
+                          ("iscsi_helper.cliviews", 5), ("iscsi_helper.cinder", 5),
                           ("iscsi_helper.__main__", 6)):
         if module == prefix or module.startswith(prefix + "."):
             return layer

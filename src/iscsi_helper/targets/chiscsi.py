@@ -8,7 +8,10 @@ command line. All ``iscsictl`` calls go through adapters/iscsictl.py, which
 serialises them per host and retries while another program holds chiscsi's
 own lock. What chiscsi would refuse is refused before anything is written:
 the block's values (codecs/chiscsi.py), the device's class and size, and a
-device another volume exports (deviceindex.py, one read per check).
+device another volume exports (targets/chiscsi_devices.py, one read per
+check). How the live targets are read and compared with a spec is in
+targets/chiscsi_live.py; this module decides what to write, when to start
+and stop, and what to put back.
 
 Costs: create is two calls (``-S``, then ``-c target=<iqn>`` to confirm from
 the detailed output); remove is two (``-s``, then the same lookup, since
@@ -18,18 +21,13 @@ the 128 KiB cut of that listing, look the rest up by name in batches.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import hashlib
-import socket
-from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from iscsi_helper import locking, secretmask, specs
-from iscsi_helper.adapters.iscsictl import Iscsictl, StopOutcome, TargetDetail, TargetSummary
+from iscsi_helper import secretmask, specs
 from iscsi_helper.codecs import chiscsi as codec
-from iscsi_helper.deviceindex import DeviceIndex
+from iscsi_helper.codecs.iscsictl_output import StopOutcome
 from iscsi_helper.devices import device_size, is_block_device
 from iscsi_helper.exception import (
     CommandError,
@@ -44,25 +42,14 @@ from iscsi_helper.exception import (
 )
 from iscsi_helper.fileutil import atomic_write, read_text_or_none, remove_file
 from iscsi_helper.formats import parse_provider_auth
-from iscsi_helper.model import ExportRecord, ExportSpec, LiveTarget, Volume, VolumeLike
+from iscsi_helper.model import ExportRecord, ExportSpec, Volume, VolumeLike
+from iscsi_helper.targets.chiscsi_devices import ChiscsiDevices
+from iscsi_helper.targets.chiscsi_live import ChiscsiLiveState
 from iscsi_helper.targets.iscsi import IscsiHelper
 
 LOG = secretmask.get_logger(__name__)
 
 SUBDIR = "cxt"
-DEVICES_SUBDIR = "cxt-devices"
-
-
-@dataclass(frozen=True)
-class ChiscsiLive(LiveTarget):
-    """A live target; ``detail`` is what ``-c target=<iqn>`` showed (None: read from the summary).
-
-    ``tid`` carries the portal group tag, which is what provider_location's
-    number is in chiscsi's case (docs/helpers/chiscsi.md says why): chiscsi
-    shows no target id for a named lookup, and no client reads it back.
-    """
-
-    detail: TargetDetail | None = None
 
 
 @dataclass(frozen=True)
@@ -73,20 +60,7 @@ class ChiscsiRecord(ExportRecord):
     acl_enabled: bool = False
 
 
-class _Listing(dict[str, LiveTarget]):
-    """The targets ``-c target=ALL`` showed, and whether its name buffer may have been cut."""
-
-    may_be_cut: bool = False
-
-
-def _live(iqn: str, shown: TargetSummary | TargetDetail) -> ChiscsiLive:
-    portals = tuple(p for group in shown.portal_groups for p in group.portals)
-    devices = tuple(d.path for d in shown.devices)
-    detail = shown if isinstance(shown, TargetDetail) else None
-    return ChiscsiLive(iqn, codec.PORTAL_GROUP_TAG, portals, devices, detail)
-
-
-class ChiscsiHelper(IscsiHelper):
+class ChiscsiHelper(ChiscsiLiveState, ChiscsiDevices, IscsiHelper):
     """``target_helper = chiscsi`` (also ``iscsictl``, ``cxtadm``)."""
 
     names = ("chiscsi", "iscsictl", "cxtadm")
@@ -97,18 +71,6 @@ class ChiscsiHelper(IscsiHelper):
     #: kv_decode_acl; the emulator's kernel/acl.py): a naa. initiator is refused up front.
     acl_name_kinds = ("iqn.", "eui.")
     path_options = (("chiscsi_conf", None, "file"),)
-
-    @functools.cached_property
-    def tool(self) -> Iscsictl:
-        # The lock is per host: chiscsi's own is (its pid file), and a
-        # coordination backend shared by several hosts must not serialise them.
-        host_lock = f"iscsictl-{socket.gethostname()}"
-        return Iscsictl(self.executor, lambda: locking.named_lock(self.conf, host_lock),
-                        self.conf.chiscsi_conf, self.conf.chiscsi_lock_retry_timeout)
-
-    @functools.cached_property
-    def devices(self) -> DeviceIndex:
-        return DeviceIndex(Path(self.conf.volumes_dir) / DEVICES_SUBDIR)
 
     def _state_dirs(self) -> list[tuple[Path, bool, str | None]]:
         return [*super()._state_dirs(), (self.devices.directory, False, None)]
@@ -164,33 +126,6 @@ class ChiscsiHelper(IscsiHelper):
         self._check_device(spec.volume_name, spec.device_path)
         return spec
 
-    def _refuse_if_taken(self, volume_name: str, device_path: str) -> None:
-        """One device, one target: chiscsi refuses a path already in another live target
-        (private/klib/target/lun.c ~274-310). The index answers in one read, and its
-        claim is believed only if the claiming volume's record still names the device."""
-        owner = self.devices.owner(device_path)
-        if owner is None or owner == volume_name:
-            return
-        try:
-            other = self._read_record(owner)
-        except PersistenceError:
-            taken = True  # an unreadable record still stands for an export: be safe
-        else:
-            taken = other is not None and other.spec.device_path == device_path
-        if taken:
-            raise InvalidInput(field="device path", value=repr(device_path),
-                               reason=f"is already exported by {owner}; chiscsi puts a device "
-                                      "in one target only (private/klib/target/lun.c ~274-310)")
-
-    def _device_lock(self, device_path: str) -> contextlib.AbstractContextManager[None]:
-        """Claims of one device are checked and changed under this lock, so two volumes
-        cannot both find it free."""
-        digest = hashlib.sha256(device_path.encode()).hexdigest()[:32]
-        return locking.named_lock(self.conf, f"chiscsi-device-{digest}")
-
-    def _release(self, device_path: str, volume_name: str) -> None:
-        with self._device_lock(device_path):
-            self.devices.release(device_path, volume_name)
 
     def _device_class(self, spec: ExportSpec, previous: ChiscsiRecord | None) -> str:
         """The recorded class while the device stays (chiscsi cannot change a live LU's class,
@@ -201,7 +136,7 @@ class ChiscsiHelper(IscsiHelper):
             return previous.device_class
         return codec.device_class_for(self.conf.iscsi_iotype, is_block, spec.device_path)
 
-    # -- live target
+    # -- start and stop
 
     def _apply(self, spec: ExportSpec, previous: ExportRecord | None) -> ChiscsiRecord:
         path = self._record_path(spec.volume_name)
@@ -238,90 +173,6 @@ class ChiscsiHelper(IscsiHelper):
         return ChiscsiRecord(spec, text=new_text, device_class=device_class,
                              acl_enabled=bool(spec.initiators))
 
-    def _note_live(self, record: ExportRecord, live: LiveTarget) -> None:
-        """Records from before the index (or CxtAdm's) get their claim on the next restore."""
-        spec = record.spec
-        with self._device_lock(spec.device_path):
-            try:
-                self._refuse_if_taken(spec.volume_name, spec.device_path)
-            except InvalidInput as err:  # live all the same: chiscsi let it be; say so
-                LOG.warning("Export of %s: %s", spec.volume_name, err)
-                return
-            self.devices.claim(spec.device_path, spec.volume_name)
-
-    def _lookup(self, iqn: str, record: ExportRecord | None) -> LiveTarget | None:
-        detail = self.tool.show([iqn])[iqn]
-        return _live(iqn, detail) if detail is not None else None
-
-    def _session_count(self, iqn: str, record: ExportRecord | None,
-                       live: LiveTarget) -> int | None:
-        """``iscsictl -r``: one more call, made only before a device swap."""
-        return self.tool.session_count(iqn)
-
-    def _list_live(self) -> dict[str, LiveTarget]:
-        listing = self.tool.list_all()
-        live = _Listing((iqn, _live(iqn, shown)) for iqn, shown in listing.targets.items())
-        live.may_be_cut = listing.may_be_cut
-        return live
-
-    def _live_view(self, iqns: Collection[str]) -> Mapping[str, LiveTarget]:
-        """The ALL listing, and past its cut, named lookups (in batches) for what it could not show."""
-        live = self._list_live()
-        if not getattr(live, "may_be_cut", False):
-            return live
-        unseen = [iqn for iqn in iqns if iqn not in live]
-        LOG.warning("iscsictl -c target=ALL showed %d targets and was cut at its 128 KiB of names: "
-                    "looking %d more up by name; a target past the cut that has no export record "
-                    "cannot be seen", len(live), len(unseen))
-        merged = dict(live)
-        for iqn, detail in self.tool.show(unseen).items():
-            if detail is not None:
-                merged[iqn] = _live(iqn, detail)
-        return merged
-
-    def _live_differences(self, spec: ExportSpec, live: LiveTarget) -> tuple[str, ...]:
-        """Devices and portals from any listing; CHAP users, AuthMethod and the ACL from the
-        detailed ``-c target=<iqn>`` output, when that is what was read."""
-        differ = list(super()._live_differences(spec, live))
-        detail = live.detail if isinstance(live, ChiscsiLive) else None
-        if detail is None:
-            return tuple(differ)
-        if detail.chap_initiator_users != ((spec.chap.username,) if spec.chap else ()):
-            differ.append("chap_user")
-        if detail.chap_target_users != ((spec.target_chap.username,) if spec.target_chap else ()):
-            differ.append("target_chap_user")
-        if spec.chap and detail.value("AuthMethod") != "CHAP":
-            differ.append("auth_method")
-        if detail.acl_enabled != bool(spec.initiators) or (
-                spec.initiators and detail.acl_initiators != frozenset(spec.initiators)):
-            differ.append("acl")
-        return tuple(differ)
-
-    def _live_differs(self, spec: ExportSpec, live: LiveTarget) -> str | None:
-        if super()._live_differences(spec, live):  # the fields any listing shows
-            return (f"iscsictl -c shows the target with devices {list(live.devices or ())} and "
-                    f"portals {[str(p) for p in live.portals or ()]}, not the ones asked for")
-        return self._detail_problem(spec, live)
-
-    @staticmethod
-    def _detail_problem(spec: ExportSpec, live: LiveTarget) -> str | None:
-        """What the detailed output shows differently from ``spec`` (CHAP names, ACL)."""
-        detail = live.detail if isinstance(live, ChiscsiLive) else None
-        if detail is None:
-            return None
-        wanted_users = (spec.chap.username,) if spec.chap else ()
-        if detail.chap_initiator_users != wanted_users:
-            return f"iscsictl -c shows initiator CHAP accounts {list(detail.chap_initiator_users)}"
-        wanted_target = (spec.target_chap.username,) if spec.target_chap else ()
-        if detail.chap_target_users != wanted_target:
-            return f"iscsictl -c shows target CHAP accounts {list(detail.chap_target_users)}"
-        if spec.chap and detail.value("AuthMethod") != "CHAP":
-            return f"iscsictl -c shows AuthMethod={detail.value('AuthMethod')}, not CHAP"
-        if detail.acl_enabled != bool(spec.initiators) or (
-                spec.initiators and detail.acl_initiators != frozenset(spec.initiators)):
-            return (f"iscsictl -c shows ACL_Enable={detail.value('ACL_Enable')} for initiators "
-                    f"{sorted(detail.acl_initiators)}, not {list(spec.initiators) or 'any'}")
-        return None
 
     def _withdraw(self, volume_name: str, iqn: str) -> None:
         """Stop the target, check it is gone, then drop the record and the device's claim.

@@ -40,6 +40,7 @@ from iscsi_helper.formats import ChapCredentials, validate_iscsi_name
 from iscsi_helper.model import ExportRecord, ExportSpec, LiveTarget
 from iscsi_helper.rollback import Rollback
 from iscsi_helper.targets.iet_conf import IetdConf
+from iscsi_helper.targets.iet_live import IetLiveState
 from iscsi_helper.targets.iscsi import IscsiHelper
 from iscsi_helper.tids import TidCounter
 
@@ -51,8 +52,8 @@ MAX_TID_ATTEMPTS = 16
 MAX_BUSY_ROUNDS = 3
 
 
-class IetHelper(IscsiHelper):
-    """``target_helper = iet`` (also ``ietadm``)."""
+class IetHelper(IetLiveState, IscsiHelper):
+    """``target_helper = iet`` (also ``ietadm``); how it reads IET's live state: targets/iet_live.py."""
 
     names = ("iet", "ietadm")
     lun = 0
@@ -98,42 +99,6 @@ class IetHelper(IscsiHelper):
         indexed, foreign = super()._scan_records()
         taken = {r.spec.volume_name for r in indexed} | {name for name, _why in foreign}
         return [*indexed, *self.ietd_conf.adopted_all(self._ours, taken, self.lun)], foreign
-
-    # --------------------------------------------------------- live state
-
-    def _proc_text(self, name: str) -> str:
-        return read_text_or_none(Path(self.conf.iet_proc_dir) / name) or ""
-
-    def _list_live(self) -> dict[str, LiveTarget]:
-        return iet_proc.parse_volume(self._proc_text("volume"))
-
-    def _lookup_unrecorded(self, iqn: str) -> LiveTarget | None:
-        return self._list_live().get(iqn)  # no tid to vouch for: the proc file, as _withdraw
-
-    def _session_count(self, iqn: str, record: ExportRecord | None,
-                       live: LiveTarget) -> int | None:
-        """From IET's session file (read whole: only before a device swap)."""
-        return iet_proc.count_sessions(self._proc_text("session"), live.tid)
-
-    def _vouched_tid(self, record: ExportRecord | None, iqn: str) -> int | None:
-        """The recorded tid, if the target there is provably this export's (one ietadm call).
-
-        A random per-volume user and secret at the tid our index names is how
-        we recognise our own target without reading the proc file.
-        """
-        if record is None or record.text is None or record.spec.iqn != iqn \
-                or record.spec.chap is None or not record.tid:
-            return None
-        ours = self.ietadm.account_matches(record.tid, INCOMING, record.spec.chap)
-        return record.tid if ours else None
-
-    def _lookup(self, iqn: str, record: ExportRecord | None) -> LiveTarget | None:
-        tid = self._vouched_tid(record, iqn)
-        return None if tid is None else LiveTarget(iqn, tid)
-
-    def _inspect(self, iqn: str, record: ExportRecord | None) -> LiveTarget | None:
-        """The proc listing's entry: the only view of IET's LUNs (reconcile, failure reports)."""
-        return self._list_live().get(iqn)
 
     def _already_applied(self, spec: ExportSpec, record: ExportRecord | None,
                          live: LiveTarget | None) -> bool:
@@ -218,22 +183,6 @@ class IetHelper(IscsiHelper):
             text = export_json.render_record(ExportRecord(spec, live_tid, size))
             atomic_write(path, text, mode=0o600)
         return ExportRecord(spec, live_tid, size, text)
-
-    def _confirm_lun(self, spec: ExportSpec, tid: int) -> None:
-        """After a LUN swap, the proc listing (IET's only view of LUNs) must show the new device.
-
-        Read only after a swap (a device change or growth), never on a plain create.
-        """
-        live = self._list_live().get(spec.iqn)
-        shown = dict(live.lun_paths or ()) if live is not None and live.tid == tid else {}
-        if shown.get(spec.lun) != spec.device_path:
-            raise TargetCreateFailed(
-                volume_id=spec.volume_id,
-                reason=f"ietadm reported the LUN swap done but {self.conf.iet_proc_dir}/volume "
-                       f"shows LUN {spec.lun} of tid {tid} on {shown.get(spec.lun) or 'nothing'}")
-
-    def _live_tids(self) -> list[int]:
-        return [t.tid for t in self._list_live().values()]
 
     def _apply_live(self, spec: ExportSpec, previous: ExportRecord | None, indexed: bool,
                     tid: int, iotype: str, size: int | None, rollback: Rollback, *,
