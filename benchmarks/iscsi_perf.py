@@ -4,8 +4,8 @@ Run: ``python3 benchmarks/iscsi_perf.py [--seconds 4]``
 
 Both targets serve the same 64 MiB file on free loopback ports, started
 here and stopped by PID (tgtd through ``iscsi_helper.lab.rig``). libiscsi's
-``iscsi-perf`` reads (``-m`` requests in flight, ``-b`` blocks each) for ``--seconds`` per case; iscsi-perf only
-reads, so writes are measured with ``qemu-img bench -w`` (same queue depths
+``iscsi-perf`` reads (``-m`` requests in flight, ``-b`` blocks each) for ``--seconds``
+per case; iscsi-perf only reads, so writes are measured with ``qemu-img bench -w`` (same queue depths
 and sizes) when qemu-img is installed. Cases alternate between the two
 targets so that load on this shared machine hits both alike. Printed: IOPS
 per target and case, the embedded/tgtd ratio, and the embedded target's
@@ -29,8 +29,16 @@ from iscsi_helper.lab.wire.model import WireLun, WireTarget
 
 IQN = "iqn.2010-10.org.openstack:perf"
 DISK = 64 << 20
-CASES = [("read", 1, 4096), ("read", 32, 4096), ("read", 1, 262144), ("read", 32, 262144),
-         ("write", 1, 4096), ("write", 32, 4096), ("write", 1, 262144), ("write", 32, 262144)]
+CASES = [
+    ("read", 1, 4096),
+    ("read", 32, 4096),
+    ("read", 1, 262144),
+    ("read", 32, 262144),
+    ("write", 1, 4096),
+    ("write", 32, 4096),
+    ("write", 1, 262144),
+    ("write", 32, 262144),
+]
 
 
 def run_killable(argv: list[str], seconds: float) -> str:
@@ -46,8 +54,9 @@ def run_killable(argv: list[str], seconds: float) -> str:
 
 def measure(kind: str, url: str, depth: int, size: int, seconds: int) -> float:
     if kind == "read":
-        out = run_killable(["iscsi-perf", "-t", str(seconds), "-m", str(depth), "-b", str(size // 512), url],
-                           seconds + 30)
+        out = run_killable(
+            ["iscsi-perf", "-t", str(seconds), "-m", str(depth), "-b", str(size // 512), url], seconds + 30
+        )
         rates = re.findall(r"iops average (\d+)", out)
         if not rates:
             raise RuntimeError(f"iscsi-perf gave no IOPS figure: {out[-300:]}")
@@ -55,8 +64,26 @@ def measure(kind: str, url: str, depth: int, size: int, seconds: int) -> float:
     # qemu-img bench: a fixed request count, timed here.
     count = max(200, int(seconds * (4000 if size == 4096 else 400)))
     start = time.perf_counter()
-    out = run_killable(["qemu-img", "bench", "-w", "-f", "raw", "-c", str(count), "-d", str(depth),
-                        "-s", str(size), "-S", str(size), "--pattern=0xa5", url], seconds * 10 + 60)
+    out = run_killable(
+        [
+            "qemu-img",
+            "bench",
+            "-w",
+            "-f",
+            "raw",
+            "-c",
+            str(count),
+            "-d",
+            str(depth),
+            "-s",
+            str(size),
+            "-S",
+            str(size),
+            "--pattern=0xa5",
+            url,
+        ],
+        seconds * 10 + 60,
+    )
     elapsed = time.perf_counter() - start
     if "Run completed" not in out:
         raise RuntimeError(f"qemu-img bench failed: {out[-300:]}")

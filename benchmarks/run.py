@@ -63,6 +63,7 @@ POPULATE_CHAP = ChapCredentials("populateuser", "populate-secret1")  # 16: chisc
 
 # ------------------------------------------------------------------ timing
 
+
 class _SpawnClock:
     """Seconds spent inside target-tool processes, from Popen() to communicate() returning.
 
@@ -143,11 +144,13 @@ def measuring(calls: list[tuple[str, ...]], sink: list[Measure]) -> Iterator[Non
     tool0, fsync0 = _SpawnClock.seconds, _SpawnClock.fsync
     t0 = time.perf_counter()
     yield
-    sink.append(Measure(time.perf_counter() - t0, len(calls), _SpawnClock.seconds - tool0,
-                        _SpawnClock.fsync - fsync0))
+    sink.append(
+        Measure(time.perf_counter() - t0, len(calls), _SpawnClock.seconds - tool0, _SpawnClock.fsync - fsync0)
+    )
 
 
 # -------------------------------------------------- the list-everything reference
+
 
 class CxtAdmReference(ChiscsiHelper):
     """REFERENCE ONLY, not shipped: Cinder's CxtAdm "list everything per call" strategy.
@@ -195,6 +198,7 @@ class CxtAdmReference(ChiscsiHelper):
 
 # ------------------------------------------------------------- per helper
 
+
 class HelperBench:
     """One helper in a sandbox: conf, fast population, simulated reboot."""
 
@@ -232,10 +236,16 @@ class HelperBench:
         return {}
 
     def conf(self):  # type: ignore[no-untyped-def]
-        return options.new_config(overrides={
-            "target_helper": self.name, "state_path": str(self.state_path),
-            "target_ip_address": "127.0.0.1", "target_port": 3260,
-            "oslo_concurrency.lock_path": str(self.root / "locks"), **self.overrides()})
+        return options.new_config(
+            overrides={
+                "target_helper": self.name,
+                "state_path": str(self.state_path),
+                "target_ip_address": "127.0.0.1",
+                "target_port": 3260,
+                "oslo_concurrency.lock_path": str(self.root / "locks"),
+                **self.overrides(),
+            }
+        )
 
     def emulator_main(self) -> Callable[[list[str]], int]:
         raise NotImplementedError
@@ -268,6 +278,7 @@ class ChiscsiBench(HelperBench):
 
     def start(self) -> None:
         from iscsi_helper.lab.emulators.shims import install_shims
+
         bin_dir = install_shims(self.root / "bin")
         os.environ["PATH"] = f"{bin_dir}:{os.environ['PATH']}"
         os.environ["CHISCSI_EMULATOR_STATE"] = str(self.root / "chiscsi-state")
@@ -279,6 +290,7 @@ class ChiscsiBench(HelperBench):
 
     def emulator_main(self) -> Callable[[list[str]], int]:
         from iscsi_helper.lab.emulators.chiscsi import cli
+
         return cli.main
 
     @staticmethod
@@ -305,13 +317,22 @@ class ChiscsiBench(HelperBench):
             with open(device, "wb") as handle:
                 handle.truncate(1 << 20)
             vid = self.volume_id(n)
-            spec = ExportSpec(vid, f"volume-{vid}", f"{PREFIX}volume-{vid}", str(device),
-                              0, (Portal("127.0.0.1", 3260),), POPULATE_CHAP)
+            spec = ExportSpec(
+                vid,
+                f"volume-{vid}",
+                f"{PREFIX}volume-{vid}",
+                str(device),
+                0,
+                (Portal("127.0.0.1", 3260),),
+                POPULATE_CHAP,
+            )
             path = records / spec.volume_name
             path.write_text(chiscsi_codec.render(spec, chiscsi_codec.FILE, f"{n:016x}"))
             path.chmod(0o600)
             index.claim(str(device), spec.volume_name)
-            code, _, err = run_main(main, ["-S", f"target={spec.iqn}", "-f", str(path), "-x", self.chiscsi_conf])
+            code, _, err = run_main(
+                main, ["-S", f"target={spec.iqn}", "-f", str(path), "-x", self.chiscsi_conf]
+            )
             assert code == 0 and "added." in err, f"population failed at {n}: {err}"
         self.populated = max(self.populated, upto)
 
@@ -323,6 +344,7 @@ class ChiscsiBench(HelperBench):
 
     def reboot(self) -> None:
         from iscsi_helper.lab.emulators import chiscsi
+
         chiscsi.reset(os.environ["CHISCSI_EMULATOR_STATE"])
 
 
@@ -332,6 +354,7 @@ class IetBench(HelperBench):
     def start(self) -> None:
         from iscsi_helper.lab.emulators.iet.state import PROC_ENV, STATE_ENV
         from iscsi_helper.lab.emulators.shims import install_shims
+
         bin_dir = install_shims(self.root / "bin")
         os.environ["PATH"] = f"{bin_dir}:{os.environ['PATH']}"
         self.emulator_state = self.root / "iet-state"
@@ -348,6 +371,7 @@ class IetBench(HelperBench):
 
     def emulator_main(self) -> Callable[[list[str]], int]:
         from iscsi_helper.lab.emulators.iet import cli
+
         return cli.main
 
     def populate(self, upto: int) -> None:
@@ -366,6 +390,7 @@ class IetBench(HelperBench):
         """A real reboot: the state is gone, then ietd starts and loads ietd.conf, numbering anew."""
         from iscsi_helper.lab.emulators.iet.boot import start_ietd
         from iscsi_helper.lab.emulators.iet.state import State
+
         self.reboot()
         report = start_ietd(State.from_env(), self.iet_conf)
         assert not report.refused, report.refused
@@ -374,6 +399,7 @@ class IetBench(HelperBench):
 def _raise_fd_limit() -> None:
     """tgtd keeps one open file per LUN: thousands of targets need more than the usual 1024."""
     import resource
+
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
@@ -404,6 +430,7 @@ class TgtBench(HelperBench):
         from iscsi_helper.codecs import tgt_conf
         from iscsi_helper.targets.tgt import DISK_LUN, TgtHelper
         from iscsi_helper.targets.tgt_accounts import ACCOUNTS_DIR, account_key
+
         records = self.state_path / "volumes" / TgtHelper.records_subdir
         records.mkdir(parents=True, exist_ok=True)
         account = records / ACCOUNTS_DIR / account_key(POPULATE_CHAP.username)
@@ -414,22 +441,46 @@ class TgtBench(HelperBench):
             result = subprocess.run([*base, *args], capture_output=True, text=True)
             if result.returncode:
                 raise RuntimeError(f"{' '.join(args)}: exit {result.returncode}: {result.stderr.strip()}")
+
         if self.populated == 0:
-            run("--mode", "account", "--op", "new", "--user", POPULATE_CHAP.username,
-                "--password", POPULATE_CHAP.password)
+            run(
+                "--mode",
+                "account",
+                "--op",
+                "new",
+                "--user",
+                POPULATE_CHAP.username,
+                "--password",
+                POPULATE_CHAP.password,
+            )
         for n in range(self.populated, upto):
             tid = 100000 + n  # far from the helper's own counter
-            spec = ExportSpec(f"p{n}", f"volume-p{n}", f"{PREFIX}volume-p{n}", str(self.device),
-                              DISK_LUN, (Portal("127.0.0.1", 3260),), POPULATE_CHAP)
+            spec = ExportSpec(
+                f"p{n}",
+                f"volume-p{n}",
+                f"{PREFIX}volume-p{n}",
+                str(self.device),
+                DISK_LUN,
+                (Portal("127.0.0.1", 3260),),
+                POPULATE_CHAP,
+            )
             run("--mode", "target", "--op", "new", "--tid", str(tid), "-T", spec.iqn)
-            run("--mode", "logicalunit", "--op", "new", "--tid", str(tid), "--lun", "1",
-                "-b", str(self.device))
-            run("--mode", "account", "--op", "bind", "--tid", str(tid), "--user",
-                POPULATE_CHAP.username)
+            run(
+                "--mode",
+                "logicalunit",
+                "--op",
+                "new",
+                "--tid",
+                str(tid),
+                "--lun",
+                "1",
+                "-b",
+                str(self.device),
+            )
+            run("--mode", "account", "--op", "bind", "--tid", str(tid), "--user", POPULATE_CHAP.username)
             run("--mode", "target", "--op", "bind", "--tid", str(tid), "-I", "ALL")
             path = records / spec.volume_name
-            path.write_text(tgt_conf.render(spec, tid, driver="iscsi", write_cache="on",
-                                            bsoflags=""))
+            path.write_text(tgt_conf.render(spec, tid, driver="iscsi", write_cache="on", bsoflags=""))
             path.chmod(0o600)
             (account / spec.volume_name).touch()
         self.populated = max(self.populated, upto)
@@ -442,6 +493,7 @@ BENCHES: dict[str, type[HelperBench]] = {"chiscsi": ChiscsiBench, "iet": IetBenc
 
 
 # ------------------------------------------------------------- measurements
+
 
 @dataclass
 class OpStats:
@@ -456,8 +508,9 @@ class OpStats:
         return max(counts) if counts else 0
 
 
-def _round(bench: HelperBench, target: IscsiHelper, volume: dict[str, str],
-           tolerate_failure: bool = False) -> dict[str, Measure] | None:
+def _round(
+    bench: HelperBench, target: IscsiHelper, volume: dict[str, str], tolerate_failure: bool = False
+) -> dict[str, Measure] | None:
     """One create, initialize_connection and remove of a fresh volume, each measured.
 
     With ``tolerate_failure`` a create that fails returns None (the
@@ -479,10 +532,15 @@ def _round(bench: HelperBench, target: IscsiHelper, volume: dict[str, str],
     return {op: measures[0] for op, measures in sink.items()}
 
 
-def latency(bench: HelperBench, target: IscsiHelper, n: int, samples: int, tag: str,
-            beside: tuple[HelperBench, IscsiHelper] | None = None,
-            tolerate_failure: bool = False
-            ) -> tuple[dict[str, OpStats], dict[str, OpStats] | None]:
+def latency(
+    bench: HelperBench,
+    target: IscsiHelper,
+    n: int,
+    samples: int,
+    tag: str,
+    beside: tuple[HelperBench, IscsiHelper] | None = None,
+    tolerate_failure: bool = False,
+) -> tuple[dict[str, OpStats], dict[str, OpStats] | None]:
     """create, initialize_connection, remove of fresh volumes beside ``n`` existing exports.
 
     With ``beside`` (a second sandbox holding the smallest N), rounds on the
@@ -514,8 +572,9 @@ def latency(bench: HelperBench, target: IscsiHelper, n: int, samples: int, tag: 
     return stats, base
 
 
-def restore(bench: HelperBench, target: IscsiHelper,
-            reboot: Callable[[], None] | None = None) -> tuple[Measure, EnsureReport]:
+def restore(
+    bench: HelperBench, target: IscsiHelper, reboot: Callable[[], None] | None = None
+) -> tuple[Measure, EnsureReport]:
     (reboot or bench.reboot)()
     sink: list[Measure] = []
     with measuring(bench.calls, sink):
@@ -524,8 +583,9 @@ def restore(bench: HelperBench, target: IscsiHelper,
     return sink[0], report
 
 
-def reference_restore(bench: HelperBench, n: int, mode: str, points: int | None
-                      ) -> tuple[float, int, bool, int, int]:
+def reference_restore(
+    bench: HelperBench, n: int, mode: str, points: int | None
+) -> tuple[float, int, bool, int, int]:
     """CxtAdm's restart after a reboot: (seconds, invocations, sampled?, failed, tried).
 
     The i-th export's cost grows with the i targets already live, so the
@@ -561,7 +621,7 @@ def reference_restore(bench: HelperBench, n: int, mode: str, points: int | None
         return sum(costs.values()), sum(invocations), False, failed, len(costs)
     xs = sorted(costs)
     total = 0.0
-    for a, b in zip(xs, xs[1:]):
+    for a, b in zip(xs, xs[1:], strict=False):
         total += (costs[a] + costs[b]) / 2 * (b - a)  # trapezoid over steps a..b
     total += costs[xs[0]]  # the first step itself
     heal(bench, mode)
@@ -579,8 +639,12 @@ def partial_restore(bench: HelperBench, target: IscsiHelper) -> tuple[Measure, E
     the rest stay live. Returns the restore's measure, report and its ``-c`` calls."""
     assert isinstance(bench, ChiscsiBench)
     names = bench.volume_names()
-    lost = sorted({names[round(i * (len(names) - 1) / max(2, len(names) // 100 - 1))]
-                   for i in range(max(3, len(names) // 100))})
+    lost = sorted(
+        {
+            names[round(i * (len(names) - 1) / max(2, len(names) // 100 - 1))]
+            for i in range(max(3, len(names) // 100))
+        }
+    )
     bench.stop_targets(lost)
     sink: list[Measure] = []
     with measuring(bench.calls, sink):
@@ -592,10 +656,21 @@ def partial_restore(bench: HelperBench, target: IscsiHelper) -> tuple[Measure, E
 
 def spawn_cost(bench: HelperBench) -> float:
     """One tool process doing almost nothing: the constant a spawn adds (median of 5)."""
-    argv = {"chiscsi": ["iscsictl", "-c", f"target={PREFIX}absent"],
-            "iet": ["ietadm", "--op", "show", "--tid=999999"],
-            "tgt": ["tgtadm", "-C", str(getattr(getattr(bench, "tgtd", None), "control_port", 0)),
-                    "--mode", "target", "--op", "show", "--tid", "999999"]}[bench.name]
+    argv = {
+        "chiscsi": ["iscsictl", "-c", f"target={PREFIX}absent"],
+        "iet": ["ietadm", "--op", "show", "--tid=999999"],
+        "tgt": [
+            "tgtadm",
+            "-C",
+            str(getattr(getattr(bench, "tgtd", None), "control_port", 0)),
+            "--mode",
+            "target",
+            "--op",
+            "show",
+            "--tid",
+            "999999",
+        ],
+    }[bench.name]
     times = []
     for _ in range(5):
         t0 = time.perf_counter()
@@ -606,9 +681,16 @@ def spawn_cost(bench: HelperBench) -> float:
 
 # ---------------------------------------------------------------- driver
 
-def run_helper(name: str, sizes: list[int], samples: int, ref_points: int | None,
-               ref_full_max: int, tgt_restore_max: int, log: Callable[[str], None]
-               ) -> list[dict[str, Any]]:
+
+def run_helper(
+    name: str,
+    sizes: list[int],
+    samples: int,
+    ref_points: int | None,
+    ref_full_max: int,
+    tgt_restore_max: int,
+    log: Callable[[str], None],
+) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix=f"iscsi-bench-{name}-") as tmp:
         saved_env = dict(os.environ)
@@ -659,8 +741,7 @@ def run_helper(name: str, sizes: list[int], samples: int, ref_points: int | None
                     if name == "chiscsi":
                         ref = bench.target(mode, CxtAdmReference)
                         with timed_spawns():
-                            ref_ops, _ = latency(bench, ref, n, samples, "r" + mode[0],
-                                                 tolerate_failure=True)
+                            ref_ops, _ = latency(bench, ref, n, samples, "r" + mode[0], tolerate_failure=True)
                         row["ref_create"] = ref_ops["create"].median()
                         row["ref_create_calls"] = ref_ops["create"].calls()
                         row["ref_create_failed"] = ref_ops["create"].failures
@@ -674,17 +755,20 @@ def run_helper(name: str, sizes: list[int], samples: int, ref_points: int | None
                         row["restore_library"] = measure.overhead
                         row["restore_calls"] = measure.calls
                         row["restore_missing"] = len(report.started) + len(report.updated)
-                        log(f"{name}/{mode} N={n}: restore {measure.wall:.2f} s "
-                            f"({measure.calls} calls) [{time.perf_counter() - t1:.0f} s]")
+                        log(
+                            f"{name}/{mode} N={n}: restore {measure.wall:.2f} s "
+                            f"({measure.calls} calls) [{time.perf_counter() - t1:.0f} s]"
+                        )
                         if isinstance(bench, IetBench):
                             with timed_spawns():
-                                measure, report = restore(bench, bench.target(mode),
-                                                          bench.reboot_reloading)
+                                measure, report = restore(bench, bench.target(mode), bench.reboot_reloading)
                             row["reload_restore"] = measure.wall
                             row["reload_restore_calls"] = measure.calls
                             row["reload_restore_missing"] = len(report.started) + len(report.updated)
-                            log(f"{name}/{mode} N={n}: restore after ietd reloaded ietd.conf "
-                                f"{measure.wall:.2f} s ({measure.calls} calls)")
+                            log(
+                                f"{name}/{mode} N={n}: restore after ietd reloaded ietd.conf "
+                                f"{measure.wall:.2f} s ({measure.calls} calls)"
+                            )
                         if name == "chiscsi":
                             with timed_spawns():
                                 measure, report, lookups = partial_restore(bench, bench.target(mode))
@@ -692,23 +776,28 @@ def run_helper(name: str, sizes: list[int], samples: int, ref_points: int | None
                             row["partial_restore_calls"] = measure.calls
                             row["partial_restore_lookups"] = lookups
                             row["partial_restore_missing"] = len(report.started)
-                            log(f"{name}/{mode} N={n}: restore of {len(report.started)} lost "
-                                f"{measure.wall:.2f} s ({measure.calls} calls, {lookups} -c)")
+                            log(
+                                f"{name}/{mode} N={n}: restore of {len(report.started)} lost "
+                                f"{measure.wall:.2f} s ({measure.calls} calls, {lookups} -c)"
+                            )
                             t1 = time.perf_counter()
                             points = None if n <= ref_full_max else ref_points
-                            seconds, calls, sampled, failed, tried = reference_restore(
-                                bench, n, mode, points)
+                            seconds, calls, sampled, failed, tried = reference_restore(bench, n, mode, points)
                             row["ref_restore"] = seconds
                             row["ref_restore_calls"] = calls
                             row["ref_restore_sampled"] = sampled
                             row["ref_restore_failed"] = failed
                             row["ref_restore_tried"] = tried
-                            log(f"{name}/{mode} N={n}: reference restore {seconds:.2f} s "
+                            log(
+                                f"{name}/{mode} N={n}: reference restore {seconds:.2f} s "
                                 f"{'(sampled) ' if sampled else ''}, {failed}/{tried} not found "
-                                f"[{time.perf_counter() - t1:.0f} s]")
+                                f"[{time.perf_counter() - t1:.0f} s]"
+                            )
                     rows.append(row)
-                    log(f"{name}/{mode} N={n}: create {row['create'] * 1e3:.1f} ms, "
-                        f"remove {row['remove'] * 1e3:.1f} ms, connect {row['connect'] * 1e3:.1f} ms")
+                    log(
+                        f"{name}/{mode} N={n}: create {row['create'] * 1e3:.1f} ms, "
+                        f"remove {row['remove'] * 1e3:.1f} ms, connect {row['connect'] * 1e3:.1f} ms"
+                    )
         finally:
             bench.stop()
             if beside is not None:
@@ -734,66 +823,115 @@ def _ratio(rows: list[dict[str, Any]], key: str, lo: int, hi: int) -> float | No
 
 def render(rows: list[dict[str, Any]]) -> str:
     """The markdown tables printed and pasted into docs/performance.md."""
-    out = ["| helper | tool run | N | create ms | remove ms | connect ms | calls c/r/i "
-           "| overhead/create ms (fsync) | restore s (library) | restore calls (missing) "
-           "| ref create ms (calls) | ref restore s (calls) |",
-           "|---|---|---:|---:|---:|---:|---|---:|---:|---|---|---|"]
+    out = [
+        "| helper | tool run | N | create ms | remove ms | connect ms | calls c/r/i "
+        "| overhead/create ms (fsync) | restore s (library) | restore calls (missing) "
+        "| ref create ms (calls) | ref restore s (calls) |",
+        "|---|---|---:|---:|---:|---:|---|---:|---:|---|---|---|",
+    ]
     for r in rows:
         ref_c = f"{_ms(r.get('ref_create'))} ({r['ref_create_calls']})" if "ref_create" in r else "-"
-        ref_r = (f"{_s(r.get('ref_restore'))}{'*' if r.get('ref_restore_sampled') else ''} "
-                 f"({r['ref_restore_calls']})") if "ref_restore" in r else "-"
-        rest = (f"{r['restore_calls']} ({r['restore_missing']})" if "restore" in r else "-")
+        ref_r = (
+            (
+                f"{_s(r.get('ref_restore'))}{'*' if r.get('ref_restore_sampled') else ''} "
+                f"({r['ref_restore_calls']})"
+            )
+            if "ref_restore" in r
+            else "-"
+        )
+        rest = f"{r['restore_calls']} ({r['restore_missing']})" if "restore" in r else "-"
         lib = f" ({r['restore_library']:.2f})" if "restore_library" in r else ""
-        out.append(f"| {r['helper']} | {r['mode']} | {r['n']} | {_ms(r['create'])} | "
-                   f"{_ms(r['remove'])} | {_ms(r['connect'])} | "
-                   f"{r['create_calls']}/{r['remove_calls']}/{r['connect_calls']} | "
-                   f"{_ms(r['create_overhead'])} ({_ms(r['create_fsync'])}) | {_s(r.get('restore'))}{lib} | {rest} | {ref_c} | {ref_r} |")
-    out += ["", "Ratios, largest N to smallest N (1.00 = constant cost):", "",
-            "| helper | tool run | create | remove | connect | restore | ref create | ref restore |",
-            "|---|---|---:|---:|---:|---:|---:|---:|"]
+        out.append(
+            f"| {r['helper']} | {r['mode']} | {r['n']} | {_ms(r['create'])} | "
+            f"{_ms(r['remove'])} | {_ms(r['connect'])} | "
+            f"{r['create_calls']}/{r['remove_calls']}/{r['connect_calls']} | "
+            f"{_ms(r['create_overhead'])} ({_ms(r['create_fsync'])}) | "
+            f"{_s(r.get('restore'))}{lib} | {rest} | {ref_c} | {ref_r} |"
+        )
+    out += [
+        "",
+        "Ratios, largest N to smallest N (1.00 = constant cost):",
+        "",
+        "| helper | tool run | create | remove | connect | restore | ref create | ref restore |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for helper in dict.fromkeys(r["helper"] for r in rows):
         for mode in dict.fromkeys(r["mode"] for r in rows if r["helper"] == helper):
             sub = [r for r in rows if r["helper"] == helper and r["mode"] == mode]
             lo, hi = min(r["n"] for r in sub), max(r["n"] for r in sub)
-            cells = [_ratio(sub, k, lo, hi) for k in
-                     ("create", "remove", "connect", "restore", "ref_create", "ref_restore")]
-            out.append(f"| {helper} | {mode} N={hi}/N={lo} | "
-                       + " | ".join("-" if c is None else f"{c:.2f}" for c in cells) + " |")
+            cells = [
+                _ratio(sub, k, lo, hi)
+                for k in ("create", "remove", "connect", "restore", "ref_create", "ref_restore")
+            ]
+            out.append(
+                f"| {helper} | {mode} N={hi}/N={lo} | "
+                + " | ".join("-" if c is None else f"{c:.2f}" for c in cells)
+                + " |"
+            )
     paired = [r for r in rows if "beside_n" in r]
     if paired:
-        out += ["", "The same ratios measured in turns: each N's rounds alternate with rounds "
-                    "on a second sandbox holding the smallest N, so both come from the same "
-                    "minutes (the figures the targets are checked on):", "",
-                "| helper | tool run | N / N | create | remove | connect |", "|---|---|---|---:|---:|---:|"]
-        out += [f"| {r['helper']} | {r['mode']} | {r['n']} / {r['beside_n']} | "
-                + " | ".join(f"{r[op] / r[f'{op}_beside']:.2f}" for op in ("create", "remove", "connect"))
-                + " |" for r in paired]
-    out += ["", "Spawn cost of one near-no-op tool process: " + ", ".join(
-        f"{h} {_ms(next(r['spawn'] for r in rows if r['helper'] == h))} ms"
-        for h in dict.fromkeys(r["helper"] for r in rows)) + ".",
-            "`*` = sampled: the reference's per-export restore cost measured at evenly "
-            "spaced points and interpolated over all N steps (it is quadratic in N)."]
+        out += [
+            "",
+            "The same ratios measured in turns: each N's rounds alternate with rounds "
+            "on a second sandbox holding the smallest N, so both come from the same "
+            "minutes (the figures the targets are checked on):",
+            "",
+            "| helper | tool run | N / N | create | remove | connect |",
+            "|---|---|---|---:|---:|---:|",
+        ]
+        out += [
+            f"| {r['helper']} | {r['mode']} | {r['n']} / {r['beside_n']} | "
+            + " | ".join(f"{r[op] / r[f'{op}_beside']:.2f}" for op in ("create", "remove", "connect"))
+            + " |"
+            for r in paired
+        ]
+    out += [
+        "",
+        "Spawn cost of one near-no-op tool process: "
+        + ", ".join(
+            f"{h} {_ms(next(r['spawn'] for r in rows if r['helper'] == h))} ms"
+            for h in dict.fromkeys(r["helper"] for r in rows)
+        )
+        + ".",
+        "`*` = sampled: the reference's per-export restore cost measured at evenly "
+        "spaced points and interpolated over all N steps (it is quadratic in N).",
+    ]
     partial = [r for r in rows if "partial_restore" in r]
     if partial:
-        out += ["", "chiscsi around its listing's 128 KiB cut (about 1,870 of these IQNs): a "
-                    "restore after 1% of the exports stopped (spread evenly, so past the cut "
-                    "too), and what the list-everything reference does there:", "",
-                "| N | lost | restore s | calls: -c (listing + batches) / -S | "
-                "ref creates failed | ref restore: exports not found |",
-                "|---:|---:|---:|---|---|---|"]
-        out += [f"| {r['n']} | {r['partial_restore_missing']} | {_s(r['partial_restore'])} | "
-                f"{r['partial_restore_lookups']} / "
-                f"{r['partial_restore_calls'] - r['partial_restore_lookups']} | "
-                f"{r.get('ref_create_failed', '-')} of {r.get('ref_create_tried', '-')} | "
-                f"{r.get('ref_restore_failed', '-')} of {r.get('ref_restore_tried', '-')}"
-                f"{' sampled' if r.get('ref_restore_sampled') else ''} |" for r in partial]
+        out += [
+            "",
+            "chiscsi around its listing's 128 KiB cut (about 1,870 of these IQNs): a "
+            "restore after 1% of the exports stopped (spread evenly, so past the cut "
+            "too), and what the list-everything reference does there:",
+            "",
+            "| N | lost | restore s | calls: -c (listing + batches) / -S | "
+            "ref creates failed | ref restore: exports not found |",
+            "|---:|---:|---:|---|---|---|",
+        ]
+        out += [
+            f"| {r['n']} | {r['partial_restore_missing']} | {_s(r['partial_restore'])} | "
+            f"{r['partial_restore_lookups']} / "
+            f"{r['partial_restore_calls'] - r['partial_restore_lookups']} | "
+            f"{r.get('ref_create_failed', '-')} of {r.get('ref_create_tried', '-')} | "
+            f"{r.get('ref_restore_failed', '-')} of {r.get('ref_restore_tried', '-')}"
+            f"{' sampled' if r.get('ref_restore_sampled') else ''} |"
+            for r in partial
+        ]
     reloads = [r for r in rows if "reload_restore" in r]
     if reloads:
-        out += ["", "IET after a real reboot (ietd loaded ietd.conf at start, numbering the "
-                    "targets itself), `restore_exports()`:", "",
-                "| N | restore s | tool calls (missing) |", "|---:|---:|---|"]
-        out += [f"| {r['n']} | {_s(r['reload_restore'])} | {r['reload_restore_calls']} "
-                f"({r['reload_restore_missing']}) |" for r in reloads]
+        out += [
+            "",
+            "IET after a real reboot (ietd loaded ietd.conf at start, numbering the "
+            "targets itself), `restore_exports()`:",
+            "",
+            "| N | restore s | tool calls (missing) |",
+            "|---:|---:|---|",
+        ]
+        out += [
+            f"| {r['n']} | {_s(r['reload_restore'])} | {r['reload_restore_calls']} "
+            f"({r['reload_restore_missing']}) |"
+            for r in reloads
+        ]
     return "\n".join(out)
 
 
@@ -814,72 +952,113 @@ def checks(rows: list[dict[str, Any]]) -> list[str]:
             else:
                 ratio, how = _ratio(sub, op, lo, hi), f"N={lo}"
             assert ratio is not None
-            lines.append(f"{'MET ' if ratio <= 1.3 else 'MISS'} {tag}: {op} N={hi} is "
-                         f"{ratio:.2f}x {how} (target <= 1.3x)")
+            lines.append(
+                f"{'MET ' if ratio <= 1.3 else 'MISS'} {tag}: {op} N={hi} is "
+                f"{ratio:.2f}x {how} (target <= 1.3x)"
+            )
         if "restore" in r:
             limit = r["restore_missing"] + 1
-            lines.append(f"{'MET ' if r['restore_calls'] <= limit else 'MISS'} {tag}: restore of "
-                         f"{hi} used {r['restore_calls']} tool calls (target <= missing + 1 = {limit})")
+            lines.append(
+                f"{'MET ' if r['restore_calls'] <= limit else 'MISS'} {tag}: restore of "
+                f"{hi} used {r['restore_calls']} tool calls (target <= missing + 1 = {limit})"
+            )
         if "reload_restore" in r:
             limit = r["reload_restore_missing"] + 1
-            lines.append(f"{'MET ' if r['reload_restore_calls'] <= limit else 'MISS'} {tag}: "
-                         f"restore of {hi} after ietd reloaded ietd.conf used "
-                         f"{r['reload_restore_calls']} tool calls (target <= missing + 1 = {limit})")
+            lines.append(
+                f"{'MET ' if r['reload_restore_calls'] <= limit else 'MISS'} {tag}: "
+                f"restore of {hi} after ietd reloaded ietd.conf used "
+                f"{r['reload_restore_calls']} tool calls (target <= missing + 1 = {limit})"
+            )
         if "partial_restore" in r:
             limit = r["partial_restore_missing"] + 3
-            lines.append(f"{'MET ' if r['partial_restore_calls'] <= limit else 'MISS'} {tag}: "
-                         f"restore of {r['partial_restore_missing']} lost of {hi} used "
-                         f"{r['partial_restore_calls']} tool calls, {r['partial_restore_lookups']}"
-                         f" of them -c (target <= lost + 3 = {limit})")
+            lines.append(
+                f"{'MET ' if r['partial_restore_calls'] <= limit else 'MISS'} {tag}: "
+                f"restore of {r['partial_restore_missing']} lost of {hi} used "
+                f"{r['partial_restore_calls']} tool calls, {r['partial_restore_lookups']}"
+                f" of them -c (target <= lost + 3 = {limit})"
+            )
         if "ref_restore" in r:
             speedup = r["ref_restore"] / r["restore"]
-            lines.append(f"{'MET ' if speedup >= 20 else 'MISS'} {tag}: restore of {hi} is "
-                         f"{speedup:.1f}x faster than list-everything (target >= 20x)")
+            lines.append(
+                f"{'MET ' if speedup >= 20 else 'MISS'} {tag}: restore of {hi} is "
+                f"{speedup:.1f}x faster than list-everything (target >= 20x)"
+            )
         if r["mode"] == "process":
             over = r["create_overhead"] * 1e3
-            lines.append(f"{'MET ' if over < 5 else 'MISS'} {tag}: library overhead per create "
-                         f"{over:.1f} ms at N={hi}, of which fsync {r['create_fsync'] * 1e3:.1f} ms "
-                         "(target < 5 ms)")
+            lines.append(
+                f"{'MET ' if over < 5 else 'MISS'} {tag}: library overhead per create "
+                f"{over:.1f} ms at N={hi}, of which fsync {r['create_fsync'] * 1e3:.1f} ms "
+                "(target < 5 ms)"
+            )
     return lines
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     fig, (left, right) = plt.subplots(1, 2, figsize=(15, 8))
-    for (helper, mode) in dict.fromkeys((r["helper"], r["mode"]) for r in rows):
-        sub = sorted((r for r in rows if r["helper"] == helper and r["mode"] == mode),
-                     key=lambda r: r["n"])
+    for helper, mode in dict.fromkeys((r["helper"], r["mode"]) for r in rows):
+        sub = sorted((r for r in rows if r["helper"] == helper and r["mode"] == mode), key=lambda r: r["n"])
         ns = [r["n"] for r in sub]
         style = "-" if mode == "process" else "--"
         for op, marker in (("create", "o"), ("remove", "s"), ("connect", "^")):
-            left.plot(ns, [r[op] * 1e3 for r in sub], style, marker=marker,
-                      label=f"{helper} {op} ({mode})")
+            left.plot(ns, [r[op] * 1e3 for r in sub], style, marker=marker, label=f"{helper} {op} ({mode})")
         if "ref_create" in sub[0]:
-            left.plot(ns, [r["ref_create"] * 1e3 for r in sub], style, marker="x", color="black",
-                      linewidth=2, label=f"REFERENCE list-all create ({mode})")
+            left.plot(
+                ns,
+                [r["ref_create"] * 1e3 for r in sub],
+                style,
+                marker="x",
+                color="black",
+                linewidth=2,
+                label=f"REFERENCE list-all create ({mode})",
+            )
         with_restore = [r for r in sub if "restore" in r]
         if with_restore:
-            right.plot([r["n"] for r in with_restore], [r["restore"] for r in with_restore],
-                       style, marker="o", label=f"{helper} restore ({mode})")
+            right.plot(
+                [r["n"] for r in with_restore],
+                [r["restore"] for r in with_restore],
+                style,
+                marker="o",
+                label=f"{helper} restore ({mode})",
+            )
         with_ref = [r for r in sub if "ref_restore" in r]
         if with_ref:
-            right.plot([r["n"] for r in with_ref], [r["ref_restore"] for r in with_ref], style,
-                       marker="x", color="black", linewidth=2,
-                       label=f"REFERENCE list-all restore ({mode})")
-    left.set(xscale="log", yscale="log", xlabel="existing exports N",
-             ylabel="median latency per operation (ms)",
-             title="create / remove / initialize_connection")
-    right.set(xscale="log", yscale="log", xlabel="exports N (all restored)",
-              ylabel="time to restore all N after a reboot (s)", title="restore_exports()")
+            right.plot(
+                [r["n"] for r in with_ref],
+                [r["ref_restore"] for r in with_ref],
+                style,
+                marker="x",
+                color="black",
+                linewidth=2,
+                label=f"REFERENCE list-all restore ({mode})",
+            )
+    left.set(
+        xscale="log",
+        yscale="log",
+        xlabel="existing exports N",
+        ylabel="median latency per operation (ms)",
+        title="create / remove / initialize_connection",
+    )
+    right.set(
+        xscale="log",
+        yscale="log",
+        xlabel="exports N (all restored)",
+        ylabel="time to restore all N after a reboot (s)",
+        title="restore_exports()",
+    )
     for axis in (left, right):
         axis.grid(True, which="both", alpha=0.3)
     # Below the axes: inside, the legend would hide the lines it names.
     left.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.1))
     right.legend(fontsize=8, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.1))
-    fig.suptitle("iscsi-helper: cost per operation against existing exports "
-                 "(solid: tool spawned; dashed: emulator in process)")
+    fig.suptitle(
+        "iscsi-helper: cost per operation against existing exports "
+        "(solid: tool spawned; dashed: emulator in process)"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -888,21 +1067,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10,100,1000,5000")
     parser.add_argument("--helpers", default="chiscsi,iet,tgt")
-    parser.add_argument("--samples", type=int, default=15,
-                        help="measured operations per size (median reported)")
-    parser.add_argument("--quick", action="store_true",
-                        help="sizes 10,100,1000 and 5 samples (a few minutes)")
-    parser.add_argument("--ref-points", type=int, default=9,
-                        help="exports timed the reference's way in a sampled reference restore")
-    parser.add_argument("--ref-full-max", type=int, default=100,
-                        help="largest N whose reference restore is timed export by export in full")
-    parser.add_argument("--tgt-restore-max", type=int, default=1000,
-                        help="largest N restored on tgt (a real tgtd: about 5 tgtadm "
-                             "calls per export, and it stops at ~2000 LUNs on this VM)")
+    parser.add_argument(
+        "--samples", type=int, default=15, help="measured operations per size (median reported)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="sizes 10,100,1000 and 5 samples (a few minutes)"
+    )
+    parser.add_argument(
+        "--ref-points",
+        type=int,
+        default=9,
+        help="exports timed the reference's way in a sampled reference restore",
+    )
+    parser.add_argument(
+        "--ref-full-max",
+        type=int,
+        default=100,
+        help="largest N whose reference restore is timed export by export in full",
+    )
+    parser.add_argument(
+        "--tgt-restore-max",
+        type=int,
+        default=1000,
+        help="largest N restored on tgt (a real tgtd: about 5 tgtadm "
+        "calls per export, and it stops at ~2000 LUNs on this VM)",
+    )
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
     parser.add_argument("--plot", type=Path, help="write the latency plot (needs matplotlib)")
-    parser.add_argument("--from-json", type=Path,
-                        help="re-print the tables (and plot) of an earlier --json run; measures nothing")
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        help="re-print the tables (and plot) of an earlier --json run; measures nothing",
+    )
     args = parser.parse_args(argv)
     if args.from_json:
         rows = json.loads(args.from_json.read_text())
@@ -912,16 +1108,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     sizes = [10, 100, 1000] if args.quick else [int(s) for s in args.sizes.split(",")]
     samples = 5 if args.quick else args.samples
-    log = lambda message: print(f"[{time.strftime('%H:%M:%S')}] {message}",  # noqa: E731
-                                file=sys.stderr, flush=True)
+
+    def log(message: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
     for name in args.helpers.split(","):
         if name == "tgt" and not shutil.which("tgtd"):
             log("tgt: tgtd not installed, skipped")
             continue
-        rows += run_helper(name, sorted(sizes), samples, args.ref_points, args.ref_full_max,
-                           args.tgt_restore_max, log)
+        rows += run_helper(
+            name, sorted(sizes), samples, args.ref_points, args.ref_full_max, args.tgt_restore_max, log
+        )
         if args.json:  # after each helper, so a late failure keeps what was measured
             args.json.write_text(json.dumps(rows, indent=1) + "\n")
     print(render(rows))

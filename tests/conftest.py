@@ -44,8 +44,10 @@ def _skip_reason(report: pytest.TestReport | pytest.CollectReport) -> str:
 
 
 _UNEXPECTED_COLLECT_SKIPS: list[str] = []
-_CI_MESSAGE = ("a skip not listed in tests/expected_skips.py under CI (.ci/run installs every tool "
-               "the suite needs; a missing one must fail the run, not hide its tests)")
+_CI_MESSAGE = (
+    "a skip not listed in tests/expected_skips.py under CI (.ci/run installs every tool "
+    "the suite needs; a missing one must fail the run, not hide its tests)"
+)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -73,12 +75,11 @@ def pytest_make_collect_report(collector: pytest.Collector) -> object:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if _UNEXPECTED_COLLECT_SKIPS and exitstatus in (pytest.ExitCode.OK,
-                                                    pytest.ExitCode.NO_TESTS_COLLECTED):
+    if _UNEXPECTED_COLLECT_SKIPS and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ANN001
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     if _UNEXPECTED_COLLECT_SKIPS:
         terminalreporter.section("modules skipped at collection under CI", red=True)
         terminalreporter.write_line(_CI_MESSAGE + ":")

@@ -29,27 +29,31 @@ EXPECTED_SKIPS: tuple[ExpectedSkip, ...] = (
         "tests/reliability/test_broken_tools.py::"
         "test_broken_tool_gives_one_clear_line_and_reconcile_settles[fake-*]",
         "fake runs no target tool",
-        "the fake helper has no tool that could be absent, hang or print garbage (5 tests)"),
+        "the fake helper has no tool that could be absent, hang or print garbage (5 tests)",
+    ),
     ExpectedSkip(
-        "tests/behaviour/test_target_contract.py::"
-        "test_initiator_acl_follows_initialize_and_terminate[iet]",
+        "tests/behaviour/test_target_contract.py::test_initiator_acl_follows_initialize_and_terminate[iet]",
         "iet keeps no initiator ACL",
-        "IET's helper restricts logins by CHAP only, as Cinder's IetAdm did (supports_acl False)"),
+        "IET's helper restricts logins by CHAP only, as Cinder's IetAdm did (supports_acl False)",
+    ),
     ExpectedSkip(
         "tests/behaviour/test_operator_contract.py::"
         "test_a_device_swap_needs_force_once_an_initiator_was_granted_access[iet]",
         "iet keeps no initiator ACL",
         "with no ACL, only sessions make an IET export connected; "
-        "test_iet_counts_sessions_from_its_session_file checks that"),
+        "test_iet_counts_sessions_from_its_session_file checks that",
+    ),
     ExpectedSkip(
         "tests/reliability/test_lying_tools.py::*[fake]",
         "fake runs no target tool",
-        "the fake helper has no tool that could say yes without acting (3 tests)"),
+        "the fake helper has no tool that could say yes without acting (3 tests)",
+    ),
     ExpectedSkip(
         "tests/reliability/test_reconcile_fields.py::"
         "test_a_repair_the_tool_only_pretended_to_make_is_not_called_fixed[fake]",
         "fake runs no target tool",
-        "the fake helper has no tool that could pretend to repair"),
+        "the fake helper has no tool that could pretend to repair",
+    ),
 )
 
 

@@ -124,7 +124,7 @@ def render() -> str:
         "then `[backend_defaults]`, never from `[DEFAULT]`; without it, from",
         "`[DEFAULT]`. An option written only where it is not read is a warning.",
         "From Cinder, see [cinder.md](cinder.md) for where each is read.",
-        "\"iscsi-helper only\" marks options Cinder does not have. \"Read by\" is",
+        '"iscsi-helper only" marks options Cinder does not have. "Read by" is',
         "found in the source, so it lists the code that really uses the option.",
         "",
         "Every option is checked when a helper is made, before any lock, file or",
@@ -141,29 +141,46 @@ def render() -> str:
         "",
     ]
     for group, opts in groups:
-        lines += [f"## [{group}]", "",
-                  "| option | type | default | deprecated names | read by | meaning |",
-                  "| --- | --- | --- | --- | --- | --- |"]
+        lines += [
+            f"## [{group}]",
+            "",
+            "| option | type | default | deprecated names | read by | meaning |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
         for opt in opts:
             deprecated = ", ".join(f"`{d.name}`" for d in opt.deprecated_opts if d.name)
-            lines.append("| " + " | ".join([
-                f"`{opt.name}`", _cell(_type(opt)), _cell(_default(opt)), deprecated or "",
-                _cell(", ".join(who.get(opt.dest) or ["(not read)"])), _cell(opt.help or "")]) + " |")
+            lines.append(
+                "| "
+                + " | ".join(
+                    [
+                        f"`{opt.name}`",
+                        _cell(_type(opt)),
+                        _cell(_default(opt)),
+                        deprecated or "",
+                        _cell(", ".join(who.get(opt.dest) or ["(not read)"])),
+                        _cell(opt.help or ""),
+                    ]
+                )
+                + " |"
+            )
         lines.append("")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true",
-                        help="do not write; exit 1 if docs/configuration.md is out of date")
+    parser.add_argument(
+        "--check", action="store_true", help="do not write; exit 1 if docs/configuration.md is out of date"
+    )
     args = parser.parse_args(argv)
     text = render()
     if args.check:
         current = OUTPUT.read_text(encoding="utf-8") if OUTPUT.exists() else ""
         if current != text:
-            print(f"{OUTPUT.relative_to(REPO)} is out of date: run python3 tools/gen_config_doc.py",
-                  file=sys.stderr)
+            print(
+                f"{OUTPUT.relative_to(REPO)} is out of date: run python3 tools/gen_config_doc.py",
+                file=sys.stderr,
+            )
             return 1
         return 0
     OUTPUT.write_text(text, encoding="utf-8")

@@ -51,37 +51,100 @@ __version__ = "0.1.0"
 #: Public name -> the module it lives in (None: the name is that module itself).
 _EXPORTS: dict[str, str | None] = {
     # configuration
-    "options": None, "new_config": "iscsi_helper.options", "list_opts": "iscsi_helper.options",
+    "options": None,
+    "new_config": "iscsi_helper.options",
+    "list_opts": "iscsi_helper.options",
     # helpers
-    "registry": None, "get_helper": "iscsi_helper.registry",
-    "helper_names": "iscsi_helper.registry", "helper_class": "iscsi_helper.registry",
-    "TargetHelper": "iscsi_helper.targets.base", "Progress": "iscsi_helper.targets.base",
-    "IscsiHelper": "iscsi_helper.targets.iscsi", "Executor": "iscsi_helper.executor",
+    "registry": None,
+    "get_helper": "iscsi_helper.registry",
+    "helper_names": "iscsi_helper.registry",
+    "helper_class": "iscsi_helper.registry",
+    "TargetHelper": "iscsi_helper.targets.base",
+    "Progress": "iscsi_helper.targets.base",
+    "IscsiHelper": "iscsi_helper.targets.iscsi",
+    "Executor": "iscsi_helper.executor",
     # what helpers take and give
-    "Volume": "iscsi_helper.model", "VolumeProtocol": "iscsi_helper.model",
-    "VolumeLike": "iscsi_helper.model", "ExportSpec": "iscsi_helper.model",
-    "ExportStatus": "iscsi_helper.model", "LiveTarget": "iscsi_helper.model",
-    "Drift": "iscsi_helper.model", "EnsureReport": "iscsi_helper.model",
-    "ChapCredentials": "iscsi_helper.formats", "Portal": "iscsi_helper.formats",
+    "Volume": "iscsi_helper.model",
+    "VolumeProtocol": "iscsi_helper.model",
+    "VolumeLike": "iscsi_helper.model",
+    "ExportSpec": "iscsi_helper.model",
+    "ExportStatus": "iscsi_helper.model",
+    "LiveTarget": "iscsi_helper.model",
+    "Drift": "iscsi_helper.model",
+    "EnsureReport": "iscsi_helper.model",
+    "ChapCredentials": "iscsi_helper.formats",
+    "Portal": "iscsi_helper.formats",
     # errors
-    **{name: "iscsi_helper.exception" for name in (
-        "IscsiHelperError", "InvalidInput", "InvalidConnector", "InvalidConfiguration",
-        "UnknownTargetHelper", "AccessDenied", "MissingDependency", "ExportNotFound",
-        "ExportNotLive", "ExportInUse", "TargetCreateFailed", "TargetRemoveFailed",
-        "TargetBusy", "PersistenceError", "CommandError", "CommandNotFound", "CommandFailed",
-        "CommandTimedOut", "CoordinationError")},
+    **{
+        name: "iscsi_helper.exception"
+        for name in (
+            "IscsiHelperError",
+            "InvalidInput",
+            "InvalidConnector",
+            "InvalidConfiguration",
+            "UnknownTargetHelper",
+            "AccessDenied",
+            "MissingDependency",
+            "ExportNotFound",
+            "ExportNotLive",
+            "ExportInUse",
+            "TargetCreateFailed",
+            "TargetRemoveFailed",
+            "TargetBusy",
+            "PersistenceError",
+            "CommandError",
+            "CommandNotFound",
+            "CommandFailed",
+            "CommandTimedOut",
+            "CoordinationError",
+        )
+    },
 }
 
 #: Every public name (a test checks each one loads, and matches _EXPORTS).
-__all__ = ["__version__", "options", "new_config", "list_opts", "registry", "get_helper",
-           "helper_names", "helper_class", "TargetHelper", "Progress", "IscsiHelper",
-           "Executor", "Volume", "VolumeProtocol", "VolumeLike", "ExportSpec", "ExportStatus",
-           "LiveTarget", "Drift", "EnsureReport", "ChapCredentials", "Portal",
-           "IscsiHelperError", "InvalidInput", "InvalidConnector", "InvalidConfiguration",
-           "UnknownTargetHelper", "AccessDenied", "MissingDependency", "ExportNotFound",
-           "ExportNotLive", "ExportInUse", "TargetCreateFailed", "TargetRemoveFailed",
-           "TargetBusy", "PersistenceError", "CommandError", "CommandNotFound",
-           "CommandFailed", "CommandTimedOut", "CoordinationError"]
+__all__ = [
+    "__version__",
+    "options",
+    "new_config",
+    "list_opts",
+    "registry",
+    "get_helper",
+    "helper_names",
+    "helper_class",
+    "TargetHelper",
+    "Progress",
+    "IscsiHelper",
+    "Executor",
+    "Volume",
+    "VolumeProtocol",
+    "VolumeLike",
+    "ExportSpec",
+    "ExportStatus",
+    "LiveTarget",
+    "Drift",
+    "EnsureReport",
+    "ChapCredentials",
+    "Portal",
+    "IscsiHelperError",
+    "InvalidInput",
+    "InvalidConnector",
+    "InvalidConfiguration",
+    "UnknownTargetHelper",
+    "AccessDenied",
+    "MissingDependency",
+    "ExportNotFound",
+    "ExportNotLive",
+    "ExportInUse",
+    "TargetCreateFailed",
+    "TargetRemoveFailed",
+    "TargetBusy",
+    "PersistenceError",
+    "CommandError",
+    "CommandNotFound",
+    "CommandFailed",
+    "CommandTimedOut",
+    "CoordinationError",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -89,8 +152,11 @@ def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module 'iscsi_helper' has no attribute {name!r}")
     home = _EXPORTS[name]
-    value = (importlib.import_module(f"iscsi_helper.{name}") if home is None
-             else getattr(importlib.import_module(home), name))
+    value = (
+        importlib.import_module(f"iscsi_helper.{name}")
+        if home is None
+        else getattr(importlib.import_module(home), name)
+    )
     globals()[name] = value
     return value
 

@@ -86,31 +86,39 @@ def problem(need: Need) -> AccessDenied | None:
             if need.kind == "file" and path.exists() and not os.access(path, os.R_OK):
                 user, group, mode = _owner(path)
                 return AccessDenied(
-                    option=need.option, path=str(path),
+                    option=need.option,
+                    path=str(path),
                     problem=f"{me} cannot read it (owner {user}:{group}, mode {mode})",
-                    fix=f"{_run_as(user)}, or make it readable by this user")
+                    fix=f"{_run_as(user)}, or make it readable by this user",
+                )
             return None
         user, group, mode = _owner(directory)
         what = "write in" if need.kind == "file" or directory == path else "write"
         return AccessDenied(
-            option=need.option, path=str(path),
+            option=need.option,
+            path=str(path),
             problem=f"{me} cannot {what} {directory} (owner {user}:{group}, mode {mode})",
             fix=f"{_run_as(user)}, or give this user the directory "
-                f"(chown {_login(os.geteuid())} {directory}; chmod 0700 {directory})")
+            f"(chown {_login(os.geteuid())} {directory}; chmod 0700 {directory})",
+        )
     ancestor = _existing_ancestor(directory)
     if not ancestor.is_dir():
-        return AccessDenied(option=need.option, path=str(path),
-                            problem=f"{ancestor} is not a directory",
-                            fix="point the option at a directory")
+        return AccessDenied(
+            option=need.option,
+            path=str(path),
+            problem=f"{ancestor} is not a directory",
+            fix="point the option at a directory",
+        )
     if _writable_dir(ancestor):
         return None  # created on first use, 0700, by this user
     user, group, mode = _owner(ancestor)
     return AccessDenied(
-        option=need.option, path=str(path),
-        problem=f"{me} cannot create {directory}: {ancestor} is owned by {user}:{group}, "
-                f"mode {mode}",
+        option=need.option,
+        path=str(path),
+        problem=f"{me} cannot create {directory}: {ancestor} is owned by {user}:{group}, mode {mode}",
         fix=f"{_run_as(user)}, or create it for this user first "
-            f"(install -d -o {_login(os.geteuid())} -m 0700 {directory})")
+        f"(install -d -o {_login(os.geteuid())} -m 0700 {directory})",
+    )
 
 
 def check(needs: list[Need]) -> None:

@@ -69,9 +69,20 @@ from iscsi_helper.formats import format_provider_auth, validate_volume_id
 from iscsi_helper.model import Volume
 from iscsi_helper.targets.base import TargetHelper
 
-__all__ = ["COMMANDS", "COMMAND_EXTENSIONS", "EXIT_BROKEN_PIPE", "EXIT_FAILED",
-           "EXIT_INTERRUPTED", "EXIT_NOT_FOUND", "EXIT_OK", "EXIT_USAGE", "Command", "Invocation",
-           "build_parser", "main"]
+__all__ = [
+    "COMMANDS",
+    "COMMAND_EXTENSIONS",
+    "EXIT_BROKEN_PIPE",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_NOT_FOUND",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "Command",
+    "Invocation",
+    "build_parser",
+    "main",
+]
 
 LOG = secretmask.get_logger(__name__)
 
@@ -84,17 +95,23 @@ class Invocation:
 
     @functools.cached_property
     def loaded(self) -> options.LoadedConfig:
-        overrides = {name: getattr(self.args, name) for name in cliargs.OVERRIDES
-                     if getattr(self.args, name) is not None}
+        overrides = {
+            name: getattr(self.args, name)
+            for name in cliargs.OVERRIDES
+            if getattr(self.args, name) is not None
+        }
         if "lock_path" in overrides:
             overrides["oslo_concurrency.lock_path"] = overrides.pop("lock_path")
         try:
-            loaded = options.load(self.args.config_file, overrides, backend=self.args.backend,
-                                  config_dirs=self.args.config_dir)
+            loaded = options.load(
+                self.args.config_file, overrides, backend=self.args.backend, config_dirs=self.args.config_dir
+            )
         except cfg.ConfigFilesPermissionDeniedError as err:
-            raise InvalidConfiguration(reason=f"cannot read {', '.join(err.config_files)}: "
-                                              "permission denied (run as a user who can read "
-                                              "it, e.g. root or cinder)") from None
+            raise InvalidConfiguration(
+                reason=f"cannot read {', '.join(err.config_files)}: "
+                "permission denied (run as a user who can read "
+                "it, e.g. root or cinder)"
+            ) from None
         except (cfg.Error, ValueError) as err:
             raise InvalidConfiguration(reason=str(err).strip()) from None
         for warning in loaded.warnings:
@@ -138,9 +155,11 @@ def _export(run: Invocation) -> int:
     volume = run.volume(run.args.volume_id)
     helper = run.changing()
     if run.loaded.address_guessed:
-        LOG.warning("target_ip_address is set nowhere it is read, so the export publishes "
-                    "my_ip's guess of this host's address (%s); set target_ip_address",
-                    run.conf.target_ip_address)
+        LOG.warning(
+            "target_ip_address is set nowhere it is read, so the export publishes "
+            "my_ip's guess of this host's address (%s); set target_ip_address",
+            run.conf.target_ip_address,
+        )
     status = helper.export(volume, run.args.device, force=run.args.force)
     run.show(cliviews.status_dict(status, run.args.show_secrets), cliviews.human_status)
     return EXIT_OK
@@ -188,12 +207,15 @@ def _connection_info(run: Invocation) -> int:
     if status.live is None:
         raise ExportNotLive(volume=run.args.volume_id)
     chap = status.spec.chap
-    volume = Volume(volume.id, volume.name, provider_location=status.provider_location,
-                    provider_auth=format_provider_auth(chap) if chap else None)
+    volume = Volume(
+        volume.id,
+        volume.name,
+        provider_location=status.provider_location,
+        provider_auth=format_provider_auth(chap) if chap else None,
+    )
     helper = run.changing() if run.helper.supports_acl else run.helper
     info = helper.initialize_connection(volume, connector)
-    run.show(cliviews.mask_connection_secret(info, run.args.show_secrets),
-             cliviews.human_connection_info)
+    run.show(cliviews.mask_connection_secret(info, run.args.show_secrets), cliviews.human_connection_info)
     return EXIT_OK
 
 
@@ -207,8 +229,12 @@ def _disconnect(run: Invocation) -> int:
     granted = run.args.initiator in status.spec.initiators
     if granted:
         run.changing().terminate_connection(volume, connector)
-    data = {"volume_id": volume.id, "initiator": run.args.initiator, "revoked": granted,
-            "helper_keeps_acl": run.helper.supports_acl}
+    data = {
+        "volume_id": volume.id,
+        "initiator": run.args.initiator,
+        "revoked": granted,
+        "helper_keeps_acl": run.helper.supports_acl,
+    }
     run.show(data, cliviews.human_disconnect)
     return EXIT_OK
 
@@ -219,8 +245,12 @@ def _reconcile(run: Invocation) -> int:
         raise CliUsageError("reconcile: --dry-run and --stop-orphans go with --fix")
     helper = run.changing() if fix and not dry_run else run.helper
     drifts = helper.reconcile(fix=fix and not dry_run, stop_orphans=stop_orphans)
-    rows = [cliviews.drift_dict(d, run.volume_id_of(d.volume_name), fix=fix, dry_run=dry_run,
-                                stop_orphans=stop_orphans) for d in drifts]
+    rows = [
+        cliviews.drift_dict(
+            d, run.volume_id_of(d.volume_name), fix=fix, dry_run=dry_run, stop_orphans=stop_orphans
+        )
+        for d in drifts
+    ]
     run.show(rows, lambda rs: cliviews.human_drifts(rs, fix))
     clean = all(d.state == "ok" or d.fixed for d in drifts)
     return EXIT_OK if clean else EXIT_FAILED
@@ -244,23 +274,49 @@ class Command:
 
 
 COMMANDS: tuple[Command, ...] = (
-    Command("export", "Export a device as the volume's iSCSI target (idempotent).",
-            _export, cliargs.export_args, secrets_flag=True),
-    Command("unexport", "Remove the volume's target and its persisted export (idempotent).",
-            _unexport, cliargs.volume_id),
-    Command("ensure", "Bring persisted exports back live (after a restart), fixing any that "
-                      "differ.", _ensure, cliargs.ensure_args),
+    Command(
+        "export",
+        "Export a device as the volume's iSCSI target (idempotent).",
+        _export,
+        cliargs.export_args,
+        secrets_flag=True,
+    ),
+    Command(
+        "unexport",
+        "Remove the volume's target and its persisted export (idempotent).",
+        _unexport,
+        cliargs.volume_id,
+    ),
+    Command(
+        "ensure",
+        "Bring persisted exports back live (after a restart), fixing any that differ.",
+        _ensure,
+        cliargs.ensure_args,
+    ),
     Command("list", "List persisted exports and whether each is live.", _list, cliargs.list_args),
     Command("show", "Show one export.", _show, cliargs.volume_id, secrets_flag=True),
-    Command("connection-info", "Connection properties for an initiator (os-brick format; "
-                               "grants the initiator access where the helper keeps ACLs).",
-            _connection_info, cliargs.connection_info_args, secrets_flag=True),
-    Command("disconnect", "Revoke the access connection-info granted an initiator "
-                          "(Cinder's terminate_connection).", _disconnect, cliargs.initiator_args),
-    Command("reconcile", "Compare persisted exports with the live target: ok, missing-live, "
-                         "differs [the fields that differ], orphan-live, foreign-file (only "
-                         "targets named with target_prefix are considered).",
-            _reconcile, cliargs.reconcile_args),
+    Command(
+        "connection-info",
+        "Connection properties for an initiator (os-brick format; "
+        "grants the initiator access where the helper keeps ACLs).",
+        _connection_info,
+        cliargs.connection_info_args,
+        secrets_flag=True,
+    ),
+    Command(
+        "disconnect",
+        "Revoke the access connection-info granted an initiator (Cinder's terminate_connection).",
+        _disconnect,
+        cliargs.initiator_args,
+    ),
+    Command(
+        "reconcile",
+        "Compare persisted exports with the live target: ok, missing-live, "
+        "differs [the fields that differ], orphan-live, foreign-file (only "
+        "targets named with target_prefix are considered).",
+        _reconcile,
+        cliargs.reconcile_args,
+    ),
     Command("helpers", "List the registered target helpers.", _helpers),
 )
 
@@ -295,8 +351,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             setup_logging(debug=debug, verbose=args.verbose or 0, log_file=args.log_file)
         except OSError as err:
-            raise CliUsageError(f"--log-file {args.log_file}: cannot open it "
-                                f"({err.strerror}); give a file this user can write") from None
+            raise CliUsageError(
+                f"--log-file {args.log_file}: cannot open it "
+                f"({err.strerror}); give a file this user can write"
+            ) from None
         status = _run(args)
         sys.stdout.flush()  # a closed pipe shows here, inside the handler below
         return status

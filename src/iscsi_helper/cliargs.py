@@ -24,16 +24,33 @@ from iscsi_helper.clisupport import CliUsageError
 COMMAND_EXTENSIONS = "iscsi_helper.cli_commands"
 
 #: Command-line flags that override the configuration file, by option name.
-OVERRIDES = ("target_helper", "state_path", "volumes_dir", "target_ip_address",
-             "target_port", "target_prefix", "chiscsi_conf", "iet_conf", "iet_proc_dir",
-             "lock_path", "root_helper")
+OVERRIDES = (
+    "target_helper",
+    "state_path",
+    "volumes_dir",
+    "target_ip_address",
+    "target_port",
+    "target_prefix",
+    "chiscsi_conf",
+    "iet_conf",
+    "iet_proc_dir",
+    "lock_path",
+    "root_helper",
+)
 
 #: The options of the command line itself, accepted anywhere on it (see hoist_globals):
 #: flag -> whether it takes a value.
 GLOBAL_FLAGS: dict[str, bool] = {
-    "--json": False, "--debug": False, "-v": False, "--verbose": False, "--log-file": True,
-    "--config-file": True, "--config-dir": True, "--backend": True,
-    **{"--" + name.replace("_", "-"): True for name in OVERRIDES}}
+    "--json": False,
+    "--debug": False,
+    "-v": False,
+    "--verbose": False,
+    "--log-file": True,
+    "--config-file": True,
+    "--config-dir": True,
+    "--backend": True,
+    **{"--" + name.replace("_", "-"): True for name in OVERRIDES},
+}
 
 
 class CommandEntry(Protocol):
@@ -66,9 +83,12 @@ def volume_id(p: argparse.ArgumentParser) -> None:
 def export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("volume_id", metavar="VOLUME_ID")
     p.add_argument("device", metavar="DEVICE", help="backing block device or file")
-    p.add_argument("--force", action="store_true",
-                   help="change the device even while initiators are connected (they see "
-                        "another disk under the same LUN)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="change the device even while initiators are connected (they see "
+        "another disk under the same LUN)",
+    )
 
 
 def ensure_args(p: argparse.ArgumentParser) -> None:
@@ -91,13 +111,15 @@ def connection_info_args(p: argparse.ArgumentParser) -> None:
 
 
 def reconcile_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--fix", action="store_true",
-                   help="start missing exports and reload differing ones")
-    p.add_argument("--dry-run", action="store_true",
-                   help="with --fix: say what would be done, change nothing")
-    p.add_argument("--stop-orphans", action="store_true",
-                   help="with --fix: also stop live targets that have no record (their "
-                        "initiators are cut off)")
+    p.add_argument("--fix", action="store_true", help="start missing exports and reload differing ones")
+    p.add_argument(
+        "--dry-run", action="store_true", help="with --fix: say what would be done, change nothing"
+    )
+    p.add_argument(
+        "--stop-orphans",
+        action="store_true",
+        help="with --fix: also stop live targets that have no record (their initiators are cut off)",
+    )
 
 
 def no_args(p: argparse.ArgumentParser) -> None:
@@ -119,31 +141,58 @@ def add_globals(p: argparse.ArgumentParser, *, shown_on_command: bool) -> None:
     # A command's copies must not set anything (SUPPRESS): argparse copies a command's
     # defaults over the main parser's values.
     unset: Any = argparse.SUPPRESS
-    output.add_argument("--json", action="store_true", default=unset if shown_on_command else False,
-                        help="print JSON for machines (an error too, as {\"error\": ...})")
-    output.add_argument("--debug", action="store_true",
-                        default=unset if shown_on_command else False,
-                        help="log debug messages (timestamped) to stderr, and tracebacks")
-    output.add_argument("-v", "--verbose", action="count", default=unset if shown_on_command else 0,
-                        help="log what is done, timestamped (-vv: debug messages too)")
-    output.add_argument("--log-file", metavar="PATH", default=unset if shown_on_command else None,
-                        help="also log to PATH (timestamped; debug messages with --debug)")
+    output.add_argument(
+        "--json",
+        action="store_true",
+        default=unset if shown_on_command else False,
+        help='print JSON for machines (an error too, as {"error": ...})',
+    )
+    output.add_argument(
+        "--debug",
+        action="store_true",
+        default=unset if shown_on_command else False,
+        help="log debug messages (timestamped) to stderr, and tracebacks",
+    )
+    output.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=unset if shown_on_command else 0,
+        help="log what is done, timestamped (-vv: debug messages too)",
+    )
+    output.add_argument(
+        "--log-file",
+        metavar="PATH",
+        default=unset if shown_on_command else None,
+        help="also log to PATH (timestamped; debug messages with --debug)",
+    )
     if shown_on_command:
         return
     configuration = p.add_argument_group("configuration (before or after the command)")
     configuration.add_argument(
-        "--config-file", action="append", default=[], metavar="PATH",
-        help="INI file with Cinder-named options (repeatable), e.g. /etc/cinder/cinder.conf")
+        "--config-file",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="INI file with Cinder-named options (repeatable), e.g. /etc/cinder/cinder.conf",
+    )
     configuration.add_argument(
-        "--config-dir", action="append", default=[], metavar="DIR",
-        help="also read every *.conf in DIR, after the files (repeatable)")
+        "--config-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="also read every *.conf in DIR, after the files (repeatable)",
+    )
     configuration.add_argument(
-        "--backend", metavar="NAME",
+        "--backend",
+        metavar="NAME",
         help="the cinder.conf backend section to read the target options of (default: the "
-             "only entry of enabled_backends; without enabled_backends: [DEFAULT])")
+        "only entry of enabled_backends; without enabled_backends: [DEFAULT])",
+    )
     for name in OVERRIDES:
-        configuration.add_argument("--" + name.replace("_", "-"), dest=name, metavar="VALUE",
-                                   help=f"override option {name}")
+        configuration.add_argument(
+            "--" + name.replace("_", "-"), dest=name, metavar="VALUE", help=f"override option {name}"
+        )
 
 
 def hoist_globals(argv: Sequence[str]) -> list[str]:
@@ -182,26 +231,28 @@ def hoist_globals(argv: Sequence[str]) -> list[str]:
 
 def build_parser(commands: Iterable[CommandEntry]) -> argparse.ArgumentParser:
     """The parser of ``commands``, and of those other packages add (:data:`COMMAND_EXTENSIONS`)."""
-    parser = Parser(prog="iscsi-helper",
-                    description="Export block volumes over iSCSI through a target helper "
-                                "(chiscsi, IET, tgt, ...), with Cinder's options and formats.",
-                    epilog="Exit codes: 0 success, 1 failed, 2 bad usage or refused before "
-                           "anything was touched, 3 no such export, 130 interrupted, 141 "
-                           "output closed early. With --json, errors are a JSON object on "
-                           "stdout as well.")
+    parser = Parser(
+        prog="iscsi-helper",
+        description="Export block volumes over iSCSI through a target helper "
+        "(chiscsi, IET, tgt, ...), with Cinder's options and formats.",
+        epilog="Exit codes: 0 success, 1 failed, 2 bad usage or refused before "
+        "anything was touched, 3 no such export, 130 interrupted, 141 "
+        "output closed early. With --json, errors are a JSON object on "
+        "stdout as well.",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     add_globals(parser, shown_on_command=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
 
-    def command(name: str, help_text: str, *, json_flag: bool = True,
-                secrets_flag: bool = False) -> argparse.ArgumentParser:
+    def command(
+        name: str, help_text: str, *, json_flag: bool = True, secrets_flag: bool = False
+    ) -> argparse.ArgumentParser:
         """Add a command; ``json_flag`` is kept for extensions written before --json was global."""
         p: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
         add_globals(p, shown_on_command=True)
         if secrets_flag:
-            p.add_argument("--show-secrets", action="store_true",
-                           help="print CHAP secrets instead of ***")
+            p.add_argument("--show-secrets", action="store_true", help="print CHAP secrets instead of ***")
         return p
 
     for entry in commands:

@@ -57,8 +57,14 @@ class Failure:
     state_left: str | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {"error": {"type": self.kind, "message": self.message, "exit_code": self.exit_code,
-                          "state_left": self.state_left}}
+        return {
+            "error": {
+                "type": self.kind,
+                "message": self.message,
+                "exit_code": self.exit_code,
+                "state_left": self.state_left,
+            }
+        }
 
 
 def _user() -> str:
@@ -75,8 +81,10 @@ def os_error_line(err: OSError) -> str:
     if err.filename2 is not None:
         path = f"{path} -> {err.filename2}"
     if isinstance(err, PermissionError):
-        return (f"permission denied on {path} for user {_user()}: run as root or as the owner "
-                f"of {path}, or change its owner or mode (docs/cinder.md, 'Who owns what')")
+        return (
+            f"permission denied on {path} for user {_user()}: run as root or as the owner "
+            f"of {path}, or change its owner or mode (docs/cinder.md, 'Who owns what')"
+        )
     if err.errno == errno.ENOSPC:
         return f"no space left on the file system of {path}: free some space, then retry"
     if err.errno == errno.EROFS:
@@ -101,17 +109,22 @@ def describe(err: BaseException) -> Failure:
     if isinstance(err, ModuleNotFoundError):
         package = (err.name or "?").split(".")[0]
         fix = INSTALL_FIXES.get(package, f"pip install {package}")
-        return Failure(f"the Python package {package} is not installed: {fix}", EXIT_FAILED,
-                       "MissingDependency")
+        return Failure(
+            f"the Python package {package} is not installed: {fix}", EXIT_FAILED, "MissingDependency"
+        )
     if isinstance(err, OSError):
         return Failure(os_error_line(err), EXIT_FAILED, type(err).__name__)
-    return Failure(f"unexpected {type(err).__name__}: {secretmask.mask(str(err))} "
-                   "(run again with --debug for the traceback, and please report it)",
-                   EXIT_FAILED, type(err).__name__)
+    return Failure(
+        f"unexpected {type(err).__name__}: {secretmask.mask(str(err))} "
+        "(run again with --debug for the traceback, and please report it)",
+        EXIT_FAILED,
+        type(err).__name__,
+    )
 
 
-def report(failure: Failure, *, as_json: bool, stderr: TextIO | None = None,
-           stdout: TextIO | None = None) -> int:
+def report(
+    failure: Failure, *, as_json: bool, stderr: TextIO | None = None, stdout: TextIO | None = None
+) -> int:
     """Print ``failure``: its line on stderr, and with ``as_json`` its object on stdout."""
     err = stderr or sys.stderr
     print(f"{PROG}: error: {failure.message}", file=err)
@@ -148,8 +161,9 @@ def setup_logging(*, debug: bool, verbose: int, log_file: str | None) -> None:
     level = logging.DEBUG if debug or verbose >= 2 else logging.INFO if verbose else logging.WARNING
     console = logging.StreamHandler()
     console.setLevel(level)
-    console.setFormatter(logging.Formatter(_TIMESTAMPED, _DATE) if level < logging.WARNING
-                         else _PlainFormatter())
+    console.setFormatter(
+        logging.Formatter(_TIMESTAMPED, _DATE) if level < logging.WARNING else _PlainFormatter()
+    )
     handlers: list[logging.Handler] = [console]
     if log_file:
         to_file = logging.FileHandler(log_file, encoding="utf-8")

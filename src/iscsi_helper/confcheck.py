@@ -85,13 +85,16 @@ def _known(conf: cfg.ConfigOpts, reference: str, group: str | None) -> bool:
 def _substitution_problem(conf: cfg.ConfigOpts, opt: cfg.Opt, group: str | None) -> str:
     raw = _raw(conf, opt, group)
     texts = raw if isinstance(raw, list) else [raw] if isinstance(raw, str) else []
-    unknown = [m.group(1) or m.group(2) for text in texts
-               for m in _REFERENCE.finditer(text.replace("$$", ""))]
+    unknown = [
+        m.group(1) or m.group(2) for text in texts for m in _REFERENCE.finditer(text.replace("$$", ""))
+    ]
     unknown = [name for name in unknown if not _known(conf, name, group)]
     where = f"{raw!r}: " if raw is not None else ""
     what = f"'${unknown[0]}' names no option" if unknown else "a '$' reference names no option"
-    return (f"{where}{what} ('$' starts a reference to another option, e.g. $state_path; "
-            "write '$$' for a literal '$')")
+    return (
+        f"{where}{what} ('$' starts a reference to another option, e.g. $state_path; "
+        "write '$$' for a literal '$')"
+    )
 
 
 def _read(conf: cfg.ConfigOpts, opt: cfg.Opt, group: str | None) -> Any:
@@ -130,14 +133,15 @@ def check_template(conf: cfg.ConfigOpts) -> None:
     """
     template = conf.volume_name_template
     if template.count("%s") != 1 or template.count("%") != 1:
-        raise _fail("volume_name_template", f"{template!r} must contain '%s' exactly once "
-                                            "and no other '%'")
+        raise _fail("volume_name_template", f"{template!r} must contain '%s' exactly once and no other '%'")
     try:
         validate_volume_name(template % _SAMPLE_ID)
     except InvalidInput as err:
-        raise _fail("volume_name_template",
-                    f"{template!r} builds names such as {template % _SAMPLE_ID!r}, which are "
-                    f"not valid volume names: {err.fields.get('reason', err)}") from None
+        raise _fail(
+            "volume_name_template",
+            f"{template!r} builds names such as {template % _SAMPLE_ID!r}, which are "
+            f"not valid volume names: {err.fields.get('reason', err)}",
+        ) from None
 
 
 def check_path(conf: cfg.ConfigOpts, option: str, group: str | None, kind: PathKind) -> None:
@@ -164,11 +168,14 @@ def check_target_settings(conf: cfg.ConfigOpts) -> None:
     """Portals, the IQN prefix and the configured CHAP account, as every export will use them."""
     checks: list[tuple[str, Callable[[], object]]] = [
         ("target_ip_address", lambda: validate_bindable_ip(conf.target_ip_address)),
-        *(("target_secondary_ip_addresses", partial(validate_bindable_ip, address))
-          for address in conf.target_secondary_ip_addresses),
+        *(
+            ("target_secondary_ip_addresses", partial(validate_bindable_ip, address))
+            for address in conf.target_secondary_ip_addresses
+        ),
         ("target_port", lambda: make_portal("127.0.0.1", conf.target_port)),
         ("target_prefix", lambda: specs.target_iqn(conf, conf.volume_name_template % _SAMPLE_ID)),
-        ("chap_username / chap_password", lambda: specs.configured_chap(conf))]
+        ("chap_username / chap_password", lambda: specs.configured_chap(conf)),
+    ]
     for option, check in checks:
         try:
             check()
@@ -176,8 +183,7 @@ def check_target_settings(conf: cfg.ConfigOpts) -> None:
             raise _fail(option, str(err)) from None
 
 
-def check_configuration(conf: cfg.ConfigOpts,
-                        paths: Iterable[tuple[str, str | None, PathKind]] = ()) -> None:
+def check_configuration(conf: cfg.ConfigOpts, paths: Iterable[tuple[str, str | None, PathKind]] = ()) -> None:
     """Everything above, in order; ``paths`` adds a helper's own path options."""
     check_options(conf)
     check_template(conf)

@@ -37,12 +37,12 @@ def connector_initiator(connector: Mapping[str, Any]) -> str:
         raise InvalidConnector(reason=str(err).rstrip(".")) from None
 
 
-def iscsi_properties(volume: Volume, connector: Mapping[str, Any] | None,
-                     *, discard: bool = False) -> dict[str, Any]:
+def iscsi_properties(
+    volume: Volume, connector: Mapping[str, Any] | None, *, discard: bool = False
+) -> dict[str, Any]:
     """The ``data`` dict of an iSCSI connection_info."""
     if not volume.provider_location:
-        raise ExportNotFound(volume=f"{volume.id} (it has no provider_location; "
-                                    "call create_export first)")
+        raise ExportNotFound(volume=f"{volume.id} (it has no provider_location; call create_export first)")
     location = ProviderLocation.parse(volume.provider_location)
     portals = [str(p) for p in location.portals]
     properties: dict[str, Any] = {

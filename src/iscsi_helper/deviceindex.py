@@ -48,8 +48,7 @@ class DeviceIndex:
         """Record ``volume_name`` as the device's owner; False when it already was."""
         if self.owner(device_path) == volume_name:
             return False
-        atomic_write(self._entry(device_path), f"{volume_name}\n{device_path}\n", mode=0o600,
-                     durable=False)
+        atomic_write(self._entry(device_path), f"{volume_name}\n{device_path}\n", mode=0o600, durable=False)
         return True
 
     def release(self, device_path: str, volume_name: str) -> None:

@@ -17,9 +17,16 @@ from iscsi_helper.exception import InvalidInput
 # Each of these is syntax in some target's format: ',' and '=' separate
 # device options (chiscsi, ietd.conf), '"' quotes, '#' starts a comment in
 # chiscsi.conf and ietd.conf, '\\' escapes.
-_FORBIDDEN = {",": "a comma", '"': "a double quote", "\n": "a newline",
-              "\r": "a carriage return", "\x00": "a NUL byte", "=": "'='",
-              "#": "'#'", "\\": "a backslash"}
+_FORBIDDEN = {
+    ",": "a comma",
+    '"': "a double quote",
+    "\n": "a newline",
+    "\r": "a carriage return",
+    "\x00": "a NUL byte",
+    "=": "'='",
+    "#": "'#'",
+    "\\": "a backslash",
+}
 #: Kernel views, never storage: a "device" there would export process memory
 #: or environment (``/proc/self/environ``) to any initiator.
 _KERNEL_VIEWS = ("/proc", "/sys")
@@ -42,15 +49,12 @@ def validate_device_path(path: str, own_state: Iterable[str] = ()) -> str:
         raise InvalidInput(field="device path", value=repr(path), reason="must be a non-empty path")
     for char, name in _FORBIDDEN.items():
         if char in path:
-            raise InvalidInput(field="device path", value=repr(path)[:80],
-                               reason=f"must not contain {name}")
+            raise InvalidInput(field="device path", value=repr(path)[:80], reason=f"must not contain {name}")
     if any(c.isspace() for c in path):
-        raise InvalidInput(field="device path", value=repr(path)[:80],
-                           reason="must not contain whitespace")
+        raise InvalidInput(field="device path", value=repr(path)[:80], reason="must not contain whitespace")
     if not path.isascii() or not path.isprintable():
         # Target configuration files are read as bytes or ASCII (chiscsi refuses others).
-        raise InvalidInput(field="device path", value=repr(path)[:80],
-                           reason="must be printable ASCII")
+        raise InvalidInput(field="device path", value=repr(path)[:80], reason="must be printable ASCII")
     if not os.path.isabs(path):
         raise InvalidInput(field="device path", value=repr(path), reason="must be absolute")
     try:
@@ -60,17 +64,22 @@ def validate_device_path(path: str, own_state: Iterable[str] = ()) -> str:
     except OSError as err:
         raise InvalidInput(field="device path", value=repr(path), reason=err.strerror) from None
     if not (stat.S_ISREG(mode) or stat.S_ISBLK(mode)):
-        raise InvalidInput(field="device path", value=repr(path),
-                           reason="is neither a regular file nor a block device")
+        raise InvalidInput(
+            field="device path", value=repr(path), reason="is neither a regular file nor a block device"
+        )
     real = os.path.realpath(path)
     for root in _KERNEL_VIEWS:
         if _within(real, root):
-            raise InvalidInput(field="device path", value=repr(path),
-                               reason=f"is under {root}, a kernel view, not storage")
+            raise InvalidInput(
+                field="device path", value=repr(path), reason=f"is under {root}, a kernel view, not storage"
+            )
     for own in own_state:
         if own and _within(real, os.path.realpath(own)):
-            raise InvalidInput(field="device path", value=repr(path),
-                               reason=f"is iscsi-helper's own state ({own}), not a volume")
+            raise InvalidInput(
+                field="device path",
+                value=repr(path),
+                reason=f"is iscsi-helper's own state ({own}), not a volume",
+            )
     return path
 
 

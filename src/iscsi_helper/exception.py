@@ -73,9 +73,7 @@ class InvalidConfiguration(Refused):
 
 
 class UnknownTargetHelper(InvalidConfiguration):
-    template = (
-        "Unknown target_helper %(name)r; valid helpers are: %(valid)s."
-    )
+    template = "Unknown target_helper %(name)r; valid helpers are: %(valid)s."
 
 
 class AccessDenied(InvalidConfiguration):
@@ -93,9 +91,13 @@ class MissingDependency(InvalidConfiguration):
 class ExportInUse(InvalidInput):
     """A change that would pull the disk from under connected initiators, refused unless forced."""
 
-    template = ("Volume %(volume_id)s is connected (%(connected)s): exporting %(new)s instead of "
-                "%(old)s would swap the disk under it; disconnect first, or force it "
-                "(iscsi-helper export --force)")
+    template = (
+        "Volume %(volume_id)s is connected (%(connected)s): exporting %(new)s instead of "
+        "%(old)s would swap the disk under it; disconnect first, or force it "
+        "(iscsi-helper export --force)"
+    )
+
+
 class OperationFailed(IscsiHelperError):
     """A failure after the operation's first change that no narrower type names.
 
@@ -110,8 +112,10 @@ class OperationFailed(IscsiHelperError):
 class LockTimeout(IscsiHelperError):
     """Another process held a lock for longer than ``lock_timeout``; nothing was changed."""
 
-    template = ("Gave up after %(waited).1f s waiting for lock %(lock)s, held by another "
-                "process (option lock_timeout); nothing was changed")
+    template = (
+        "Gave up after %(waited).1f s waiting for lock %(lock)s, held by another "
+        "process (option lock_timeout); nothing was changed"
+    )
 
 
 class ExportNotFound(IscsiHelperError):
@@ -121,8 +125,10 @@ class ExportNotFound(IscsiHelperError):
 class ExportNotLive(IscsiHelperError):
     """The export is persisted but its target is not running (after a reboot, say)."""
 
-    template = ("The export of volume %(volume)s is persisted but its target is not live; "
-                "bring it back with 'iscsi-helper ensure %(volume)s'")
+    template = (
+        "The export of volume %(volume)s is persisted but its target is not live; "
+        "bring it back with 'iscsi-helper ensure %(volume)s'"
+    )
 
 
 class CoordinationError(IscsiHelperError):
@@ -156,10 +162,7 @@ class CommandNotExecutable(CommandError):
 
 
 class CommandTimedOut(CommandError):
-    template = (
-        "%(command)s did not finish within %(timeout)s s and was killed "
-        "(option target_tool_timeout)"
-    )
+    template = "%(command)s did not finish within %(timeout)s s and was killed (option target_tool_timeout)"
 
 
 class CommandFailed(CommandError):
@@ -171,11 +174,9 @@ class CommandFailed(CommandError):
 
     template = "%(command)s exited with code %(exit_code)s: %(detail)s"
 
-    def __init__(self, *, command: str, exit_code: int, stdout: str,
-                 stderr: str) -> None:
+    def __init__(self, *, command: str, exit_code: int, stdout: str, stderr: str) -> None:
         detail = (stderr.strip() or stdout.strip() or "no output").splitlines()
-        super().__init__(command=command, exit_code=exit_code,
-                         detail=detail[0] if detail else "no output")
+        super().__init__(command=command, exit_code=exit_code, detail=detail[0] if detail else "no output")
         self.command = command
         self.exit_code = exit_code
         self.stdout = stdout
@@ -192,8 +193,9 @@ class ToolRefused(CommandFailed):
 
     @classmethod
     def from_failure(cls, failure: CommandFailed) -> ToolRefused:
-        return cls(command=failure.command, exit_code=failure.exit_code,
-                   stdout=failure.stdout, stderr=failure.stderr)
+        return cls(
+            command=failure.command, exit_code=failure.exit_code, stdout=failure.stdout, stderr=failure.stderr
+        )
 
 
 class AlreadyPresent(ToolRefused):
@@ -243,6 +245,8 @@ class TargetBusy(TargetRemoveFailed):
 class CommandLockBusy(CommandError):
     """A tool that runs one instance per host kept refusing: another program held its lock."""
 
-    template = ("%(command)s could not run: another %(tool)s held its host-wide lock through "
-                "%(attempts)s attempts over %(waited).1f s (%(refusal)r); wait for it to finish "
-                "or raise option %(option)s")
+    template = (
+        "%(command)s could not run: another %(tool)s held its host-wide lock through "
+        "%(attempts)s attempts over %(waited).1f s (%(refusal)r); wait for it to finish "
+        "or raise option %(option)s"
+    )

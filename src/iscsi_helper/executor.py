@@ -79,11 +79,17 @@ class Executor:
     #: vanishes or loses its mode bits still gets the same clear error: the
     #: spawn itself then fails, and that failure is mapped below.
     _found: set[tuple[str, str]] = field(default_factory=set, init=False, repr=False, compare=False)
-    _split_helper: tuple[str, tuple[str, ...]] = field(default=("", ()), init=False, repr=False,
-                                                       compare=False)
+    _split_helper: tuple[str, tuple[str, ...]] = field(
+        default=("", ()), init=False, repr=False, compare=False
+    )
 
-    def run(self, *argv: str, ok_codes: Sequence[int] = (0,), stdin: str | None = None,
-            secrets: Sequence[str] = ()) -> CommandResult:
+    def run(
+        self,
+        *argv: str,
+        ok_codes: Sequence[int] = (0,),
+        stdin: str | None = None,
+        secrets: Sequence[str] = (),
+    ) -> CommandResult:
         """Run ``argv``; raise :class:`CommandFailed` unless its exit code is in ``ok_codes``.
 
         ``stdin`` is the channel for secrets a tool can read that way;
@@ -103,36 +109,50 @@ class Executor:
             stdout, stderr, exit_code = self._spawn(command, full, stdin)
             result = CommandResult(full, exit_code, stdout, stderr)
             if exit_code not in ok_codes:
-                LOG.debug("%s exited %s: stdout=%r stderr=%r", command, exit_code,
-                          secretmask.mask(stdout), secretmask.mask(stderr))
+                LOG.debug(
+                    "%s exited %s: stdout=%r stderr=%r",
+                    command,
+                    exit_code,
+                    secretmask.mask(stdout),
+                    secretmask.mask(stderr),
+                )
                 raise exception.CommandFailed(
-                    command=" ".join(argv[:2]), exit_code=exit_code,
-                    stdout=secretmask.mask(stdout), stderr=secretmask.mask(stderr))
+                    command=" ".join(argv[:2]),
+                    exit_code=exit_code,
+                    stdout=secretmask.mask(stdout),
+                    stderr=secretmask.mask(stderr),
+                )
             LOG.debug("%s exited %s", command, exit_code)
         return result
 
     def _spawn(self, command: str, full: tuple[str, ...], stdin: str | None) -> tuple[str, str, int]:
         try:
-            proc = subprocess.Popen(full, stdin=subprocess.PIPE if stdin is not None else
-                                    subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, start_new_session=True)
+            proc = subprocess.Popen(
+                full,
+                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
         except FileNotFoundError:
             raise self._not_found(command) from None
         except PermissionError:
             raise exception.CommandNotExecutable(
-                command=command, path=shutil.which(command) or command,
-                hint=INSTALL_HINTS.get(command, "check its permissions")) from None
+                command=command,
+                path=shutil.which(command) or command,
+                hint=INSTALL_HINTS.get(command, "check its permissions"),
+            ) from None
         try:
-            out, err = proc.communicate(None if stdin is None else stdin.encode("utf-8"),
-                                        timeout=self.timeout)
+            out, err = proc.communicate(
+                None if stdin is None else stdin.encode("utf-8"), timeout=self.timeout
+            )
         except subprocess.TimeoutExpired:
             _kill_group(proc)
             raise exception.CommandTimedOut(command=command, timeout=self.timeout) from None
         except BaseException:  # interrupted (Ctrl-C): take the tool's whole group down too
             _kill_group(proc)
             raise
-        return (out.decode("utf-8", errors="replace"), err.decode("utf-8", errors="replace"),
-                proc.returncode)
+        return (out.decode("utf-8", errors="replace"), err.decode("utf-8", errors="replace"), proc.returncode)
 
     def _check_tool(self, command: str) -> None:
         """Fail before running anything when the tool is absent: the error then says so plainly."""
@@ -148,11 +168,16 @@ class Executor:
         if shutil.which(command) is not None:
             self._found.add(key)
         else:
-            if any(os.path.exists(os.path.join(d, command))
-                   for d in os.environ.get("PATH", "").split(os.pathsep) if d):
+            if any(
+                os.path.exists(os.path.join(d, command))
+                for d in os.environ.get("PATH", "").split(os.pathsep)
+                if d
+            ):
                 raise exception.CommandNotExecutable(
-                    command=command, path=shutil.which(command, mode=os.F_OK) or command,
-                    hint="make it executable (chmod +x)")
+                    command=command,
+                    path=shutil.which(command, mode=os.F_OK) or command,
+                    hint="make it executable (chmod +x)",
+                )
             raise self._not_found(command)
 
     @staticmethod

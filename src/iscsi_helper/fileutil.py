@@ -114,9 +114,13 @@ def _writer_gone(name: str, age: float) -> bool:
     return False
 
 
-def sweep_temp_files(directory: Path, *, recursive: bool = False,
-                     of_file: str | None = None,
-                     remove: Callable[[Path], bool] | None = None) -> list[Path]:
+def sweep_temp_files(
+    directory: Path,
+    *,
+    recursive: bool = False,
+    of_file: str | None = None,
+    remove: Callable[[Path], bool] | None = None,
+) -> list[Path]:
     """Remove temp files left by writers that died between writing and renaming.
 
     A reader never takes them for records (``is_temp_file``), but they hold

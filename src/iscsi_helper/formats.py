@@ -57,15 +57,18 @@ def validate_iscsi_name(name: str, field: str = "iSCSI name") -> str:
     if not isinstance(name, str) or not name:
         raise InvalidInput(field=field, value=_show(name), reason="must be a non-empty string")
     if len(name.encode("utf-8")) > MAX_ISCSI_NAME_BYTES:
-        raise InvalidInput(field=field, value=_show(name),
-                           reason=f"longer than {MAX_ISCSI_NAME_BYTES} bytes (RFC 3720)")
+        raise InvalidInput(
+            field=field, value=_show(name), reason=f"longer than {MAX_ISCSI_NAME_BYTES} bytes (RFC 3720)"
+        )
     if name.startswith("iqn."):
         match = _IQN.fullmatch(name)
         if not match:
             raise InvalidInput(
-                field=field, value=_show(name),
+                field=field,
+                value=_show(name),
                 reason="not a valid iqn name (iqn.yyyy-mm.reversed.domain[:unique], "
-                       "lower-case letters, digits, '.', '-' and ':' only; RFC 3720/3722)")
+                "lower-case letters, digits, '.', '-' and ':' only; RFC 3720/3722)",
+            )
         if not 1 <= int(match["month"]) <= 12:
             raise InvalidInput(field=field, value=_show(name), reason="month must be 01-12")
         return name
@@ -73,13 +76,14 @@ def validate_iscsi_name(name: str, field: str = "iSCSI name") -> str:
         return name
     if name.startswith("naa.") and _NAA.fullmatch(name):
         return name
-    raise InvalidInput(field=field, value=_show(name),
-                       reason="must be an iqn., eui. (16 upper-case hex digits) or naa. name")
+    raise InvalidInput(
+        field=field, value=_show(name), reason="must be an iqn., eui. (16 upper-case hex digits) or naa. name"
+    )
 
 
 def _fold_hex_name(name: str, kind: str, digits: tuple[int, ...]) -> str | None:
     """``eui.``/``naa.`` + hex in its one spelling (upper-case hex, RFC 3720 3.2.6.3), or None."""
-    hexpart = name[len(kind):]
+    hexpart = name[len(kind) :]
     if len(hexpart) in digits and all(c in string.hexdigits for c in hexpart):
         return kind + hexpart.upper()
     return None
@@ -101,9 +105,12 @@ def normalize_initiator_name(name: str, field: str = "initiator name") -> str:
     if not isinstance(name, str) or not name:
         raise InvalidInput(field=field, value=_show(name), reason="must be a non-empty string")
     if not name.isascii():
-        raise InvalidInput(field=field, value=_show(name),
-                           reason="non-ASCII iSCSI names are not accepted (RFC 3722's nameprep "
-                                  "mapping of them is not implemented)")
+        raise InvalidInput(
+            field=field,
+            value=_show(name),
+            reason="non-ASCII iSCSI names are not accepted (RFC 3722's nameprep "
+            "mapping of them is not implemented)",
+        )
     folded = name.lower()
     for kind, digits in (("eui.", (16,)), ("naa.", (16, 32))):
         if folded.startswith(kind):
@@ -128,13 +135,17 @@ def validate_volume_name(name: str) -> str:
     """
     if not isinstance(name, str) or not _VOLUME_NAME.fullmatch(name):
         raise InvalidInput(
-            field="volume name", value=_show(name),
+            field="volume name",
+            value=_show(name),
             reason="must start with a lower-case letter or digit and contain only "
-                   "lower-case letters, digits, '.', '-' and ':' (it becomes part of an IQN)")
+            "lower-case letters, digits, '.', '-' and ':' (it becomes part of an IQN)",
+        )
     if len(name) > MAX_ISCSI_NAME_BYTES:
-        raise InvalidInput(field="volume name", value=_show(name),
-                           reason=f"longer than {MAX_ISCSI_NAME_BYTES} bytes (it becomes part "
-                                  "of an IQN)")
+        raise InvalidInput(
+            field="volume name",
+            value=_show(name),
+            reason=f"longer than {MAX_ISCSI_NAME_BYTES} bytes (it becomes part of an IQN)",
+        )
     return name
 
 
@@ -143,11 +154,15 @@ def validate_volume_id(volume_id: str) -> str:
     if not isinstance(volume_id, str) or not volume_id:
         raise InvalidInput(field="volume id", value=_show(volume_id), reason="must be a non-empty string")
     if not _VOLUME_NAME.fullmatch(volume_id):
-        raise InvalidInput(field="volume id", value=_show(volume_id),
-                           reason="must contain only lower-case letters, digits, '.', '-' and ':'")
+        raise InvalidInput(
+            field="volume id",
+            value=_show(volume_id),
+            reason="must contain only lower-case letters, digits, '.', '-' and ':'",
+        )
     if len(volume_id) > MAX_ISCSI_NAME_BYTES:
-        raise InvalidInput(field="volume id", value=_show(volume_id),
-                           reason=f"longer than {MAX_ISCSI_NAME_BYTES} characters")
+        raise InvalidInput(
+            field="volume id", value=_show(volume_id), reason=f"longer than {MAX_ISCSI_NAME_BYTES} characters"
+        )
     return volume_id
 
 
@@ -171,14 +186,18 @@ def validate_chap_credential(value: str, field: str, *, secret: bool) -> str:
             kinds.append("non-ASCII characters")
         if "," in bad:
             kinds.append("',' (ietadm splits its parameters on commas)")
-        raise InvalidInput(field=field, value=shown,
-                           reason="must not contain " + (", ".join(kinds) or "those characters"))
+        raise InvalidInput(
+            field=field, value=shown, reason="must not contain " + (", ".join(kinds) or "those characters")
+        )
     limit = CHAP_SECRET_MAX if secret else CHAP_NAME_MAX
     if len(value) > limit:
         raise InvalidInput(field=field, value=shown, reason=f"longer than {limit} characters")
     if secret and len(value) < CHAP_SECRET_MIN:
-        raise InvalidInput(field=field, value=shown,
-                           reason=f"shorter than {CHAP_SECRET_MIN} characters (RFC 3720 asks for 96 bits)")
+        raise InvalidInput(
+            field=field,
+            value=shown,
+            reason=f"shorter than {CHAP_SECRET_MIN} characters (RFC 3720 asks for 96 bits)",
+        )
     return value
 
 
@@ -233,8 +252,11 @@ def parse_provider_auth(text: str | None) -> ChapCredentials | None:
     # or trailing space is refused rather than silently trimmed off a secret.
     parts = text.split(" ")
     if len(parts) != 3 or parts[0] != "CHAP":
-        raise InvalidInput(field="provider_auth", value="<hidden>",
-                           reason="expected 'CHAP <username> <secret>', single spaces between")
+        raise InvalidInput(
+            field="provider_auth",
+            value="<hidden>",
+            reason="expected 'CHAP <username> <secret>', single spaces between",
+        )
     return ChapCredentials(parts[1], parts[2])
 
 
@@ -273,14 +295,16 @@ def validate_bindable_ip(ip: str, field: str = "portal address") -> str:
         problem = "is the unspecified address (every address, none an initiator can dial)"
     elif address.is_multicast:
         problem = "is a multicast address"
-    elif isinstance(address, ipaddress.IPv4Address) and address == ipaddress.IPv4Address(
-            "255.255.255.255"):
+    elif isinstance(address, ipaddress.IPv4Address) and address == ipaddress.IPv4Address("255.255.255.255"):
         problem = "is the broadcast address"
     elif isinstance(address, ipaddress.IPv4Address) and address.is_reserved:
         problem = "is in the reserved range 240.0.0.0/4"
     if problem:
-        raise InvalidInput(field=field, value=_show(ip),
-                           reason=f"{problem}; a portal must be one unicast address of this host")
+        raise InvalidInput(
+            field=field,
+            value=_show(ip),
+            reason=f"{problem}; a portal must be one unicast address of this host",
+        )
     return text
 
 
@@ -314,8 +338,7 @@ def validate_ip(ip: str, field: str = "portal address") -> str:
 def make_portal(ip: str, port: int | str) -> Portal:
     number = _decimal(port)
     if number is None:
-        raise InvalidInput(field="portal port", value=_show(port),
-                           reason="not a number (ASCII digits only)")
+        raise InvalidInput(field="portal port", value=_show(port), reason="not a number (ASCII digits only)")
     if not 1 <= number <= 65535:
         raise InvalidInput(field="portal port", value=_show(port), reason="must be 1-65535")
     return Portal(validate_ip(ip), number)
@@ -360,14 +383,19 @@ class ProviderLocation:
     def parse(cls, text: str) -> ProviderLocation:
         parts = text.split(" ") if isinstance(text, str) else []
         if len(parts) != 3 or "," not in parts[0]:
-            raise InvalidInput(field="provider_location", value=_show(text),
-                               reason="expected '<ip>:<port>[;<ip>:<port>...],<tid> <iqn> <lun>'")
+            raise InvalidInput(
+                field="provider_location",
+                value=_show(text),
+                reason="expected '<ip>:<port>[;<ip>:<port>...],<tid> <iqn> <lun>'",
+            )
         portal_text, _, tid_text = parts[0].rpartition(",")
         tid, lun = _decimal(tid_text), _decimal(parts[2])
         if tid is None or lun is None:
-            raise InvalidInput(field="provider_location", value=_show(text),
-                               reason="target id and LUN must be non-negative integers in "
-                                      "ASCII digits")
+            raise InvalidInput(
+                field="provider_location",
+                value=_show(text),
+                reason="target id and LUN must be non-negative integers in ASCII digits",
+            )
         portals = tuple(parse_portal(p) for p in portal_text.split(";"))
         return cls(portals, tid, validate_iscsi_name(parts[1], "target IQN"), lun)
 
@@ -380,10 +408,16 @@ def parse_geometry(text: str | None) -> tuple[int, int] | None:
     try:
         physical, logical = (int(p) for p in parts)
     except ValueError:
-        raise InvalidInput(field="provider_geometry", value=_show(text),
-                           reason="expected '<physical block size> <logical block size>'") from None
+        raise InvalidInput(
+            field="provider_geometry",
+            value=_show(text),
+            reason="expected '<physical block size> <logical block size>'",
+        ) from None
     for size in (physical, logical):
         if size < 512 or size & (size - 1):
-            raise InvalidInput(field="provider_geometry", value=_show(text),
-                               reason="block sizes must be powers of two, at least 512")
+            raise InvalidInput(
+                field="provider_geometry",
+                value=_show(text),
+                reason="block sizes must be powers of two, at least 512",
+            )
     return physical, logical

@@ -90,8 +90,9 @@ def _coordinator(url: str) -> Any:
                 coordinator.start(start_heart=True)  # the heartbeat keeps held locks from expiring
             except ImportError as err:
                 package = (err.name or "tooz").split(".")[0]
-                raise MissingDependency(option="coordination_url", package=package,
-                                        fix="pip install 'iscsi-helper[coordination]'") from None
+                raise MissingDependency(
+                    option="coordination_url", package=package, fix="pip install 'iscsi-helper[coordination]'"
+                ) from None
             except Exception as err:  # noqa: BLE001 - tooz's errors share no base we can name here
                 raise CoordinationError(lock="(connecting)", reason=_reason(err)) from None
             _coordinators[key] = coordinator
@@ -166,8 +167,7 @@ def _lock(conf: cfg.ConfigOpts, full_name: str) -> Iterator[None]:
         except Exception as err:  # noqa: BLE001 - tooz's errors share no base we can name here
             raise CoordinationError(lock=full_name, reason=_reason(err)) from None
         if not acquired:
-            raise LockTimeout(waited=time.monotonic() - started,
-                              lock=f"{full_name} (coordination backend)")
+            raise LockTimeout(waited=time.monotonic() - started, lock=f"{full_name} (coordination backend)")
         try:
             yield
         finally:

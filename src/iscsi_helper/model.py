@@ -43,8 +43,14 @@ class VolumeProtocol(Protocol):
 #: with the attributes of :class:`VolumeProtocol`, or a mapping with those keys.
 VolumeLike: TypeAlias = VolumeProtocol | Mapping[str, Any]
 
-_VOLUME_FIELDS = ("id", "name", "provider_location", "provider_auth",
-                  "provider_geometry", "encryption_key_id")
+_VOLUME_FIELDS = (
+    "id",
+    "name",
+    "provider_location",
+    "provider_auth",
+    "provider_geometry",
+    "encryption_key_id",
+)
 
 
 def _read_field(volume: Any, name: str) -> Any:
@@ -81,8 +87,10 @@ class Volume:
 
     def __repr__(self) -> str:  # provider_auth carries a secret
         auth = "'***'" if self.provider_auth else "None"
-        return (f"Volume(id={self.id!r}, name={self.name!r}, "
-                f"provider_location={self.provider_location!r}, provider_auth={auth})")
+        return (
+            f"Volume(id={self.id!r}, name={self.name!r}, "
+            f"provider_location={self.provider_location!r}, provider_auth={auth})"
+        )
 
     @classmethod
     def coerce(cls, volume: VolumeLike) -> Volume:
@@ -90,8 +98,9 @@ class Volume:
             return volume
         values = {name: _read_field(volume, name) for name in _VOLUME_FIELDS}
         if values["id"] is None or values["name"] is None:
-            raise InvalidInput(field="volume", value=repr(type(volume).__name__),
-                               reason="needs at least 'id' and 'name'")
+            raise InvalidInput(
+                field="volume", value=repr(type(volume).__name__), reason="needs at least 'id' and 'name'"
+            )
         values["id"] = validate_volume_id(str(values["id"]))
         values["name"] = validate_volume_name(str(values["name"]))
         for key in _VOLUME_FIELDS[2:]:
@@ -118,9 +127,17 @@ class ExportSpec:
         return tuple(c.password for c in (self.chap, self.target_chap) if c)
 
     def with_initiators(self, initiators: tuple[str, ...]) -> ExportSpec:
-        return ExportSpec(self.volume_id, self.volume_name, self.iqn, self.device_path,
-                          self.lun, self.portals, self.chap, self.target_chap,
-                          tuple(sorted(set(initiators))))
+        return ExportSpec(
+            self.volume_id,
+            self.volume_name,
+            self.iqn,
+            self.device_path,
+            self.lun,
+            self.portals,
+            self.chap,
+            self.target_chap,
+            tuple(sorted(set(initiators))),
+        )
 
 
 @dataclass(frozen=True)

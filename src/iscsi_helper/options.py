@@ -49,119 +49,189 @@ def _guess_my_ip() -> str:
 
 
 HOST_OPTS: list[cfg.Opt] = [
-    cfg.ListOpt("enabled_backends", default=None,
-                help="A list of backend names to use. These backend names should be "
-                     "backed by a unique [CONFIG] group with its options. iscsi-helper "
-                     "reads the target options of one of them: the one given with "
-                     "--backend, or the only one listed. Unset: the target options "
-                     "are read from [DEFAULT]."),
-    cfg.StrOpt("my_ip", default=_guess_my_ip(), sample_default="<host ipv4>",
-               help="IP address of this host."),
-    cfg.StrOpt("state_path", default="/var/lib/cinder",
-               help="Top-level directory for maintaining state."),
-    cfg.StrOpt("volume_name_template", default="volume-%s",
-               help="Template string to be used to generate volume names."),
-    cfg.StrOpt("root_helper", default="",
-               help="Command prefix used to run target tools as root, e.g. "
-                    "'sudo' or 'sudo cinder-rootwrap /etc/cinder/rootwrap.conf', and "
-                    "through which the IET helper writes ietd.conf as root (mktemp, dd, "
-                    "mv, sync: see the rootwrap filters). Empty: run them directly and "
-                    "write ietd.conf in-process (the process must be root, or own "
-                    "ietd.conf's directory). iscsi-helper only."),
+    cfg.ListOpt(
+        "enabled_backends",
+        default=None,
+        help="A list of backend names to use. These backend names should be "
+        "backed by a unique [CONFIG] group with its options. iscsi-helper "
+        "reads the target options of one of them: the one given with "
+        "--backend, or the only one listed. Unset: the target options "
+        "are read from [DEFAULT].",
+    ),
+    cfg.StrOpt(
+        "my_ip", default=_guess_my_ip(), sample_default="<host ipv4>", help="IP address of this host."
+    ),
+    cfg.StrOpt("state_path", default="/var/lib/cinder", help="Top-level directory for maintaining state."),
+    cfg.StrOpt(
+        "volume_name_template",
+        default="volume-%s",
+        help="Template string to be used to generate volume names.",
+    ),
+    cfg.StrOpt(
+        "root_helper",
+        default="",
+        help="Command prefix used to run target tools as root, e.g. "
+        "'sudo' or 'sudo cinder-rootwrap /etc/cinder/rootwrap.conf', and "
+        "through which the IET helper writes ietd.conf as root (mktemp, dd, "
+        "mv, sync: see the rootwrap filters). Empty: run them directly and "
+        "write ietd.conf in-process (the process must be root, or own "
+        "ietd.conf's directory). iscsi-helper only.",
+    ),
 ]
 
 TARGET_OPTS: list[cfg.Opt] = [
-    cfg.StrOpt("target_helper", default="tgtadm",
-               deprecated_name="iscsi_helper",
-               help="Target helper to use: chiscsi (aliases iscsictl, cxtadm), "
-                    "iet (alias ietadm), fake, or any helper registered in the "
-                    "iscsi_helper.target_helpers entry-point group."),
-    cfg.StrOpt("iscsi_helper_target", default=None,
-               help="iscsi-helper target helper for this backend: chiscsi (aliases "
-                    "iscsictl, cxtadm), iet (alias ietadm), or any name in the "
-                    "iscsi_helper.target_helpers entry-point group; when set it is "
-                    "used instead of target_helper. Unset: target_helper. "
-                    "iscsi-helper only (Cinder's target_helper cannot name chiscsi "
-                    "or iet, so a cinder.conf backend names our helper here)."),
-    cfg.StrOpt("target_prefix", default="iqn.2010-10.org.openstack:",
-               deprecated_name="iscsi_target_prefix",
-               help="Prefix for iSCSI volumes."),
-    cfg.StrOpt("target_ip_address", default="$my_ip",
-               deprecated_name="iscsi_ip_address",
-               help="The IP address that the iSCSI daemon is listening on."),
-    cfg.ListOpt("target_secondary_ip_addresses", default=[],
-                deprecated_name="iscsi_secondary_ip_addresses",
-                help="The list of secondary IP addresses of the iSCSI daemon."),
-    cfg.PortOpt("target_port", default=3260, deprecated_name="iscsi_port",
-                help="The port that the iSCSI daemon is listening on."),
-    cfg.StrOpt("target_protocol", default="iscsi", choices=["iscsi", "iser"],
-               deprecated_name="iscsi_protocol",
-               help="Determines the target protocol for new volumes."),
-    cfg.StrOpt("volumes_dir", default="$state_path/volumes",
-               help="Volume configuration file storage directory."),
-    cfg.StrOpt("chiscsi_conf", default="/etc/chelsio-iscsi/chiscsi.conf",
-               help="Chiscsi (CXT) global defaults configuration file."),
-    cfg.FloatOpt("chiscsi_lock_retry_timeout", default=40.0, min=0.0,
-                 help="Seconds an iscsictl call is retried while another program "
-                      "holds chiscsi's host lock (iscsictl exits with 'ERROR: unable "
-                      "to obtain exclusive lock, iscsictl already running?'); retries "
-                      "back off from 0.05 s to 1 s. The default outlasts chiscsi's "
-                      "own longest hold, the 30 s wait of 'iscsictl -s' on a busy "
-                      "target. iscsi-helper's own iscsictl calls never collide: they "
-                      "are serialised by a lock under lock_path. iscsi-helper only."),
-    cfg.StrOpt("iet_conf", default="/etc/iet/ietd.conf",
-               help="IET configuration file."),
-    cfg.StrOpt("iscsi_iotype", default="fileio",
-               choices=["blockio", "fileio", "auto"],
-               help="Sets the behavior of the iSCSI target to either perform "
-                    "blockio or fileio; auto detects block devices."),
-    cfg.BoolOpt("use_chap_auth", default=False,
-                help="Use the CHAP credentials of chap_username/chap_password "
-                     "for new exports instead of generating them per volume."),
+    cfg.StrOpt(
+        "target_helper",
+        default="tgtadm",
+        deprecated_name="iscsi_helper",
+        help="Target helper to use: chiscsi (aliases iscsictl, cxtadm), "
+        "iet (alias ietadm), fake, or any helper registered in the "
+        "iscsi_helper.target_helpers entry-point group.",
+    ),
+    cfg.StrOpt(
+        "iscsi_helper_target",
+        default=None,
+        help="iscsi-helper target helper for this backend: chiscsi (aliases "
+        "iscsictl, cxtadm), iet (alias ietadm), or any name in the "
+        "iscsi_helper.target_helpers entry-point group; when set it is "
+        "used instead of target_helper. Unset: target_helper. "
+        "iscsi-helper only (Cinder's target_helper cannot name chiscsi "
+        "or iet, so a cinder.conf backend names our helper here).",
+    ),
+    cfg.StrOpt(
+        "target_prefix",
+        default="iqn.2010-10.org.openstack:",
+        deprecated_name="iscsi_target_prefix",
+        help="Prefix for iSCSI volumes.",
+    ),
+    cfg.StrOpt(
+        "target_ip_address",
+        default="$my_ip",
+        deprecated_name="iscsi_ip_address",
+        help="The IP address that the iSCSI daemon is listening on.",
+    ),
+    cfg.ListOpt(
+        "target_secondary_ip_addresses",
+        default=[],
+        deprecated_name="iscsi_secondary_ip_addresses",
+        help="The list of secondary IP addresses of the iSCSI daemon.",
+    ),
+    cfg.PortOpt(
+        "target_port",
+        default=3260,
+        deprecated_name="iscsi_port",
+        help="The port that the iSCSI daemon is listening on.",
+    ),
+    cfg.StrOpt(
+        "target_protocol",
+        default="iscsi",
+        choices=["iscsi", "iser"],
+        deprecated_name="iscsi_protocol",
+        help="Determines the target protocol for new volumes.",
+    ),
+    cfg.StrOpt(
+        "volumes_dir", default="$state_path/volumes", help="Volume configuration file storage directory."
+    ),
+    cfg.StrOpt(
+        "chiscsi_conf",
+        default="/etc/chelsio-iscsi/chiscsi.conf",
+        help="Chiscsi (CXT) global defaults configuration file.",
+    ),
+    cfg.FloatOpt(
+        "chiscsi_lock_retry_timeout",
+        default=40.0,
+        min=0.0,
+        help="Seconds an iscsictl call is retried while another program "
+        "holds chiscsi's host lock (iscsictl exits with 'ERROR: unable "
+        "to obtain exclusive lock, iscsictl already running?'); retries "
+        "back off from 0.05 s to 1 s. The default outlasts chiscsi's "
+        "own longest hold, the 30 s wait of 'iscsictl -s' on a busy "
+        "target. iscsi-helper's own iscsictl calls never collide: they "
+        "are serialised by a lock under lock_path. iscsi-helper only.",
+    ),
+    cfg.StrOpt("iet_conf", default="/etc/iet/ietd.conf", help="IET configuration file."),
+    cfg.StrOpt(
+        "iscsi_iotype",
+        default="fileio",
+        choices=["blockio", "fileio", "auto"],
+        help="Sets the behavior of the iSCSI target to either perform "
+        "blockio or fileio; auto detects block devices.",
+    ),
+    cfg.BoolOpt(
+        "use_chap_auth",
+        default=False,
+        help="Use the CHAP credentials of chap_username/chap_password "
+        "for new exports instead of generating them per volume.",
+    ),
     cfg.StrOpt("chap_username", default="", help="CHAP user name."),
-    cfg.StrOpt("chap_password", default="", secret=True,
-               help="Password for specified CHAP account name."),
-    cfg.StrOpt("iscsi_write_cache", default="on", choices=["on", "off"],
-               help="Sets the behavior of the iSCSI target to either perform "
-                    "write-back(on) or write-through(off)."),
-    cfg.StrOpt("iscsi_target_flags", default="",
-               help="Sets the target-specific flags for the iSCSI target."),
-    cfg.BoolOpt("report_discard_supported", default=False,
-                help="Report to clients that the backend supports discard "
-                     "(the 'discard' connection property)."),
-    cfg.BoolOpt("iscsi_mutual_chap", default=False,
-                help="Also authenticate the target to the initiator (mutual "
-                     "CHAP) on helpers that support it. iscsi-helper only."),
-    cfg.FloatOpt("target_tool_timeout", default=60.0, min=0.1,
-                 help="Seconds a target tool (iscsictl, ietadm, tgtadm) may "
-                      "run before it is killed. iscsi-helper only."),
-    cfg.PortOpt("tgt_control_port", default=None,
-                help="Control port of the tgtd to manage (tgtadm -C), so several "
-                     "tgtd can run on one host. Unset: tgtadm's default. "
-                     "iscsi-helper only."),
-    cfg.StrOpt("iet_proc_dir", default="/proc/net/iet",
-               help="Directory holding IET's volume and session files. "
-                    "iscsi-helper only."),
+    cfg.StrOpt("chap_password", default="", secret=True, help="Password for specified CHAP account name."),
+    cfg.StrOpt(
+        "iscsi_write_cache",
+        default="on",
+        choices=["on", "off"],
+        help="Sets the behavior of the iSCSI target to either perform write-back(on) or write-through(off).",
+    ),
+    cfg.StrOpt("iscsi_target_flags", default="", help="Sets the target-specific flags for the iSCSI target."),
+    cfg.BoolOpt(
+        "report_discard_supported",
+        default=False,
+        help="Report to clients that the backend supports discard (the 'discard' connection property).",
+    ),
+    cfg.BoolOpt(
+        "iscsi_mutual_chap",
+        default=False,
+        help="Also authenticate the target to the initiator (mutual "
+        "CHAP) on helpers that support it. iscsi-helper only.",
+    ),
+    cfg.FloatOpt(
+        "target_tool_timeout",
+        default=60.0,
+        min=0.1,
+        help="Seconds a target tool (iscsictl, ietadm, tgtadm) may "
+        "run before it is killed. iscsi-helper only.",
+    ),
+    cfg.PortOpt(
+        "tgt_control_port",
+        default=None,
+        help="Control port of the tgtd to manage (tgtadm -C), so several "
+        "tgtd can run on one host. Unset: tgtadm's default. "
+        "iscsi-helper only.",
+    ),
+    cfg.StrOpt(
+        "iet_proc_dir",
+        default="/proc/net/iet",
+        help="Directory holding IET's volume and session files. iscsi-helper only.",
+    ),
 ]
 
 COORDINATION_OPTS: list[cfg.Opt] = [
-    cfg.StrOpt("coordination_url", default="", secret=True,
-               help="tooz coordination backend URL (e.g. redis://host:6379) for locks "
-                    "shared by several hosts managing the same exports; empty uses "
-                    "local file locks under [oslo_concurrency] lock_path. "
-                    "iscsi-helper only."),
-    cfg.FloatOpt("lock_timeout", default=300.0, min=0.1,
-                 help="Seconds to wait for a lock another process holds (a volume's "
-                      "export, or a shared file such as ietd.conf) before giving up "
-                      "with an error naming the lock; nothing is changed then. It "
-                      "bounds how long a stuck or hostile holder can block an "
-                      "operation. iscsi-helper only."),
+    cfg.StrOpt(
+        "coordination_url",
+        default="",
+        secret=True,
+        help="tooz coordination backend URL (e.g. redis://host:6379) for locks "
+        "shared by several hosts managing the same exports; empty uses "
+        "local file locks under [oslo_concurrency] lock_path. "
+        "iscsi-helper only.",
+    ),
+    cfg.FloatOpt(
+        "lock_timeout",
+        default=300.0,
+        min=0.1,
+        help="Seconds to wait for a lock another process holds (a volume's "
+        "export, or a shared file such as ietd.conf) before giving up "
+        "with an error naming the lock; nothing is changed then. It "
+        "bounds how long a stuck or hostile holder can block an "
+        "operation. iscsi-helper only.",
+    ),
 ]
 
 LOCK_OPTS: list[cfg.Opt] = [
-    cfg.StrOpt("lock_path", default="$state_path/lock",
-               help="Directory for inter-process lock files (the "
-                    "[oslo_concurrency] lock_path of Cinder)."),
+    cfg.StrOpt(
+        "lock_path",
+        default="$state_path/lock",
+        help="Directory for inter-process lock files (the [oslo_concurrency] lock_path of Cinder).",
+    ),
 ]
 
 
@@ -172,8 +242,7 @@ LOCK_GROUP = "oslo_concurrency"
 #: Options read per backend (its section, then ``[backend_defaults]``) when a
 #: backend is selected; every other ``[DEFAULT]`` option is host-wide. The root
 #: helper is per backend as the Cinder adapter reads it (cinder/config.py).
-BACKEND_OPTION_NAMES: frozenset[str] = frozenset(
-    [opt.dest for opt in TARGET_OPTS] + ["root_helper"])
+BACKEND_OPTION_NAMES: frozenset[str] = frozenset([opt.dest for opt in TARGET_OPTS] + ["root_helper"])
 
 
 def register_opts(conf: cfg.ConfigOpts) -> cfg.ConfigOpts:
@@ -199,10 +268,13 @@ class LoadedConfig:
     address_guessed: bool = False
 
 
-def new_config(config_files: Sequence[str] | None = None,
-               overrides: dict[str, object] | None = None, *,
-               backend: str | None = None,
-               config_dirs: Sequence[str] | None = None) -> cfg.ConfigOpts:
+def new_config(
+    config_files: Sequence[str] | None = None,
+    overrides: dict[str, object] | None = None,
+    *,
+    backend: str | None = None,
+    config_dirs: Sequence[str] | None = None,
+) -> cfg.ConfigOpts:
     """A fresh, fully registered ConfigOpts, independent of oslo's global CONF.
 
     A library must not mutate a process-wide singleton its host (Cinder)
@@ -216,10 +288,13 @@ def new_config(config_files: Sequence[str] | None = None,
     return loaded.conf
 
 
-def load(config_files: Sequence[str] | None = None,
-         overrides: dict[str, object] | None = None, *,
-         backend: str | None = None,
-         config_dirs: Sequence[str] | None = None) -> LoadedConfig:
+def load(
+    config_files: Sequence[str] | None = None,
+    overrides: dict[str, object] | None = None,
+    *,
+    backend: str | None = None,
+    config_dirs: Sequence[str] | None = None,
+) -> LoadedConfig:
     """Read the files (and ``*.conf`` of the directories, in order) as Cinder would.
 
     ``overrides`` (name, or ``group.name``) win over every file. Raises
@@ -293,14 +368,17 @@ def _choose_backend(conf: cfg.ConfigOpts, written: Written, backend: str | None)
     listed = ", ".join(enabled)
     if backend is None:
         if len(enabled) > 1:
-            raise ValueError(f"enabled_backends lists {len(enabled)} backends ({listed}); "
-                             "choose one with --backend NAME")
+            raise ValueError(
+                f"enabled_backends lists {len(enabled)} backends ({listed}); choose one with --backend NAME"
+            )
         return enabled[0] if enabled else None
     if backend in (SHARED_BACKEND_GROUP, "DEFAULT", LOCK_GROUP):
         raise ValueError(f"--backend {backend}: [{backend}] is not a backend section")
     if backend not in enabled and backend not in written:
-        raise ValueError(f"no backend {backend!r}: no [{backend}] section in the configuration "
-                         f"files and enabled_backends is {listed or 'empty'}")
+        raise ValueError(
+            f"no backend {backend!r}: no [{backend}] section in the configuration "
+            f"files and enabled_backends is {listed or 'empty'}"
+        )
     return backend
 
 
@@ -332,8 +410,10 @@ def _read(conf: cfg.ConfigOpts, group: str, opt: cfg.Opt) -> Any:
     except cfg.ConfigFileValueError as err:
         raise ValueError(f"option [{group}] {opt.dest}: {err}") from None
     except (cfg.TemplateSubstitutionError, cfg.NoSuchOptError) as err:
-        raise ValueError(f"option [{group}] {opt.dest}: {err} ('$' starts a reference to "
-                         "another option; write '$$' for a literal '$')") from None
+        raise ValueError(
+            f"option [{group}] {opt.dest}: {err} ('$' starts a reference to "
+            "another option; write '$$' for a literal '$')"
+        ) from None
 
 
 def _literal(value: Any) -> Any:
@@ -357,7 +437,8 @@ def _warn_default_style(written: Written, warnings: list[str]) -> None:
             warnings.append(
                 f"{opt.dest} is set in {where}, which is not read: with no backend selected "
                 "(enabled_backends is empty) options are read from [DEFAULT]; move it there "
-                "or select the section with --backend NAME")
+                "or select the section with --backend NAME"
+            )
     _warn_lock_path(written, warnings)
 
 
@@ -365,8 +446,10 @@ def _warn_backend_style(written: Written, backend: str, warnings: list[str]) -> 
     """A backend: its options only in [DEFAULT], host options only in its sections, are not read."""
     read_for_backend = [backend, SHARED_BACKEND_GROUP]
     if backend not in written:
-        warnings.append(f"there is no [{backend}] section: every option of backend {backend} "
-                        f"takes its [{SHARED_BACKEND_GROUP}] value or its default")
+        warnings.append(
+            f"there is no [{backend}] section: every option of backend {backend} "
+            f"takes its [{SHARED_BACKEND_GROUP}] value or its default"
+        )
     for opt in _default_opts():
         setting = _sections_setting(written, opt)
         if opt.dest in BACKEND_OPTION_NAMES:
@@ -374,13 +457,16 @@ def _warn_backend_style(written: Written, backend: str, warnings: list[str]) -> 
                 warnings.append(
                     f"[DEFAULT] {opt.dest} is not read for backend {backend}: Cinder reads a "
                     f"backend's options from [{backend}], then [{SHARED_BACKEND_GROUP}]; "
-                    f"move it to [{backend}]")
+                    f"move it to [{backend}]"
+                )
         else:
             misplaced = [s for s in setting if s in read_for_backend]
             if misplaced and "DEFAULT" not in setting:
                 where = " and ".join(f"[{s}]" for s in misplaced)
-                warnings.append(f"{opt.dest} in {where} is not read: it is a host option, "
-                                "read from [DEFAULT]; move it there")
+                warnings.append(
+                    f"{opt.dest} in {where} is not read: it is a host option, "
+                    "read from [DEFAULT]; move it there"
+                )
     _warn_lock_path(written, warnings)
 
 
@@ -389,12 +475,10 @@ def _warn_lock_path(written: Written, warnings: list[str]) -> None:
     setting = _sections_setting(written, lock_path)
     if setting and LOCK_GROUP not in setting:
         where = ", ".join(f"[{s}]" for s in setting)
-        warnings.append(f"lock_path in {where} is not read: it is read from [{LOCK_GROUP}]; "
-                        "move it there")
+        warnings.append(f"lock_path in {where} is not read: it is read from [{LOCK_GROUP}]; move it there")
 
 
-def _address_guessed(conf: cfg.ConfigOpts, backend: str | None,
-                     overrides: dict[str, object]) -> bool:
+def _address_guessed(conf: cfg.ConfigOpts, backend: str | None, overrides: dict[str, object]) -> bool:
     """Whether ``target_ip_address`` comes from no setting at all: ``my_ip``'s guess."""
     if overrides.keys() & {"target_ip_address", "my_ip"}:
         return False
@@ -407,8 +491,7 @@ def _address_guessed(conf: cfg.ConfigOpts, backend: str | None,
 def _is_set(conf: cfg.ConfigOpts, name: str, group: str | None) -> bool:
     """Set in a file, the environment or an override: anything but a default."""
     found = conf.get_location(name, group)
-    return found is not None and found.location not in (cfg.Locations.opt_default,
-                                                         cfg.Locations.set_default)
+    return found is not None and found.location not in (cfg.Locations.opt_default, cfg.Locations.set_default)
 
 
 def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:

@@ -31,8 +31,9 @@ def helper_class(name: str) -> type[TargetHelper]:
     manager: driver.DriverManager[Any] = driver.DriverManager(NAMESPACE, name, invoke_on_load=False)
     found = manager.driver
     if not (isinstance(found, type) and issubclass(found, TargetHelper)):
-        raise InvalidConfiguration(reason=f"the {NAMESPACE} entry point {name!r} is "
-                                          f"{found!r}, not a TargetHelper class")
+        raise InvalidConfiguration(
+            reason=f"the {NAMESPACE} entry point {name!r} is {found!r}, not a TargetHelper class"
+        )
     return found
 
 
@@ -46,7 +47,8 @@ def canonical_names() -> list[str]:
     return sorted(seen.values())
 
 
-def get_helper(conf: cfg.ConfigOpts, executor: Executor | None = None,
-               name: str | None = None) -> TargetHelper:
+def get_helper(
+    conf: cfg.ConfigOpts, executor: Executor | None = None, name: str | None = None
+) -> TargetHelper:
     """The helper selected by ``target_helper`` (or ``name``), ready to use."""
     return helper_class(name or conf.target_helper)(conf, executor)

@@ -50,8 +50,9 @@ class RootFile:
     def write(self, text: str) -> None:
         """Replace the file with ``text``: temp file (0600), fsync, rename, directory fsync."""
         directory = self.path.parent
-        made = self.executor.run("mktemp", "-p", str(directory),
-                                 fileutil.temp_name_prefix(self.path.name) + "XXXXXXXX")
+        made = self.executor.run(
+            "mktemp", "-p", str(directory), fileutil.temp_name_prefix(self.path.name) + "XXXXXXXX"
+        )
         temp = made.stdout.strip()
         if os.path.dirname(temp) != str(directory):
             raise ValueError(f"mktemp made {temp!r}, not a file in {directory}")
@@ -70,5 +71,4 @@ class RootFile:
 
     def sweep(self) -> list[Path]:
         """Remove this file's temp files whose writer died (listed in-process, removed as root)."""
-        return fileutil.sweep_temp_files(self.path.parent, of_file=self.path.name,
-                                         remove=self._remove)
+        return fileutil.sweep_temp_files(self.path.parent, of_file=self.path.name, remove=self._remove)

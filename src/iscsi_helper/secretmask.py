@@ -18,7 +18,8 @@ from collections.abc import Iterable, Iterator
 MASK = "***"
 
 _active: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
-    "iscsi_helper_active_secrets", default=frozenset())
+    "iscsi_helper_active_secrets", default=frozenset()
+)
 
 
 @contextlib.contextmanager

@@ -29,8 +29,11 @@ from iscsi_helper.model import ExportSpec, Volume
 
 def configured_portals(conf: cfg.ConfigOpts) -> tuple[Portal, ...]:
     """The portals every export is served on: ``target_ip_address``, then the secondaries."""
-    return tuple(portals_from_config(conf.target_ip_address,
-                                     list(conf.target_secondary_ip_addresses), conf.target_port))
+    return tuple(
+        portals_from_config(
+            conf.target_ip_address, list(conf.target_secondary_ip_addresses), conf.target_port
+        )
+    )
 
 
 def target_iqn(conf: cfg.ConfigOpts, volume_name: str) -> str:
@@ -51,7 +54,7 @@ def template_id(conf: cfg.ConfigOpts, name: str) -> str | None:
     head, _, tail = conf.volume_name_template.partition("%s")
     if not (name.startswith(head) and name.endswith(tail) and len(name) > len(head) + len(tail)):
         return None
-    volume_id = name[len(head):len(name) - len(tail)]
+    volume_id = name[len(head) : len(name) - len(tail)]
     try:
         validate_volume_id(volume_id)
     except InvalidInput:
@@ -62,9 +65,11 @@ def template_id(conf: cfg.ConfigOpts, name: str) -> str | None:
 def check_template_name(conf: cfg.ConfigOpts, name: str) -> None:
     """Refuse a volume name our template cannot produce: its record could never be adopted back."""
     if template_id(conf, name) is None:
-        raise InvalidInput(field="volume name", value=repr(name)[:80],
-                           reason=f"is not a name volume_name_template "
-                                  f"{conf.volume_name_template!r} produces")
+        raise InvalidInput(
+            field="volume name",
+            value=repr(name)[:80],
+            reason=f"is not a name volume_name_template {conf.volume_name_template!r} produces",
+        )
 
 
 def configured_chap(conf: cfg.ConfigOpts) -> ChapCredentials | None:
@@ -76,19 +81,29 @@ def configured_chap(conf: cfg.ConfigOpts) -> ChapCredentials | None:
     """
     if not conf.use_chap_auth:
         return None
-    for option, value, secret in (("chap_username", conf.chap_username, False),
-                                  ("chap_password", conf.chap_password, True)):
+    for option, value, secret in (
+        ("chap_username", conf.chap_username, False),
+        ("chap_password", conf.chap_password, True),
+    ):
         try:
             validate_chap_credential(value, option, secret=secret)
         except InvalidInput as err:
-            raise InvalidInput(field=f"{option} (use_chap_auth = True)",
-                               value=err.fields.get("value", "<secret>"),
-                               reason=err.fields.get("reason", "unusable")) from None
+            raise InvalidInput(
+                field=f"{option} (use_chap_auth = True)",
+                value=err.fields.get("value", "<secret>"),
+                reason=err.fields.get("reason", "unusable"),
+            ) from None
     return ChapCredentials(conf.chap_username, conf.chap_password)
 
 
-def desired_spec(conf: cfg.ConfigOpts, volume: Volume, volume_path: str,
-                 kept: ExportSpec | None, lun: int, own_state: Iterable[str] = ()) -> ExportSpec:
+def desired_spec(
+    conf: cfg.ConfigOpts,
+    volume: Volume,
+    volume_path: str,
+    kept: ExportSpec | None,
+    lun: int,
+    own_state: Iterable[str] = (),
+) -> ExportSpec:
     """Validate every input and decide credentials; nothing is touched yet.
 
     ``kept`` is what is persisted for the volume already. Credentials come
@@ -100,14 +115,14 @@ def desired_spec(conf: cfg.ConfigOpts, volume: Volume, volume_path: str,
     iqn = target_iqn(conf, volume.name)
     device = validate_device_path(volume_path, own_state)
     portals = configured_portals(conf)
-    chap = (parse_provider_auth(volume.provider_auth)
-            or (kept.chap if kept else None)
-            or configured_chap(conf)
-            or ChapCredentials.generate())
+    chap = (
+        parse_provider_auth(volume.provider_auth)
+        or (kept.chap if kept else None)
+        or configured_chap(conf)
+        or ChapCredentials.generate()
+    )
     target_chap = None
     if conf.iscsi_mutual_chap:
-        target_chap = (kept.target_chap if kept and kept.target_chap
-                       else ChapCredentials.generate())
+        target_chap = kept.target_chap if kept and kept.target_chap else ChapCredentials.generate()
     initiators = kept.initiators if kept else ()
-    return ExportSpec(volume.id, volume.name, iqn, device, lun, portals, chap, target_chap,
-                      initiators)
+    return ExportSpec(volume.id, volume.name, iqn, device, lun, portals, chap, target_chap, initiators)

@@ -31,9 +31,13 @@ class TidCounter:
         self.path = path
         self.lock_name = lock_name
 
-    def allocate(self, *, skip: Sequence[Container[int]] = (),
-                 live_tids: Callable[[], Iterable[int]] | None = None,
-                 reseed: bool = False) -> int:
+    def allocate(
+        self,
+        *,
+        skip: Sequence[Container[int]] = (),
+        live_tids: Callable[[], Iterable[int]] | None = None,
+        reseed: bool = False,
+    ) -> int:
         """The next tid in none of the ``skip`` sets (tids known taken); the counter then points past it.
 
         ``live_tids`` seeds a counter that has never been used (or when

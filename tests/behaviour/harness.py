@@ -68,8 +68,13 @@ class RecordingExecutor(Executor):
 
     results: list[CallResult] = field(default_factory=list)
 
-    def run(self, *argv: str, ok_codes: Sequence[int] = (0,), stdin: str | None = None,
-            secrets: Sequence[str] = ()) -> CommandResult:
+    def run(
+        self,
+        *argv: str,
+        ok_codes: Sequence[int] = (0,),
+        stdin: str | None = None,
+        secrets: Sequence[str] = (),
+    ) -> CommandResult:
         try:
             result = super().run(*argv, ok_codes=ok_codes, stdin=stdin, secrets=secrets)
         except CommandFailed as err:
@@ -136,8 +141,10 @@ class Harness:
     # -- common
     def conf(self, **overrides: object) -> cfg.ConfigOpts:
         values: dict[str, object] = {
-            "target_helper": self.name, "state_path": str(self.state_path),
-            "target_ip_address": "127.0.0.1", "target_port": 3260,
+            "target_helper": self.name,
+            "state_path": str(self.state_path),
+            "target_ip_address": "127.0.0.1",
+            "target_port": 3260,
             "oslo_concurrency.lock_path": str(self.root / "locks"),
         }
         values.update(self.overrides())
@@ -146,18 +153,25 @@ class Harness:
 
     def target(self, **overrides: object) -> TargetHelper:
         conf = self.conf(**overrides)
-        executor = RecordingExecutor(timeout=conf.target_tool_timeout,
-                                     observers=[self.calls.append], results=self.results)
+        executor = RecordingExecutor(
+            timeout=conf.target_tool_timeout, observers=[self.calls.append], results=self.results
+        )
         return registry.get_helper(conf, executor)
 
     def config_file(self, **overrides: object) -> Path:
         conf = self.conf(**overrides)
         path = self.root / "iscsi-helper.conf"
-        lines = ["[DEFAULT]"] + [f"{k} = {v}" for k, v in {
-            "target_helper": conf.target_helper, "state_path": conf.state_path,
-            "target_ip_address": conf.target_ip_address, "target_port": conf.target_port,
-            **{k: v for k, v in self.overrides().items() if "." not in k},
-            **{k: v for k, v in overrides.items() if "." not in k}}.items()]
+        lines = ["[DEFAULT]"] + [
+            f"{k} = {v}"
+            for k, v in {
+                "target_helper": conf.target_helper,
+                "state_path": conf.state_path,
+                "target_ip_address": conf.target_ip_address,
+                "target_port": conf.target_port,
+                **{k: v for k, v in self.overrides().items() if "." not in k},
+                **{k: v for k, v in overrides.items() if "." not in k},
+            }.items()
+        ]
         lines += ["[oslo_concurrency]", f"lock_path = {self.root / 'locks'}"]
         path.write_text("\n".join(lines) + "\n")
         return path
@@ -178,8 +192,10 @@ class Harness:
         An atomic rewrite with the same bytes still gets a new inode: this is
         what tells "left alone" from "rewritten identically".
         """
-        return {path: (data, os.stat(path).st_ino, os.stat(path).st_mtime_ns)
-                for path, data in self.snapshot().items()}
+        return {
+            path: (data, os.stat(path).st_ino, os.stat(path).st_mtime_ns)
+            for path, data in self.snapshot().items()
+        }
 
     def env(self) -> dict[str, str]:
         return dict(os.environ)
@@ -192,6 +208,7 @@ def register(name: str):
     def wrap(cls: type[Harness]) -> type[Harness]:
         HARNESSES[name] = cls
         return cls
+
     return wrap
 
 
@@ -199,6 +216,7 @@ def load_all() -> dict[str, type[Harness]]:
     """Import every ``harness_*.py`` beside this file (each registers itself)."""
     import importlib
     import pkgutil
+
     for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
         if info.name.startswith("harness_"):
             importlib.import_module(f"{__package__}.{info.name}")
@@ -211,14 +229,17 @@ def harness_fixture() -> Any:
     A conftest binds it (``h = harness_fixture()``), so the behaviour and the
     reliability suites share one fixture instead of a copy each.
     """
+
     @pytest.fixture(params=sorted(load_all()), name="h")
-    def h(request: pytest.FixtureRequest, tmp_path: Path,
-          monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
+    def h(
+        request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> Iterator[Harness]:
         harness = HARNESSES[request.param](tmp_path, monkeypatch, name=request.param)
         yield harness
         teardown = getattr(harness, "teardown", None)
         if teardown:
             teardown()
+
     return h
 
 
@@ -231,6 +252,7 @@ def make_device(h: Harness, name: str = "disk", size: int = 4 << 20) -> str:
 class FakeHarness(Harness):
     def reboot(self) -> None:
         import shutil
+
         shutil.rmtree(self.state_path / "volumes" / "fake-live", ignore_errors=True)
 
     def drop_record(self, volume_name: str) -> None:
@@ -244,8 +266,7 @@ class FakeHarness(Harness):
         chap = (spec.chap.username, spec.chap.password) if spec.chap else None
         mutual = (spec.target_chap.username, spec.target_chap.password) if spec.target_chap else None
         tid = json.loads((self.state_path / "volumes" / "fake-live" / quote(iqn, safe="")).read_text())["tid"]
-        return LiveView(spec.iqn, {spec.lun: spec.device_path}, chap, frozenset(spec.initiators),
-                        mutual, tid)
+        return LiveView(spec.iqn, {spec.lun: spec.device_path}, chap, frozenset(spec.initiators), mutual, tid)
 
     def persisted(self, volume_name: str, iqn: str) -> PersistedView | None:
         path = self.state_path / "volumes" / "fake" / volume_name
@@ -254,7 +275,9 @@ class FakeHarness(Harness):
         data = json.loads(path.read_text())
         if data["iqn"] != iqn:
             return None
-        return PersistedView(data["iqn"], data["device_path"],
-                             tuple(data["chap"]) if data["chap"] else None,  # type: ignore[arg-type]
-                             tuple(data["target_chap"]) if data["target_chap"] else None)
-
+        return PersistedView(
+            data["iqn"],
+            data["device_path"],
+            tuple(data["chap"]) if data["chap"] else None,  # type: ignore[arg-type]
+            tuple(data["target_chap"]) if data["target_chap"] else None,
+        )

@@ -53,8 +53,14 @@ class ChiscsiHarness(Harness):
         if target.auth_method == "CHAP" and target.initiator_credentials:
             chap = target.initiator_credentials[0]
         # ACLs count only with ACL_Enable=Yes (chiscsi's acl.c 308-336)
-        return LiveView(target.name, {n: lun.path for n, lun in enumerate(target.luns)}, chap,
-                        target.acl_initiators, target.target_credential, target.tid)
+        return LiveView(
+            target.name,
+            {n: lun.path for n, lun in enumerate(target.luns)},
+            chap,
+            target.acl_initiators,
+            target.target_credential,
+            target.tid,
+        )
 
     def persisted(self, volume_name: str, iqn: str) -> PersistedView | None:
         """The target file ``iscsictl -S`` loads for this volume, read key by key."""
@@ -68,14 +74,19 @@ class ChiscsiHarness(Harness):
                 values.setdefault(key, value)
         if values.get("TargetName") != iqn:
             return None
+
         def account(key: str) -> tuple[str, str] | None:
             if key not in values:
                 return None
             user, _, secret = values[key].partition(":")
             return (user.strip('"'), secret.strip('"'))
 
-        return PersistedView(iqn, values.get("TargetDevice", "").split(",")[0],
-                             account("Auth_CHAP_Initiator"), account("Auth_CHAP_Target"))
+        return PersistedView(
+            iqn,
+            values.get("TargetDevice", "").split(",")[0],
+            account("Auth_CHAP_Initiator"),
+            account("Auth_CHAP_Target"),
+        )
 
     def drop_record(self, volume_name: str) -> None:
         (self.state_path / "volumes" / "cxt" / volume_name).unlink()

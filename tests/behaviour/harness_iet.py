@@ -83,7 +83,9 @@ class IetHarness(Harness):
         self.etc = self.root / "etc" / "iet"
         self.etc.mkdir(parents=True)
         self.iet_conf = self.etc / "ietd.conf"
-        self.iet_conf.write_text("# ietd.conf of the test host\nIncomingUser discovery-user discoverysecret1\n")
+        self.iet_conf.write_text(
+            "# ietd.conf of the test host\nIncomingUser discovery-user discoverysecret1\n"
+        )
 
     def overrides(self) -> dict[str, object]:
         return {"iet_conf": str(self.iet_conf), "iet_proc_dir": str(self.proc_dir)}
@@ -111,8 +113,7 @@ class IetHarness(Harness):
         lost from ietd.conf is an export lost at the next boot, whatever the
         index says.
         """
-        blocks = [words for words in _conf_blocks(self.iet_conf.read_text())
-                  if words[0][1:] == [iqn]]
+        blocks = [words for words in _conf_blocks(self.iet_conf.read_text()) if words[0][1:] == [iqn]]
         if not blocks:
             return None
         assert len(blocks) == 1, f"{iqn} has {len(blocks)} blocks in ietd.conf"

@@ -31,8 +31,15 @@ from .harness import Harness, LiveView, PersistedView, register
 LOGIN_TIMEOUT = 20
 
 
-def chap_login_works(portal_port: int, iqn: str, lun: int, user: str, secret: str,
-                     initiator: str, mutual: tuple[str, str] | None = None) -> bool:
+def chap_login_works(
+    portal_port: int,
+    iqn: str,
+    lun: int,
+    user: str,
+    secret: str,
+    initiator: str,
+    mutual: tuple[str, str] | None = None,
+) -> bool:
     """A real login and INQUIRY with libiscsi; the secrets travel in its environment, not argv.
 
     With ``mutual`` (user, secret), libiscsi also challenges the target and
@@ -45,7 +52,11 @@ def chap_login_works(portal_port: int, iqn: str, lun: int, user: str, secret: st
         env.update(LIBISCSI_CHAP_TARGET_USERNAME=mutual[0], LIBISCSI_CHAP_TARGET_PASSWORD=mutual[1])
     result = subprocess.run(
         ["iscsi-inq", "-i", initiator, f"iscsi://127.0.0.1:{portal_port}/{iqn}/{lun}"],
-        capture_output=True, text=True, env=env, timeout=LOGIN_TIMEOUT)
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=LOGIN_TIMEOUT,
+    )
     return result.returncode == 0
 
 
@@ -95,27 +106,28 @@ class TgtHarness(Harness):
             if path.is_file() and not path.name.startswith("."):
                 text = path.read_text()
                 if f"<target {iqn}>" in text:
-                    candidates += [line.split()[2] for line in text.splitlines()
-                                   if line.split()[:2] == [key, user]]
+                    candidates += [
+                        line.split()[2] for line in text.splitlines() if line.split()[:2] == [key, user]
+                    ]
         return candidates
 
-    def _accepted_secret(self, target: TgtLiveTarget, user: str,
-                         names: frozenset[str]) -> str:
+    def _accepted_secret(self, target: TgtLiveTarget, user: str, names: frozenset[str]) -> str:
         """The recorded secret if tgtd accepts it in a real login; "" if none is known or it fails."""
         initiator = min(names) if names else self.LOGIN_INITIATOR
         for secret in self._recorded(target.iqn, "incominguser", user):
-            if chap_login_works(self.tgtd.portal_port, target.iqn, DISK_LUN, user, secret,
-                                initiator):
+            if chap_login_works(self.tgtd.portal_port, target.iqn, DISK_LUN, user, secret, initiator):
                 return secret
         return ""
 
-    def _answered_secret(self, target: TgtLiveTarget, chap: tuple[str, str], user: str,
-                         names: frozenset[str]) -> str:
+    def _answered_secret(
+        self, target: TgtLiveTarget, chap: tuple[str, str], user: str, names: frozenset[str]
+    ) -> str:
         """The recorded target secret if tgtd proves it in a mutual login; "" otherwise."""
         initiator = min(names) if names else self.LOGIN_INITIATOR
         for secret in self._recorded(target.iqn, "outgoinguser", user):
-            if chap_login_works(self.tgtd.portal_port, target.iqn, DISK_LUN, *chap, initiator,
-                                mutual=(user, secret)):
+            if chap_login_works(
+                self.tgtd.portal_port, target.iqn, DISK_LUN, *chap, initiator, mutual=(user, secret)
+            ):
                 return secret
         return ""
 

@@ -18,7 +18,6 @@ import pytest
 from iscsi_helper import registry
 from iscsi_helper.lab.rig import InProcessExecutor
 from iscsi_helper.targets.iscsi import IscsiHelper
-
 from tests.support import devices
 
 from .harness import HARNESSES, Harness, load_all
@@ -49,10 +48,13 @@ RESTORE_COST = {"chiscsi": (1, 1), "iet": (3, 0), "tgt": (5, 1)}
 # proving the target gone, since no exit code is proof (issue 13).
 EXACT_COST = {"chiscsi": (2, 2), "iet": (4, 4), "tgt": (7, 4)}
 LISTS_ALL: dict[str, Callable[[tuple[str, ...]], bool]] = {
-    "chiscsi": lambda argv: any(a.lower() == "target=all" for a in argv)}
+    "chiscsi": lambda argv: any(a.lower() == "target=all" for a in argv)
+}
 
-IN_PROCESS = {"chiscsi": "iscsi_helper.lab.emulators.chiscsi.cli",
-              "iet": "iscsi_helper.lab.emulators.iet.cli"}
+IN_PROCESS = {
+    "chiscsi": "iscsi_helper.lab.emulators.chiscsi.cli",
+    "iet": "iscsi_helper.lab.emulators.iet.cli",
+}
 
 HELPERS = sorted(name for name in HARNESSES if name in RESTORE_COST)
 

@@ -16,7 +16,7 @@ from iscsi_helper.lab.emulators.iet.inject import inject_session
 from iscsi_helper.lab.emulators.iet.state import State as IetState
 
 from .harness import load_all
-from .test_target_contract import IQN_PREFIX, INITIATOR, make_device, volume
+from .test_target_contract import INITIATOR, IQN_PREFIX, make_device, volume
 
 HARNESSES = load_all()
 
@@ -104,8 +104,9 @@ def test_chiscsi_counts_sessions_with_iscsictl_r(tmp_path, monkeypatch):
         target = h.target()
         first, second = make_device(h, "first"), make_device(h, "second")
         target.create_export(None, volume(7), first)
-        chiscsi_sessions.declare_stuck(h.emulator_state, IQN_PREFIX + "volume-7",
-                                       [INITIATOR, "iqn.1993-08.org.debian:01:b"])
+        chiscsi_sessions.declare_stuck(
+            h.emulator_state, IQN_PREFIX + "volume-7", [INITIATOR, "iqn.1993-08.org.debian:01:b"]
+        )
         with pytest.raises(ExportInUse, match=r"2 session\(s\) logged in"):
             target.export(volume(7), second)
         assert any(argv[1:3] == ("-r", f"target={IQN_PREFIX}volume-7") for argv in h.calls)

@@ -79,8 +79,9 @@ def test_mutual_chap_gives_the_target_its_own_secret_and_keeps_it(h):
     assert live.chap == tuple(created["auth"].split()[1:])
     assert live.mutual == mutual, "the target does not answer with the recorded mutual secret"
     iqn = IQN_PREFIX + "volume-1"
-    assert h.persisted("volume-1", iqn) == PersistedView(iqn, dev, live.chap, mutual), \
+    assert h.persisted("volume-1", iqn) == PersistedView(iqn, dev, live.chap, mutual), (
         "the persisted configuration (what comes back at boot) lacks the mutual account"
+    )
     again = target.create_export(None, volume(1, provider_auth=created["auth"]), dev)
     assert again == created and target.get_export(volume(1)).spec.target_chap == record.target_chap
     h.reboot()
@@ -249,7 +250,6 @@ def test_restore_does_not_resurrect_an_export_removed_meanwhile(h):
     assert not report.started and h.live(IQN_PREFIX + "volume-1") is None
 
 
-
 def test_restore_on_a_stale_listing_neither_fails_nor_duplicates_a_target_made_meanwhile(h):
     """A restore lists once, then takes each volume's lock: another process may have
     started an export in between. Helpers that trust the listing must notice."""
@@ -270,6 +270,7 @@ def test_restore_on_a_stale_listing_neither_fails_nor_duplicates_a_target_made_m
         live = h.live(IQN_PREFIX + f"volume-{n}")
         assert live.chap == tuple(auths[n].split()[1:]) and live.luns[target.lun] == devs[n]
 
+
 def _relative_existing(h) -> str:
     """A relative path to a real file: only "must be absolute" can refuse it."""
     h.monkeypatch.chdir(h.root)
@@ -283,26 +284,41 @@ def _relative_existing(h) -> str:
 # input is accepted or refused for another reason, and the test fails.
 REJECTED = [
     ("device path", "does not exist", lambda h: (volume(1), str(h.root / "missing.img"))),
-    ("device path", "neither a regular file nor a block device",
-     lambda h: (volume(1), str(h.root))),
+    ("device path", "neither a regular file nor a block device", lambda h: (volume(1), str(h.root))),
     ("device path", "must not contain a comma", lambda h: (volume(1), make_device(h, "disk,RO"))),
     ("device path", "must be absolute", lambda h: (volume(1), _relative_existing(h))),
-    ("volume name", "must start with a lower-case letter or digit",
-     lambda h: ({"id": "1", "name": "../volume-1"}, make_device(h))),
-    ("volume name", "must start with a lower-case letter or digit",
-     lambda h: ({"id": "1", "name": "volume-1\nTargetName=x"}, make_device(h))),
-    ("volume name", "must start with a lower-case letter or digit",
-     lambda h: ({"id": "1", "name": 'volume-"1'}, make_device(h))),
+    (
+        "volume name",
+        "must start with a lower-case letter or digit",
+        lambda h: ({"id": "1", "name": "../volume-1"}, make_device(h)),
+    ),
+    (
+        "volume name",
+        "must start with a lower-case letter or digit",
+        lambda h: ({"id": "1", "name": "volume-1\nTargetName=x"}, make_device(h)),
+    ),
+    (
+        "volume name",
+        "must start with a lower-case letter or digit",
+        lambda h: ({"id": "1", "name": 'volume-"1'}, make_device(h)),
+    ),
     ("target IQN", "longer than 223 bytes", lambda h: ({"id": "1", "name": "v" * 220}, make_device(h))),
-    ("provider_auth", "expected 'CHAP <username> <secret>'",
-     lambda h: (volume(1, provider_auth="CHAP only-user"), make_device(h))),
-    ("CHAP secret", "shorter than 12 characters",
-     lambda h: (volume(1, provider_auth="CHAP user tiny-secret"), make_device(h))),
+    (
+        "provider_auth",
+        "expected 'CHAP <username> <secret>'",
+        lambda h: (volume(1, provider_auth="CHAP only-user"), make_device(h)),
+    ),
+    (
+        "CHAP secret",
+        "shorter than 12 characters",
+        lambda h: (volume(1, provider_auth="CHAP user tiny-secret"), make_device(h)),
+    ),
 ]
 
 
-@pytest.mark.parametrize("field,reason,case", REJECTED,
-                         ids=[f"{f}-{i}" for i, (f, _r, _c) in enumerate(REJECTED)])
+@pytest.mark.parametrize(
+    "field,reason,case", REJECTED, ids=[f"{f}-{i}" for i, (f, _r, _c) in enumerate(REJECTED)]
+)
 def test_rejected_input_changes_nothing(h, field, reason, case):
     target = h.target()
     kept = target.create_export(None, volume(5), make_device(h, "kept"))
@@ -387,9 +403,16 @@ def test_two_processes_exporting_twenty_volumes_each_end_with_all_forty(h):
     config = h.config_file()
     dev = h.root / "devices"
     dev.mkdir()
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(config), str(lo), str(lo + 20), str(dev)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=h.env(), text=True)
-             for lo in (0, 20)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(config), str(lo), str(lo + 20), str(dev)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=h.env(),
+            text=True,
+        )
+        for lo in (0, 20)
+    ]
     results: dict[str, dict[str, str]] = {}
     for proc in procs:
         out, err = proc.communicate(timeout=300)
@@ -421,11 +444,9 @@ def test_reconcile_reports_and_fixes_missing_and_orphans_but_not_foreign_targets
     foreign.create_export(None, volume(9), make_device(h, "d9"))
     h.drop_record("volume-9")  # now only live, and not named with our prefix
     states = {d.volume_name: d.state for d in target.reconcile()}
-    assert states == {"volume-1": "missing-live", "volume-2": "missing-live",
-                      "volume-3": "orphan-live"}
+    assert states == {"volume-1": "missing-live", "volume-2": "missing-live", "volume-3": "orphan-live"}
     fixed = target.reconcile(fix=True, stop_orphans=True)  # the orphan too, as asked
     assert all(d.fixed for d in fixed)
-    assert {d.volume_name: d.state for d in target.reconcile()} == {
-        "volume-1": "ok", "volume-2": "ok"}
+    assert {d.volume_name: d.state for d in target.reconcile()} == {"volume-1": "ok", "volume-2": "ok"}
     assert h.live(IQN_PREFIX + "volume-3") is None
     assert h.live("iqn.2001-04.com.example:volume-9") is not None, "foreign target untouched"

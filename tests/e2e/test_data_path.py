@@ -18,16 +18,17 @@ import pytest
 from iscsi_helper import options, registry
 from iscsi_helper.lab.emulators import chiscsi as chiscsi_emulator
 from iscsi_helper.lab.emulators.iet import serving as iet_serving
-from iscsi_helper.lab.emulators.iet.state import PROC_ENV, STATE_ENV as IET_STATE_ENV
+from iscsi_helper.lab.emulators.iet.state import PROC_ENV
+from iscsi_helper.lab.emulators.iet.state import STATE_ENV as IET_STATE_ENV
 from iscsi_helper.lab.emulators.shims import install_shims
 from iscsi_helper.lab.initiator import Initiator, InitiatorError, paths
-from iscsi_helper.targets.base import TargetHelper
-
 from iscsi_helper.lab.rig import free_port
+from iscsi_helper.targets.base import TargetHelper
 
 pytestmark = pytest.mark.skipif(
     not all(shutil.which(t) for t in ("iscsi-inq", "iscsi-readcapacity16", "qemu-io")),
-    reason="needs libiscsi-bin and qemu-utils (scripts/setup.sh installs them)")
+    reason="needs libiscsi-bin and qemu-utils (scripts/setup.sh installs them)",
+)
 
 INITIATOR = "iqn.1993-08.org.debian:01:e2e-compute-1"
 INTRUDER = "iqn.1993-08.org.debian:01:e2e-intruder"
@@ -44,9 +45,14 @@ def served(request, tmp_path, monkeypatch):
     bin_dir = install_shims(tmp_path / "bin")
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     port = free_port()
-    common = {"target_helper": request.param, "state_path": str(tmp_path / "state"),
-              "target_ip_address": "127.0.0.1", "target_secondary_ip_addresses": ["::1"],
-              "target_port": port, "oslo_concurrency.lock_path": str(tmp_path / "locks")}
+    common = {
+        "target_helper": request.param,
+        "state_path": str(tmp_path / "state"),
+        "target_ip_address": "127.0.0.1",
+        "target_secondary_ip_addresses": ["::1"],
+        "target_port": port,
+        "oslo_concurrency.lock_path": str(tmp_path / "locks"),
+    }
     state = tmp_path / f"{request.param}-state"
     if request.param == "chiscsi":
         monkeypatch.setenv(chiscsi_emulator.STATE_ENV, str(state))
@@ -60,13 +66,19 @@ def served(request, tmp_path, monkeypatch):
         monkeypatch.setenv(PROC_ENV, str(tmp_path / "proc"))
         monkeypatch.setenv(iet_serving.WIRE_ENV, "1")
         monkeypatch.setenv(iet_serving.PORTALS_ENV, f"127.0.0.1:{port},[::1]:{port}")
-        conf = options.new_config(overrides={**common, "iet_conf": str(tmp_path / "ietd.conf"),
-                                             "iet_proc_dir": str(tmp_path / "proc")})
+        conf = options.new_config(
+            overrides={
+                **common,
+                "iet_conf": str(tmp_path / "ietd.conf"),
+                "iet_proc_dir": str(tmp_path / "proc"),
+            }
+        )
 
         def reboot() -> None:
             iet_serving.stop(state)
             shutil.rmtree(state)
             shutil.rmtree(tmp_path / "proc", ignore_errors=True)
+
     yield Served(registry.get_helper(conf), reboot)
     reboot()  # stops the embedded target's daemon by its PID
 
@@ -82,8 +94,12 @@ def test_real_initiator_logs_in_with_chap_reads_and_writes(served, tmp_path):
     target = served.target
     disk = image(tmp_path, "volume-1", 64 << 20)
     model = target.create_export(None, {"id": "1", "name": "volume-1"}, disk)
-    volume = {"id": "1", "name": "volume-1", "provider_location": model["location"],
-              "provider_auth": model["auth"]}
+    volume = {
+        "id": "1",
+        "name": "volume-1",
+        "provider_location": model["location"],
+        "provider_auth": model["auth"],
+    }
     props = target.initialize_connection(volume, {"initiator": INITIATOR, "multipath": True})["data"]
     assert props["target_lun"] == 0 and len(props["target_portals"]) == 2
     initiator = Initiator(INITIATOR, props)
@@ -110,8 +126,12 @@ def test_real_initiator_logs_in_with_chap_reads_and_writes(served, tmp_path):
 def test_export_survives_a_reboot_with_the_same_credentials(served, tmp_path):
     target = served.target
     model = target.create_export(None, {"id": "2", "name": "volume-2"}, image(tmp_path, "v2", 8 << 20))
-    volume = {"id": "2", "name": "volume-2", "provider_location": model["location"],
-              "provider_auth": model["auth"]}
+    volume = {
+        "id": "2",
+        "name": "volume-2",
+        "provider_location": model["location"],
+        "provider_auth": model["auth"],
+    }
     props = target.initialize_connection(volume, {"initiator": INITIATOR})["data"]
     Initiator(INITIATOR, props).inquiry()
     served.reboot()

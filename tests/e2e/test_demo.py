@@ -47,12 +47,18 @@ DEMO = textwrap.dedent("""
 """)
 
 
-@pytest.mark.skipif(not all(shutil.which(t) for t in ("iscsi-inq", "qemu-io")),
-                    reason="needs libiscsi-bin and qemu-utils (scripts/setup.sh installs them)")
+@pytest.mark.skipif(
+    not all(shutil.which(t) for t in ("iscsi-inq", "qemu-io")),
+    reason="needs libiscsi-bin and qemu-utils (scripts/setup.sh installs them)",
+)
 def test_demo_runs_the_whole_story_and_hides_the_secret(tmp_path):
     seen_path = tmp_path / "seen.json"
-    done = subprocess.run([sys.executable, "-c", DEMO, str(tmp_path / "demo"), str(seen_path)],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", DEMO, str(tmp_path / "demo"), str(seen_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert "READ CAPACITY(16): 67108864 bytes (64 MiB)" in out
@@ -61,15 +67,17 @@ def test_demo_runs_the_whole_story_and_hides_the_secret(tmp_path):
     assert out.rstrip().endswith("all worked")
     seen = json.loads(seen_path.read_text())
     assert len(seen["before_remove"]) == 1 and seen["before_remove"][0].startswith(
-        "iqn.2010-10.org.openstack:volume-"), seen
+        "iqn.2010-10.org.openstack:volume-"
+    ), seen
     assert seen["at_exit"] == [], f"live targets left behind: {seen['at_exit']}"
-    secret_lines = [line for line in out.splitlines()
-                    if "auth_password" in line or "provider_auth" in line]
+    secret_lines = [line for line in out.splitlines() if "auth_password" in line or "provider_auth" in line]
     assert secret_lines and all(line.rstrip().endswith("***") for line in secret_lines)
 
 
-@pytest.mark.skipif(not all(shutil.which(t) for t in ("iscsi-inq", "qemu-io")),
-                    reason="needs libiscsi-bin and qemu-utils (scripts/setup.sh installs them)")
+@pytest.mark.skipif(
+    not all(shutil.which(t) for t in ("iscsi-inq", "qemu-io")),
+    reason="needs libiscsi-bin and qemu-utils (scripts/setup.sh installs them)",
+)
 def test_demo_with_json_tells_the_story_as_one_document(tmp_path):
     from tests.support.cli import Cli
 

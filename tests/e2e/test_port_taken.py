@@ -12,15 +12,14 @@ from __future__ import annotations
 import json
 import os
 import socket
-from pathlib import Path
 
 import pytest
 
 from iscsi_helper.lab.emulators import chiscsi as chiscsi_emulator
 from iscsi_helper.lab.emulators.iet import serving as iet_serving
+from iscsi_helper.lab.rig import free_port
 from iscsi_helper.lab.wire.control import WireService
 from tests.support.cli import Cli, one_line
-from iscsi_helper.lab.rig import free_port
 
 
 @pytest.fixture
@@ -29,12 +28,17 @@ def lab(tmp_path):
     Cli([]).run("lab", "shims", str(bin_dir))
     assert os.access(bin_dir / "iscsictl", os.X_OK) and os.access(bin_dir / "ietadm", os.X_OK)
     port = free_port()
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
-           chiscsi_emulator.STATE_ENV: str(tmp_path / "chiscsi-state"),
-           "CHISCSI_EMULATOR_WIRE": "1", "CHISCSI_EMULATOR_PIDFILE": str(tmp_path / "iscsictl.pid"),
-           "IET_EMULATOR_STATE": str(tmp_path / "iet-state"),
-           "IET_EMULATOR_PROC": str(tmp_path / "proc"), "IET_EMULATOR_WIRE": "1",
-           "IET_EMULATOR_PORTALS": f"127.0.0.1:{port}"}
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        chiscsi_emulator.STATE_ENV: str(tmp_path / "chiscsi-state"),
+        "CHISCSI_EMULATOR_WIRE": "1",
+        "CHISCSI_EMULATOR_PIDFILE": str(tmp_path / "iscsictl.pid"),
+        "IET_EMULATOR_STATE": str(tmp_path / "iet-state"),
+        "IET_EMULATOR_PROC": str(tmp_path / "proc"),
+        "IET_EMULATOR_WIRE": "1",
+        "IET_EMULATOR_PORTALS": f"127.0.0.1:{port}",
+    }
     (tmp_path / "proc").mkdir()
     yield env, port
     chiscsi_emulator.reset(tmp_path / "chiscsi-state")
@@ -53,14 +57,29 @@ def held(lab):
 
 
 @pytest.mark.parametrize("helper", ["chiscsi", "iet"])
-def test_export_fails_when_the_port_is_held_and_works_once_it_is_free(
-        tmp_path, lab, held, device, helper):
+def test_export_fails_when_the_port_is_held_and_works_once_it_is_free(tmp_path, lab, held, device, helper):
     env, port = lab
-    cli = Cli(["--target-helper", helper, "--state-path", str(tmp_path / "state"),
-               "--lock-path", str(tmp_path / "locks"), "--target-ip-address", "127.0.0.1",
-               "--target-port", str(port), "--chiscsi-conf", str(tmp_path / "chiscsi.conf"),
-               "--iet-conf", str(tmp_path / "ietd.conf"), "--iet-proc-dir", str(tmp_path / "proc")],
-              env=env)
+    cli = Cli(
+        [
+            "--target-helper",
+            helper,
+            "--state-path",
+            str(tmp_path / "state"),
+            "--lock-path",
+            str(tmp_path / "locks"),
+            "--target-ip-address",
+            "127.0.0.1",
+            "--target-port",
+            str(port),
+            "--chiscsi-conf",
+            str(tmp_path / "chiscsi.conf"),
+            "--iet-conf",
+            str(tmp_path / "ietd.conf"),
+            "--iet-proc-dir",
+            str(tmp_path / "proc"),
+        ],
+        env=env,
+    )
     line = one_line(cli.run("export", "1", device, expect=1))
     assert f"127.0.0.1:{port}" in line, line
     assert cli.json("list") == [], "no record left"

@@ -17,17 +17,16 @@ from pathlib import Path
 import pytest
 
 from iscsi_helper import options, registry
+from iscsi_helper.adapters.tgtadm import TgtLiveTarget, parse_show
 from iscsi_helper.exception import CommandFailed, TargetCreateFailed
 from iscsi_helper.executor import CommandResult, Executor
 from iscsi_helper.lab.initiator import Initiator, InitiatorError
 from iscsi_helper.lab.rig import TgtdProcess, running_tgtd
-from iscsi_helper.adapters.tgtadm import TgtLiveTarget, parse_show
-
 
 pytestmark = pytest.mark.skipif(
-    not all(shutil.which(t) for t in ("tgtd", "tgtadm", "iscsi-inq", "iscsi-readcapacity16",
-                                      "qemu-io")),
-    reason="needs tgt, libiscsi-bin and qemu-utils (scripts/setup.sh installs them)")
+    not all(shutil.which(t) for t in ("tgtd", "tgtadm", "iscsi-inq", "iscsi-readcapacity16", "qemu-io")),
+    reason="needs tgt, libiscsi-bin and qemu-utils (scripts/setup.sh installs them)",
+)
 
 INITIATOR = "iqn.1993-08.org.debian:01:e2e-compute-1"
 INTRUDER = "iqn.1993-08.org.debian:01:e2e-intruder"
@@ -44,8 +43,9 @@ class FailingExecutor(Executor):
         if self.fail_on and all(part in argv for part in self.fail_on):
             for observer in self.observers:
                 observer(tuple(argv))
-            raise CommandFailed(command=" ".join(argv[:2]), exit_code=22, stdout="",
-                                stderr="tgtadm: injected failure")
+            raise CommandFailed(
+                command=" ".join(argv[:2]), exit_code=22, stdout="", stderr="tgtadm: injected failure"
+            )
         return super().run(*argv, **kwargs)
 
 
@@ -60,11 +60,17 @@ def make_target(tgtd, tmp_path):
     calls: list[tuple[str, ...]] = []
 
     def make(fail_on: tuple[str, ...] = (), **overrides: object):
-        conf = options.new_config(overrides={
-            "target_helper": "tgtadm", "state_path": str(tmp_path / "state"),
-            "target_ip_address": "127.0.0.1", "target_port": tgtd.portal_port,
-            "oslo_concurrency.lock_path": str(tmp_path / "locks"),
-            "tgt_control_port": tgtd.control_port, **overrides})
+        conf = options.new_config(
+            overrides={
+                "target_helper": "tgtadm",
+                "state_path": str(tmp_path / "state"),
+                "target_ip_address": "127.0.0.1",
+                "target_port": tgtd.portal_port,
+                "oslo_concurrency.lock_path": str(tmp_path / "locks"),
+                "tgt_control_port": tgtd.control_port,
+                **overrides,
+            }
+        )
         executor = FailingExecutor(timeout=30, observers=[calls.append], fail_on=fail_on)
         return registry.get_helper(conf, executor)
 
@@ -80,8 +86,12 @@ def image(tmp_path: Path, name: str, size: int) -> str:
 
 
 def stored(n: int, model: dict[str, str]) -> dict[str, str]:
-    return {"id": str(n), "name": f"volume-{n}", "provider_location": model["location"],
-            "provider_auth": model["auth"]}
+    return {
+        "id": str(n),
+        "name": f"volume-{n}",
+        "provider_location": model["location"],
+        "provider_auth": model["auth"],
+    }
 
 
 def show(tgtd: TgtdProcess) -> dict[str, TgtLiveTarget]:
@@ -95,7 +105,8 @@ def accounts(tgtd: TgtdProcess) -> list[str]:
 
 
 def test_real_initiator_logs_in_with_chap_reads_writes_and_is_refused_after_removal(
-        make_target, tgtd, tmp_path, caplog):
+    make_target, tgtd, tmp_path, caplog
+):
     caplog.set_level(logging.DEBUG)
     target = make_target()
     path = image(tmp_path, "volume-1", 64 * MiB)
@@ -121,8 +132,9 @@ def test_real_initiator_logs_in_with_chap_reads_writes_and_is_refused_after_remo
 
     secret = props["auth_password"]
     with_secret = [argv for argv in make_target.calls if any(secret in a for a in argv)]
-    assert len(with_secret) == 1 and "--password" in with_secret[0], \
+    assert len(with_secret) == 1 and "--password" in with_secret[0], (
         "only tgtadm's account creation carries the secret (tgtadm has no other way)"
+    )
     assert secret not in caplog.text
 
     target.remove_export(None, volume)
@@ -137,7 +149,7 @@ def test_restart_of_tgtd_then_restore_serves_the_same_properties(make_target, tg
     path = image(tmp_path, "volume-2", 8 * MiB)
     model = target.create_export(None, {"id": "2", "name": "volume-2"}, path)
     props = target.initialize_connection(stored(2, model), {"initiator": INITIATOR})["data"]
-    record = (tmp_path / "state" / "volumes" / "tgt" / "volume-2")
+    record = tmp_path / "state" / "volumes" / "tgt" / "volume-2"
     assert oct(record.stat().st_mode & 0o777) == "0o600"
     tgtd.restart()
     with pytest.raises(InitiatorError):
@@ -161,13 +173,15 @@ def test_extend_makes_tgtd_report_the_new_size(make_target, tmp_path):
     assert Initiator(INITIATOR, props).capacity() == 24 * MiB
 
 
-@pytest.mark.parametrize("step", [
-    ("--mode", "logicalunit", "--op", "new"),
-    ("--mode", "account", "--op", "bind"),
-    ("--mode", "target", "--op", "bind"),
-])
-def test_a_failed_create_leaves_no_target_no_account_and_no_record(make_target, tgtd, tmp_path,
-                                                                    step):
+@pytest.mark.parametrize(
+    "step",
+    [
+        ("--mode", "logicalunit", "--op", "new"),
+        ("--mode", "account", "--op", "bind"),
+        ("--mode", "target", "--op", "bind"),
+    ],
+)
+def test_a_failed_create_leaves_no_target_no_account_and_no_record(make_target, tgtd, tmp_path, step):
     target = make_target(fail_on=step)
     with pytest.raises(TargetCreateFailed, match="injected failure"):
         target.create_export(None, {"id": "4", "name": "volume-4"}, image(tmp_path, "v4", MiB))
@@ -178,8 +192,7 @@ def test_a_failed_create_leaves_no_target_no_account_and_no_record(make_target, 
 
 
 def test_a_failed_acl_change_restores_the_previous_acl(make_target, tgtd, tmp_path):
-    model = make_target().create_export(None, {"id": "5", "name": "volume-5"},
-                                        image(tmp_path, "v5", MiB))
+    model = make_target().create_export(None, {"id": "5", "name": "volume-5"}, image(tmp_path, "v5", MiB))
     record = tmp_path / "state" / "volumes" / "tgt" / "volume-5"
     before_text, before_live = record.read_text(), show(tgtd)
     failing = make_target(fail_on=("--op", "unbind", "-I", "ALL"))
@@ -189,10 +202,11 @@ def test_a_failed_acl_change_restores_the_previous_acl(make_target, tgtd, tmp_pa
 
 
 def test_a_shared_chap_account_outlives_the_removal_of_one_export(make_target, tmp_path):
-    target = make_target(use_chap_auth=True, chap_username="cinder-node",
-                         chap_password="shared-secret-123")
-    models = {n: target.create_export(None, {"id": str(n), "name": f"volume-{n}"},
-                                      image(tmp_path, f"v{n}", MiB)) for n in (6, 7)}
+    target = make_target(use_chap_auth=True, chap_username="cinder-node", chap_password="shared-secret-123")
+    models = {
+        n: target.create_export(None, {"id": str(n), "name": f"volume-{n}"}, image(tmp_path, f"v{n}", MiB))
+        for n in (6, 7)
+    }
     assert models[6]["auth"] == models[7]["auth"] == "CHAP cinder-node shared-secret-123"
     target.remove_export(None, stored(6, models[6]))
     props = target.initialize_connection(stored(7, models[7]), {"initiator": INITIATOR})["data"]
@@ -203,12 +217,16 @@ def test_a_shared_chap_account_outlives_the_removal_of_one_export(make_target, t
 
 def test_a_user_name_with_another_secret_is_refused_not_overwritten(make_target, tmp_path):
     target = make_target()
-    first = target.create_export(None, {"id": "8", "name": "volume-8",
-                                        "provider_auth": "CHAP same-user first-secret-123"},
-                                 image(tmp_path, "v8", MiB))
+    first = target.create_export(
+        None,
+        {"id": "8", "name": "volume-8", "provider_auth": "CHAP same-user first-secret-123"},
+        image(tmp_path, "v8", MiB),
+    )
     with pytest.raises(TargetCreateFailed, match="one secret per user name"):
-        target.create_export(None, {"id": "9", "name": "volume-9",
-                                    "provider_auth": "CHAP same-user other-secret-456"},
-                             image(tmp_path, "v9", MiB))
+        target.create_export(
+            None,
+            {"id": "9", "name": "volume-9", "provider_auth": "CHAP same-user other-secret-456"},
+            image(tmp_path, "v9", MiB),
+        )
     props = target.initialize_connection(stored(8, first), {"initiator": INITIATOR})["data"]
     assert "DIRECT_ACCESS" in Initiator(INITIATOR, props).inquiry()

@@ -40,10 +40,14 @@ def serve(path: str, log: str) -> None:
             with open(log, "a", encoding="utf-8") as handle:
                 handle.write(json.dumps(request["argv"]) + "\n")
             try:
-                done = subprocess.run(request["argv"], input=request["stdin"].encode(),
-                                      capture_output=True, timeout=120)
-                reply = {"rc": done.returncode, "out": done.stdout.decode(errors="replace"),
-                         "err": done.stderr.decode(errors="replace")}
+                done = subprocess.run(
+                    request["argv"], input=request["stdin"].encode(), capture_output=True, timeout=120
+                )
+                reply = {
+                    "rc": done.returncode,
+                    "out": done.stdout.decode(errors="replace"),
+                    "err": done.stderr.decode(errors="replace"),
+                }
             except OSError as err:
                 reply = {"rc": 127, "out": "", "err": f"rootbroker: {err}\n"}
             conn.sendall(json.dumps(reply).encode())

@@ -26,8 +26,7 @@ from iscsi_helper.lab.emulators import chiscsi as chiscsi_emulator
 from iscsi_helper.lab.emulators.shims import install_shims
 
 REPO = Path(__file__).resolve().parents[2]
-DOCS = ["quickstart.md", "helpers/chiscsi.md", "migration.md", "cinder.md",
-        "configuration.md"]
+DOCS = ["quickstart.md", "helpers/chiscsi.md", "migration.md", "cinder.md", "configuration.md"]
 PREFIX = "iqn.2010-10.org.openstack:"
 REWRITES = ("/etc/cinder", "/var/lib/cinder", "/etc/chelsio-iscsi", "/etc/iet", "/proc/net/iet")
 
@@ -40,12 +39,16 @@ CXTADM_FILE = """
                        Auth_CHAP_Policy=Oneway
                        Auth_CHAP_Initiator="cxtuser1":"cxtsecret1abcdef"
                  """
-FOREIGN_IET = ("# ietd.conf of this node\n"
-               "Target iqn.2001-04.com.example:storage.other\n"
-               "\tLun 0 Path=/dev/sdz,Type=blockio\n")
-IETADM_BLOCK = ("Target iqn.2010-10.org.openstack:volume-2\n"
-                "\tIncomingUser ietuser2 ietsecret2abcdef\n"
-                "\tLun 0 Path={root}/var/lib/cinder/disk2.img,Type=fileio\n")
+FOREIGN_IET = (
+    "# ietd.conf of this node\n"
+    "Target iqn.2001-04.com.example:storage.other\n"
+    "\tLun 0 Path=/dev/sdz,Type=blockio\n"
+)
+IETADM_BLOCK = (
+    "Target iqn.2010-10.org.openstack:volume-2\n"
+    "\tIncomingUser ietuser2 ietsecret2abcdef\n"
+    "\tLun 0 Path={root}/var/lib/cinder/disk2.img,Type=fileio\n"
+)
 
 
 def shell_blocks(doc: str) -> list[str]:
@@ -59,8 +62,14 @@ def packaging_blocks() -> list[str]:
 @pytest.fixture
 def sandbox(tmp_path, monkeypatch):
     root = tmp_path / "root"
-    for sub in ("tmp", "etc/cinder", "etc/chelsio-iscsi", "etc/iet", "proc/net/iet",
-                "var/lib/cinder/volumes/cxt"):
+    for sub in (
+        "tmp",
+        "etc/cinder",
+        "etc/chelsio-iscsi",
+        "etc/iet",
+        "proc/net/iet",
+        "var/lib/cinder/volumes/cxt",
+    ):
         (root / sub).mkdir(parents=True)
     (root / "etc/chelsio-iscsi/chiscsi.conf").write_text("global:\n\tiscsi_offload_mode=AUTO\n")
     for disk in ("disk1.img", "disk2.img"):
@@ -69,17 +78,24 @@ def sandbox(tmp_path, monkeypatch):
     # cinder.conf files as a deployment has them: one enabled backend, its target options in
     # its own section (the command line reads them there, as Cinder does), host ones in DEFAULT.
     locks = "\n[oslo_concurrency]\nlock_path = /var/lib/cinder/lock\n"
-    (root / "etc/cinder/cinder.conf").write_text(rewrite(
-        "[DEFAULT]\nenabled_backends = lvm-chiscsi\nstate_path = /var/lib/cinder\n\n"
-        "[lvm-chiscsi]\nvolume_driver = iscsi_helper.cinder.driver.LVMVolumeDriver\n"
-        "volume_group = cinder-volumes\ntarget_helper = iscsictl\n"
-        "target_ip_address = 127.0.0.1\nchiscsi_conf = /etc/chelsio-iscsi/chiscsi.conf\n"
-        + locks, root))
-    (root / "etc/cinder/cinder-iet.conf").write_text(rewrite(
-        "[DEFAULT]\nenabled_backends = lvm-iet\nstate_path = /var/lib/cinder\n\n"
-        "[lvm-iet]\nvolume_driver = iscsi_helper.cinder.driver.LVMVolumeDriver\n"
-        "iscsi_helper_target = iet\ntarget_ip_address = 127.0.0.1\n"
-        "iet_conf = /etc/iet/ietd.conf\niet_proc_dir = /proc/net/iet\n" + locks, root))
+    (root / "etc/cinder/cinder.conf").write_text(
+        rewrite(
+            "[DEFAULT]\nenabled_backends = lvm-chiscsi\nstate_path = /var/lib/cinder\n\n"
+            "[lvm-chiscsi]\nvolume_driver = iscsi_helper.cinder.driver.LVMVolumeDriver\n"
+            "volume_group = cinder-volumes\ntarget_helper = iscsictl\n"
+            "target_ip_address = 127.0.0.1\nchiscsi_conf = /etc/chelsio-iscsi/chiscsi.conf\n" + locks,
+            root,
+        )
+    )
+    (root / "etc/cinder/cinder-iet.conf").write_text(
+        rewrite(
+            "[DEFAULT]\nenabled_backends = lvm-iet\nstate_path = /var/lib/cinder\n\n"
+            "[lvm-iet]\nvolume_driver = iscsi_helper.cinder.driver.LVMVolumeDriver\n"
+            "iscsi_helper_target = iet\ntarget_ip_address = 127.0.0.1\n"
+            "iet_conf = /etc/iet/ietd.conf\niet_proc_dir = /proc/net/iet\n" + locks,
+            root,
+        )
+    )
     (root / "var/lib/cinder/volumes/cxt/volume-1").write_text(CXTADM_FILE.format(root=root))
     (root / "etc/iet/ietd.conf").write_text(FOREIGN_IET + IETADM_BLOCK.format(root=root))
     bin_dir = install_shims(tmp_path / "emulator-bin")
@@ -87,11 +103,17 @@ def sandbox(tmp_path, monkeypatch):
     cli_dir = Path(sys.executable).parent
     if not (cli_dir / "iscsi-helper").exists():
         cli_dir = Path(shutil.which("iscsi-helper") or sys.executable).parent
-    env = {**os.environ, "PATH": f"{cli_dir}:{bin_dir}:{os.environ['PATH']}",
-           "HOME": str(tmp_path), "TMPDIR": str(root / "tmp"),  # mktemp -d lands in the sandbox
-           chiscsi_emulator.STATE_ENV: str(tmp_path / "chiscsi-state"),
-           "CHISCSI_EMULATOR_WIRE": "0", "IET_EMULATOR_STATE": str(tmp_path / "iet-state"),
-           "IET_EMULATOR_PROC": str(root / "proc/net/iet"), "IET_EMULATOR_WIRE": "0"}
+    env = {
+        **os.environ,
+        "PATH": f"{cli_dir}:{bin_dir}:{os.environ['PATH']}",
+        "HOME": str(tmp_path),
+        "TMPDIR": str(root / "tmp"),  # mktemp -d lands in the sandbox
+        chiscsi_emulator.STATE_ENV: str(tmp_path / "chiscsi-state"),
+        "CHISCSI_EMULATOR_WIRE": "0",
+        "IET_EMULATOR_STATE": str(tmp_path / "iet-state"),
+        "IET_EMULATOR_PROC": str(root / "proc/net/iet"),
+        "IET_EMULATOR_WIRE": "0",
+    }
     yield root, env
     chiscsi_emulator.reset(tmp_path / "chiscsi-state")
 
@@ -110,9 +132,14 @@ def rewrite(text: str, root: Path) -> str:
 
 
 def run_block(block: str, root: Path, env: dict[str, str]) -> str:
-    done = subprocess.run(["bash", "-euo", "pipefail", "-c", rewrite(block, root)],
-                          cwd=root / "tmp", env=env, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", rewrite(block, root)],
+        cwd=root / "tmp",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, f"block failed:\n{block}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
     return done.stdout
 
@@ -127,8 +154,9 @@ def test_every_shell_block_runs(doc, sandbox):
 
 
 def cli_json(root: Path, env: dict[str, str], conf: str, *args: str):
-    return json.loads(run_block(f"iscsi-helper --config-file /etc/cinder/{conf} {' '.join(args)} --json",
-                                root, env))
+    return json.loads(
+        run_block(f"iscsi-helper --config-file /etc/cinder/{conf} {' '.join(args)} --json", root, env)
+    )
 
 
 def check_quickstart(root, env, outputs):
@@ -158,14 +186,16 @@ def check_migration(root, env, outputs):
     assert f"\tTargetDevice={root}/var/lib/cinder/disk1.img,FILE," in text
     assert '\tAuth_CHAP_Initiator="cxtuser1":"cxtsecret1abcdef"\n' in text
     rows = cli_json(root, env, "cinder.conf", "list")
-    assert [(r["volume_id"], r["live"], r["provider_auth"]) for r in rows] == \
-        [("1", True, "CHAP cxtuser1 ***")]
+    assert [(r["volume_id"], r["live"], r["provider_auth"]) for r in rows] == [
+        ("1", True, "CHAP cxtuser1 ***")
+    ]
     ietd = (root / "etc/iet/ietd.conf").read_text()
     assert ietd.startswith(FOREIGN_IET), "other software's ietd.conf lines are kept byte for byte"
     assert "IncomingUser ietuser2 ietsecret2abcdef" in ietd
     rows = cli_json(root, env, "cinder-iet.conf", "list")
-    assert [(r["volume_id"], r["live"], r["provider_auth"]) for r in rows] == \
-        [("2", True, "CHAP ietuser2 ***")]
+    assert [(r["volume_id"], r["live"], r["provider_auth"]) for r in rows] == [
+        ("2", True, "CHAP ietuser2 ***")
+    ]
 
 
 def every_doc() -> list[Path]:
@@ -193,11 +223,16 @@ def check_cinder(root, env, outputs):
     listing, dry_run = output.splitlines()[:2], "\n".join(output.splitlines()[2:])
     assert listing[0].split() == ["VOLUME", "LIVE", "TID", "IQN", "DEVICE", "PORTALS"]
     row = listing[1].split()
-    assert row[:2] == ["1", "NO"] and row[4] == f"{root}/var/lib/cinder/disk1.img", \
+    assert row[:2] == ["1", "NO"] and row[4] == f"{root}/var/lib/cinder/disk1.img", (
         "the CxtAdm file, read through the backend section's options"
+    )
     assert "missing-live  1 (would start)" in dry_run and "drift left (exit 1)" in dry_run
     assert not list(root.glob("var/lib/cinder/volumes/cxt/.tmp-*")), "a dry run writes nothing"
 
 
-CHECKS = {"quickstart.md": check_quickstart, "helpers/chiscsi.md": check_chiscsi,
-          "migration.md": check_migration, "cinder.md": check_cinder}
+CHECKS = {
+    "quickstart.md": check_quickstart,
+    "helpers/chiscsi.md": check_chiscsi,
+    "migration.md": check_migration,
+    "cinder.md": check_cinder,
+}

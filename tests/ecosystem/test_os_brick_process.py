@@ -24,8 +24,12 @@ REPO = Path(__file__).resolve().parents[2]
 def test_os_brick_reads_our_connection_properties_in_its_own_process():
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/ecosystem/os_brick"],
-        cwd=REPO, env={**os.environ, OS_BRICK_PROCESS: "1"}, capture_output=True, text=True,
-        timeout=600)
+        cwd=REPO,
+        env={**os.environ, OS_BRICK_PROCESS: "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     lines = done.stdout.strip().splitlines()
     summary = lines[-1] if lines else ""
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]

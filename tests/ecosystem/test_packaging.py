@@ -30,27 +30,45 @@ from iscsi_helper import options
 from .test_docs_commands import packaging_blocks, shell_blocks
 
 REPO = Path(__file__).resolve().parents[2]
-SUBCOMMANDS = ["export", "unexport", "ensure", "list", "show", "connection-info",
-               "disconnect", "reconcile", "helpers"]
+SUBCOMMANDS = [
+    "export",
+    "unexport",
+    "ensure",
+    "list",
+    "show",
+    "connection-info",
+    "disconnect",
+    "reconcile",
+    "helpers",
+]
 FILTERS = Path("etc/iscsi-helper/rootwrap.d/iscsi-helper.filters")
 #: Files of a commit that the sdist leaves out on purpose.
 NOT_IN_SDIST = {".gitignore"}
 
 
 def run(argv: list[str] | str, env: dict[str, str], cwd: Path, timeout: int = 900) -> str:
-    done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, shell=isinstance(argv, str),
-                          executable="/bin/bash" if isinstance(argv, str) else None)
+    done = subprocess.run(
+        argv,
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        shell=isinstance(argv, str),
+        executable="/bin/bash" if isinstance(argv, str) else None,
+    )
     assert done.returncode == 0, f"{argv}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done.stdout
 
 
 def venv_env(env_dir: Path, **extra: str) -> dict[str, str]:
     """The environment of a user who activated ``env_dir``: nothing of this checkout on sys.path."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME", "PYTHONSTARTUP")}
-    env.update(PATH=f"{env_dir / 'bin'}:/usr/sbin:/usr/bin:/sbin:/bin", VIRTUAL_ENV=str(env_dir),
-               **extra)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME", "PYTHONSTARTUP")
+    }
+    env.update(PATH=f"{env_dir / 'bin'}:/usr/sbin:/usr/bin:/sbin:/bin", VIRTUAL_ENV=str(env_dir), **extra)
     return env
 
 
@@ -58,8 +76,7 @@ def committed_files() -> list[str] | None:
     """The files git tracks in the checkout (as they are on disk), or None outside a git checkout."""
     if not (REPO / ".git").exists() or shutil.which("git") is None:
         return None
-    done = subprocess.run(["git", "ls-files", "-z"],
-                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, text=True, timeout=60)
     if done.returncode != 0:
         return None
     return sorted(f for f in done.stdout.split("\0") if f and (REPO / f).is_file())
@@ -68,9 +85,22 @@ def committed_files() -> list[str] | None:
 def copy_checkout(dest: Path) -> Path:
     files = committed_files()
     if files is None:
-        shutil.copytree(REPO, dest, ignore=shutil.ignore_patterns(
-            ".git", "*.egg-info", "__pycache__", "build", "dist", ".venv*", ".pytest_cache",
-            ".hypothesis", ".ruff_cache", ".mypy_cache"))
+        shutil.copytree(
+            REPO,
+            dest,
+            ignore=shutil.ignore_patterns(
+                ".git",
+                "*.egg-info",
+                "__pycache__",
+                "build",
+                "dist",
+                ".venv*",
+                ".pytest_cache",
+                ".hypothesis",
+                ".ruff_cache",
+                ".mypy_cache",
+            ),
+        )
         return dest
     for name in files:
         (dest / name).parent.mkdir(parents=True, exist_ok=True)
@@ -107,8 +137,7 @@ def built(tmp_path_factory) -> Built:
     venv.create(tools, with_pip=True)
     env = venv_env(tools)
     run([str(tools / "bin/python"), "-m", "pip", "install", "-q", "build>=1"], env, root)
-    run([str(tools / "bin/python"), "-m", "build", "--outdir", str(root / "dist"), str(source)],
-        env, root)
+    run([str(tools / "bin/python"), "-m", "build", "--outdir", str(root / "dist"), str(source)], env, root)
     sdists = list((root / "dist").glob("*.tar.gz"))
     wheels = list((root / "dist").glob("*.whl"))
     assert len(sdists) == 1 and len(wheels) == 1, list((root / "dist").iterdir())
@@ -135,8 +164,7 @@ def test_readme_test_command_is_what_ci_runs():
     demo, tests = readme[2].strip(), readme[3].strip()
     assert demo == "bash scripts/setup.sh && .venv/bin/python3 -m iscsi_helper demo"
     assert tests == "bash scripts/setup.sh && .venv/bin/python3 -m pytest -q"
-    ci = [line for line in (REPO / ".ci/run").read_text().splitlines()
-          if line and not line.startswith("#")]
+    ci = [line for line in (REPO / ".ci/run").read_text().splitlines() if line and not line.startswith("#")]
     assert ci[-1] == tests, "the last command of .ci/run is the README's test command"
 
 
@@ -151,10 +179,14 @@ def test_wheel_carries_license_filters_types_and_metadata(built):
         assert wheel.read(f"{dist_info}/licenses/LICENSE") == (REPO / "LICENSE").read_bytes()
         assert wheel.read(f"{data}/data/{FILTERS}") == (REPO / FILTERS).read_bytes()
         assert "iscsi_helper/py.typed" in names
-        assert wheel.read(f"{data}/data/share/man/man1/iscsi-helper.1") == \
-            (REPO / "docs/man/iscsi-helper.1").read_bytes()
-        assert wheel.read(f"{data}/data/share/bash-completion/completions/iscsi-helper") == \
-            (REPO / "etc/bash_completion.d/iscsi-helper").read_bytes()
+        assert (
+            wheel.read(f"{data}/data/share/man/man1/iscsi-helper.1")
+            == (REPO / "docs/man/iscsi-helper.1").read_bytes()
+        )
+        assert (
+            wheel.read(f"{data}/data/share/bash-completion/completions/iscsi-helper")
+            == (REPO / "etc/bash_completion.d/iscsi-helper").read_bytes()
+        )
     license_text = (REPO / "LICENSE").read_text()
     assert "Apache License" in license_text and "Version 2.0, January 2004" in license_text
     headers = metadata.split("\n\n", 1)[0].splitlines()
@@ -163,8 +195,9 @@ def test_wheel_carries_license_filters_types_and_metadata(built):
     assert not any(h.startswith("License: ") for h in headers), "no legacy License field"
     assert any(h.startswith("Project-URL: ") for h in headers)
     for requirement in ("tooz", "redis"):
-        assert any(h.startswith(f"Requires-Dist: {requirement}") and 'extra == "coordination"' in h
-                   for h in headers), f"{requirement} in the coordination extra"
+        assert any(
+            h.startswith(f"Requires-Dist: {requirement}") and 'extra == "coordination"' in h for h in headers
+        ), f"{requirement} in the coordination extra"
     assert any(h.startswith("Requires-Dist: cinder") and 'extra == "cinder"' in h for h in headers)
     assert "[oslo.config.opts]\niscsi_helper = iscsi_helper.options:list_opts" in entry_points
 
@@ -173,8 +206,7 @@ def test_wheel_carries_license_filters_types_and_metadata(built):
 def test_sdist_holds_the_checkout_and_its_tests_collect(built, tmp_path):
     with tarfile.open(built.sdist) as sdist:
         top = sdist.getnames()[0].split("/")[0]
-        names = {n.split("/", 1)[1] for n in sdist.getnames() if "/" in n
-                 and sdist.getmember(n).isfile()}
+        names = {n.split("/", 1)[1] for n in sdist.getnames() if "/" in n and sdist.getmember(n).isfile()}
         if hasattr(tarfile, "data_filter"):
             sdist.extractall(tmp_path, filter="data")
         else:  # a Python without PEP 706's filters; our own archive
@@ -184,21 +216,33 @@ def test_sdist_holds_the_checkout_and_its_tests_collect(built, tmp_path):
     if committed is not None:
         missing = set(committed) - NOT_IN_SDIST - names
         assert not missing, f"{len(missing)} tracked files missing from the sdist: {sorted(missing)[:20]}"
-    for needed in ("LICENSE", "pyproject.toml", "tests/conftest.py", "tests/behaviour/harness.py",
-                   "scripts/setup.sh", "tools/gen_config_doc.py", str(FILTERS)):
+    for needed in (
+        "LICENSE",
+        "pyproject.toml",
+        "tests/conftest.py",
+        "tests/behaviour/harness.py",
+        "scripts/setup.sh",
+        "tools/gen_config_doc.py",
+        str(FILTERS),
+    ):
         assert needed in names, needed
     # Every test module and conftest in the sdist imports there: no module missing its helpers.
-    done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q",
-                           "-p", "no:cacheprovider", "tests"],
-                          cwd=tmp_path / top, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "tests"],
+        cwd=tmp_path / top,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert re.search(r"^\d+ tests collected", done.stdout, re.M), done.stdout[-2000:]
 
 
 @pytest.mark.slow
 def test_installed_command_runs_the_quickstart(installed):
-    assert installed.run(installed.python, "-c", "import iscsi_helper; print(iscsi_helper.__file__)"
-                         ).startswith(str(installed.env_dir)), "a real install, not the checkout"
+    assert installed.run(
+        installed.python, "-c", "import iscsi_helper; print(iscsi_helper.__file__)"
+    ).startswith(str(installed.env_dir)), "a real install, not the checkout"
     command = str(installed.env_dir / "bin" / "iscsi-helper")
     top = installed.run(command, "--help")
     for name in SUBCOMMANDS:
@@ -223,8 +267,11 @@ def test_rootwrap_filters_are_installed_where_the_docs_say(installed, tmp_path):
     assert (Path(data.strip()) / FILTERS).read_bytes() == (REPO / FILTERS).read_bytes()
     assert (installed.env_dir / FILTERS).is_file(), "in a venv, under the venv's own directory"
     # The documented command, literally, with /etc/cinder/rootwrap.d/ made a directory of ours.
-    commands = [line.strip() for line in (REPO / "docs/cinder.md").read_text().splitlines()
-                if line.startswith("    cp ") and FILTERS.name in line]
+    commands = [
+        line.strip()
+        for line in (REPO / "docs/cinder.md").read_text().splitlines()
+        if line.startswith("    cp ") and FILTERS.name in line
+    ]
     assert len(commands) == 1, commands
     target = tmp_path / "rootwrap.d"
     target.mkdir()
@@ -251,23 +298,34 @@ def test_lab_tools_the_docs_name_run_from_the_install(installed, tmp_path):
 @pytest.mark.slow
 def test_oslo_config_generator_writes_a_sample_with_every_option(installed, tmp_path):
     sample = tmp_path / "iscsi-helper.conf.sample"
-    installed.run(str(installed.env_dir / "bin/oslo-config-generator"), "--namespace", "iscsi_helper",
-                  "--output-file", str(sample))
+    installed.run(
+        str(installed.env_dir / "bin/oslo-config-generator"),
+        "--namespace",
+        "iscsi_helper",
+        "--output-file",
+        str(sample),
+    )
     text = sample.read_text()
     sections = dict(re.findall(r"^\[(\w+)\]\n(.*?)(?=^\[|\Z)", text, re.M | re.S))
     for group, opts in options.list_opts():
         assert group in sections, f"[{group}] is in the sample"
         for opt in opts:
-            assert re.search(rf"^#{re.escape(opt.dest)} =", sections[group], re.M), \
+            assert re.search(rf"^#{re.escape(opt.dest)} =", sections[group], re.M), (
                 f"[{group}] {opt.dest} is in the sample"
+            )
     assert "#target_helper = tgtadm" in text
 
 
 @pytest.mark.slow
 def test_cinder_adapter_without_cinder_names_the_extra(installed):
-    done = subprocess.run([installed.python, "-c", "import iscsi_helper.cinder.driver"],
-                          env=installed.env, cwd=installed.home, capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        [installed.python, "-c", "import iscsi_helper.cinder.driver"],
+        env=installed.env,
+        cwd=installed.home,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("ModuleNotFoundError: iscsi_helper.cinder is the Cinder adapter")
@@ -287,13 +345,23 @@ def test_docs_pip_install_blocks_give_the_command_and_the_cinder_extra(tmp_path)
     quickstart, cinder = blocks
     out = run(quickstart, env, source)
     assert "usage: iscsi-helper" in out and "chiscsi" in out
-    installed = run([str(env_dir / "bin/python"), "-c",
-                     "import iscsi_helper, sys; sys.stdout.write(iscsi_helper.__file__)"], env, tmp_path)
+    installed = run(
+        [
+            str(env_dir / "bin/python"),
+            "-c",
+            "import iscsi_helper, sys; sys.stdout.write(iscsi_helper.__file__)",
+        ],
+        env,
+        tmp_path,
+    )
     assert installed.startswith(str(env_dir)), "a real install, not a path into the checkout"
 
     run(cinder, env, source)
-    version = run([str(env_dir / "bin/python"), "-c",
-                   "import importlib.metadata as m; print(m.version('cinder'))"], env, tmp_path)
+    version = run(
+        [str(env_dir / "bin/python"), "-c", "import importlib.metadata as m; print(m.version('cinder'))"],
+        env,
+        tmp_path,
+    )
     assert version.strip().startswith("29.")
 
 
@@ -301,14 +369,23 @@ def test_docs_pip_install_blocks_give_the_command_and_the_cinder_extra(tmp_path)
 def test_coordination_url_without_tooz_names_the_extra(installed, tmp_path):
     """A plain install has no tooz: one line saying which extra to install, exit 2, nothing done."""
     conf = tmp_path / "iscsi-helper.conf"
-    conf.write_text(f"[DEFAULT]\ntarget_helper = fake\nstate_path = {tmp_path / 'state'}\n"
-                    "target_ip_address = 127.0.0.1\ncoordination_url = redis://127.0.0.1:6379\n")
+    conf.write_text(
+        f"[DEFAULT]\ntarget_helper = fake\nstate_path = {tmp_path / 'state'}\n"
+        "target_ip_address = 127.0.0.1\ncoordination_url = redis://127.0.0.1:6379\n"
+    )
     disk = tmp_path / "disk.img"
     disk.write_bytes(b"\0" * 4096)
-    done = subprocess.run([str(installed.env_dir / "bin/iscsi-helper"), "--config-file", str(conf),
-                           "export", "1", str(disk)], env=installed.env, cwd=installed.home,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [str(installed.env_dir / "bin/iscsi-helper"), "--config-file", str(conf), "export", "1", str(disk)],
+        env=installed.env,
+        cwd=installed.home,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2, (done.stdout, done.stderr)
-    assert done.stderr == ("iscsi-helper: error: coordination_url needs the Python package tooz, "
-                           "which is not installed: pip install 'iscsi-helper[coordination]'\n")
+    assert done.stderr == (
+        "iscsi-helper: error: coordination_url needs the Python package tooz, "
+        "which is not installed: pip install 'iscsi-helper[coordination]'\n"
+    )
     assert not (tmp_path / "state" / "volumes" / "fake" / "volume-1").exists()

@@ -1,9 +1,9 @@
 """Lint and type checks as part of the suite, so CI fails on a violation (config: pyproject.toml).
 
-``ruff check`` lints the tree; ``mypy`` checks the product package strictly
-and the lab non-strictly. Both run from the repository root on the tools
-the ``test`` extra installs; neither writes into the source tree beyond
-mypy's cache, which is put in pytest's temporary directory.
+``ruff check`` lints the tree, ``ruff format --check`` finds it formatted,
+``mypy`` checks the product package strictly and the lab non-strictly. All
+run from the repository root on the tools the ``test`` extra installs; none
+writes into the source tree (mypy's cache goes to pytest's temporary directory).
 """
 
 from __future__ import annotations
@@ -24,15 +24,32 @@ def _tool(name: str) -> list[str]:
 
 
 def test_ruff_finds_nothing_to_fix():
-    done = subprocess.run([*_tool("ruff"), "check", "--no-cache", "--output-format", "concise",
-                           "."], cwd=REPO, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [*_tool("ruff"), "check", "--no-cache", "--output-format", "concise", "."],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+
+
+def test_the_tree_is_formatted_as_ruff_format_writes_it():
+    done = subprocess.run(
+        [*_tool("ruff"), "format", "--no-cache", "--check", "."],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
 
 
 def test_mypy_passes_strict_on_the_product(tmp_path_factory):
     cache = tmp_path_factory.mktemp("mypy-cache")
-    done = subprocess.run([*_tool("mypy"), "--cache-dir", str(cache)], cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [*_tool("mypy"), "--cache-dir", str(cache)], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
 
 

@@ -67,14 +67,14 @@ def device(base: Path) -> str:
 
 
 def user_cli(*flags: str, env: dict[str, str] | None = None) -> Cli:
-    return Cli(["--target-ip-address", "127.0.0.1", *flags], env=env, cwd="/",
-               user=unprivileged_prefix())
+    return Cli(["--target-ip-address", "127.0.0.1", *flags], env=env, cwd="/", user=unprivileged_prefix())
 
 
 def test_a_state_directory_it_cannot_create_is_one_line_before_anything_is_touched(base):
     state = not_ours(base / "state")
-    cli = user_cli("--target-helper", "fake", "--state-path", str(state),
-                   "--lock-path", str(ours(base / "locks")))
+    cli = user_cli(
+        "--target-helper", "fake", "--state-path", str(state), "--lock-path", str(ours(base / "locks"))
+    )
     line = one_line(cli.run("export", "1", device(base), expect=2))
     assert f"volumes_dir {state}/volumes:" in line and f"cannot create {state}/volumes" in line
     assert f"mode 0{oct(state.stat().st_mode & 0o777)[2:]}" in line
@@ -88,8 +88,9 @@ def test_a_state_directory_it_cannot_create_is_one_line_before_anything_is_touch
 
 def test_a_lock_directory_it_cannot_write_is_one_line(base):
     locks = not_ours(base / "locks")
-    cli = user_cli("--target-helper", "fake", "--state-path", str(ours(base / "state")),
-                   "--lock-path", str(locks))
+    cli = user_cli(
+        "--target-helper", "fake", "--state-path", str(ours(base / "state")), "--lock-path", str(locks)
+    )
     line = one_line(cli.run("export", "1", device(base), expect=2))
     assert f"[oslo_concurrency] lock_path {locks}: " in line and "cannot write" in line
     assert not (base / "state" / "volumes").exists()
@@ -97,23 +98,41 @@ def test_a_lock_directory_it_cannot_write_is_one_line(base):
 
 def test_records_it_cannot_read_are_one_line_naming_the_path(base):
     state = ours(base / "state")
-    Cli(["--target-helper", "fake", "--state-path", str(state), "--target-ip-address",
-         "127.0.0.1", "--lock-path", str(base / "root-locks")]).run("export", "1", device(base))
+    Cli(
+        [
+            "--target-helper",
+            "fake",
+            "--state-path",
+            str(state),
+            "--target-ip-address",
+            "127.0.0.1",
+            "--lock-path",
+            str(base / "root-locks"),
+        ]
+    ).run("export", "1", device(base))
     records = state / "volumes" / "fake"
     if AS_ROOT:
         for dirpath, _dirs, _files in os.walk(state):
             os.chown(dirpath, 0, 0)
     records.chmod(0o300)
-    line = one_line(user_cli("--target-helper", "fake", "--state-path", str(state)).run(
-        "list", expect=1))
+    line = one_line(user_cli("--target-helper", "fake", "--state-path", str(state)).run("list", expect=1))
     assert f"permission denied on {records}" in line
 
 
 def test_iet_without_a_root_helper_names_what_ietd_conf_needs(base):
     etc = not_ours(base / "etc-iet")
-    cli = user_cli("--target-helper", "iet", "--state-path", str(ours(base / "state")),
-                   "--lock-path", str(ours(base / "locks")), "--iet-conf", str(etc / "ietd.conf"),
-                   "--iet-proc-dir", str(not_ours(base / "proc")))
+    cli = user_cli(
+        "--target-helper",
+        "iet",
+        "--state-path",
+        str(ours(base / "state")),
+        "--lock-path",
+        str(ours(base / "locks")),
+        "--iet-conf",
+        str(etc / "ietd.conf"),
+        "--iet-proc-dir",
+        str(not_ours(base / "proc")),
+    )
     line = one_line(cli.run("export", "1", device(base), expect=2))
     assert f"iet_conf {etc}/ietd.conf: " in line and f"cannot write in {etc}" in line
     assert "set root_helper" in line or "run as root" in line
@@ -127,12 +146,20 @@ def broker(base):
         pytest.skip("needs root: the root helper's stand-in must run as root")
     bin_dir = install_shims(base / "root-bin")
     (base / "iet-state").mkdir(mode=0o700)
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
-           "IET_EMULATOR_STATE": str(base / "iet-state"), "IET_EMULATOR_PROC": str(base / "proc"),
-           "IET_EMULATOR_WIRE": "0"}
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "IET_EMULATOR_STATE": str(base / "iet-state"),
+        "IET_EMULATOR_PROC": str(base / "proc"),
+        "IET_EMULATOR_WIRE": "0",
+    }
     socket_path, log = base / "broker.sock", base / "root-commands.log"
-    server = subprocess.Popen([sys.executable, str(BROKER), "serve", str(socket_path), str(log)],
-                              env=env, stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, str(BROKER), "serve", str(socket_path), str(log)],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert server.stdout is not None and server.stdout.readline().strip() == "ready"
         # The client runs as nobody: an interpreter nobody may execute (a venv's may point
@@ -152,9 +179,20 @@ def test_iet_as_nobody_writes_ietd_conf_as_root_through_the_root_helper(base, br
     conf.write_text(foreign)
     conf.chmod(0o600)
     not_ours(base / "proc")
-    cli = user_cli("--target-helper", "iet", "--state-path", str(ours(base / "state")),
-                   "--lock-path", str(ours(base / "locks")), "--iet-conf", str(conf),
-                   "--iet-proc-dir", str(base / "proc"), "--root-helper", root_helper)
+    cli = user_cli(
+        "--target-helper",
+        "iet",
+        "--state-path",
+        str(ours(base / "state")),
+        "--lock-path",
+        str(ours(base / "locks")),
+        "--iet-conf",
+        str(conf),
+        "--iet-proc-dir",
+        str(base / "proc"),
+        "--root-helper",
+        root_helper,
+    )
     disk = device(base)
     out = cli.json("export", "1", disk, "--show-secrets")
     user, secret = out["provider_auth"].split()[1:]
@@ -170,16 +208,19 @@ def test_iet_as_nobody_writes_ietd_conf_as_root_through_the_root_helper(base, br
     commands = [json.loads(line) for line in log.read_text().splitlines()]
     tools = [argv[0] for argv in commands]
     assert tools[0] == "cat" and commands[0] == ["cat", str(conf)], "read as root: 0600 root's"
-    write = commands[tools.index("mktemp"):][:4]
+    write = commands[tools.index("mktemp") :][:4]
     assert [argv[0] for argv in write] == ["mktemp", "dd", "mv", "sync"], commands
     assert write[0][:3] == ["mktemp", "-p", str(etc)]
-    assert write[1][1].startswith(f"of={etc}/.tmp-ietd.conf.") and write[1][2:] == \
-        ["conv=fsync", "status=none"]
+    assert write[1][1].startswith(f"of={etc}/.tmp-ietd.conf.") and write[1][2:] == [
+        "conv=fsync",
+        "status=none",
+    ]
     assert write[2] == ["mv", "-f", write[1][1][3:], str(conf)]
     assert write[3] == ["sync", str(etc)]
     assert set(tools) <= {"mktemp", "dd", "mv", "sync", "cat", "ietadm"}
-    assert not any(secret in " ".join(argv) for argv in commands if argv[0] != "ietadm"), \
+    assert not any(secret in " ".join(argv) for argv in commands if argv[0] != "ietadm"), (
         "ietd.conf's secret goes on dd's stdin, never on a command line"
+    )
 
     assert cli.run("unexport", "1").stdout == "volume 1: export removed\n"
     assert conf.read_text() == foreign
@@ -190,17 +231,29 @@ def test_a_dead_writers_temp_file_beside_ietd_conf_is_swept_as_root(base, broker
     root_helper, log = broker
     etc = not_ours(base / "etc-iet")
     not_ours(base / "proc")
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     host = __import__("socket").gethostname().replace(".", "_")[:48]
     left = etc / f".tmp-ietd.conf.{host}.{dead}.AbCdEfGh"
     left.write_text("Target half-written\n")
     left.chmod(0o600)
     old = time.time() - 10
     os.utime(left, (old, old))
-    cli = user_cli("--target-helper", "iet", "--state-path", str(ours(base / "state")),
-                   "--lock-path", str(ours(base / "locks")), "--iet-conf", str(etc / "ietd.conf"),
-                   "--iet-proc-dir", str(base / "proc"), "--root-helper", root_helper)
+    cli = user_cli(
+        "--target-helper",
+        "iet",
+        "--state-path",
+        str(ours(base / "state")),
+        "--lock-path",
+        str(ours(base / "locks")),
+        "--iet-conf",
+        str(etc / "ietd.conf"),
+        "--iet-proc-dir",
+        str(base / "proc"),
+        "--root-helper",
+        root_helper,
+    )
     cli.run("reconcile", "--fix")
     assert not left.exists()
     assert ["rm", "-f", str(left)] in [json.loads(line) for line in log.read_text().splitlines()]

@@ -49,7 +49,7 @@ def root_logging() -> Iterator[None]:
     root.setLevel(level)
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ANN001
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     if figures.FIGURES:
         terminalreporter.section("reliability figures")
         terminalreporter.write_line(figures.render())

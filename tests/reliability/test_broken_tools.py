@@ -58,7 +58,7 @@ def _break(h: Any, tool: str, how: str) -> None:
     elif how == "garbage":
         script.write_text(f"#!{sys.executable}\n{GARBAGE}")
     elif how == "binary":
-        script.write_text(f'#!/bin/sh\nexec {sys.executable} -c \'{GARBAGE}\' "$@" binary\n')
+        script.write_text(f"#!/bin/sh\nexec {sys.executable} -c '{GARBAGE}' \"$@\" binary\n")
     script.chmod(0o755)
     h.monkeypatch.setenv("PATH", os.pathsep.join([str(bad), *path]))
 
@@ -99,14 +99,20 @@ def test_broken_tool_gives_one_clear_line_and_reconcile_settles(h, how):
             else:
                 failed = getattr(result, "failed", None) or {}
                 messages += [f"{name}: {m}" for m in failed.values()]
-                messages += [f"{name}: {d.error}" for d in (result if isinstance(result, list) else [])
-                             if getattr(d, "error", None)]
+                messages += [
+                    f"{name}: {d.error}"
+                    for d in (result if isinstance(result, list) else [])
+                    if getattr(d, "error", None)
+                ]
         h.monkeypatch.setenv("PATH", original_path)
     assert messages, "a broken tool went unnoticed"
     for message in messages:
         assert "\n" not in message and len(message) < 400, message
-    expected = {"absent": "not found", "not-executable": "not executable",
-                "hanging": "target_tool_timeout"}.get(how)
+    expected = {
+        "absent": "not found",
+        "not-executable": "not executable",
+        "hanging": "target_tool_timeout",
+    }.get(how)
     if expected:
         assert any(expected in m for m in messages), messages
     target = h.target()

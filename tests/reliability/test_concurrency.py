@@ -41,7 +41,8 @@ VOLUMES = 50
 WORKER = textwrap.dedent("""
     import json, random, sys, time
     from iscsi_helper import options, registry
-    config, seed, count, devices, volumes = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+    config, seed, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    devices, volumes = sys.argv[4], int(sys.argv[5])
     target = registry.get_helper(options.new_config([config]))
     rng = random.Random(seed)
     log = []
@@ -73,13 +74,29 @@ def make_devices(h: Any, volumes: int = VOLUMES) -> str:
     return str(h.root)
 
 
-def run_workers(h: Any, configs: list[Path], operations: int, device: str,
-                volumes: int = VOLUMES) -> list[list[Any]]:
+def run_workers(
+    h: Any, configs: list[Path], operations: int, device: str, volumes: int = VOLUMES
+) -> list[list[Any]]:
     per_process = operations // PROCESSES
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(configs[i % len(configs)]),
-                               str(1000 + i), str(per_process), device, str(volumes)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=h.env(), text=True)
-             for i in range(PROCESSES)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                WORKER,
+                str(configs[i % len(configs)]),
+                str(1000 + i),
+                str(per_process),
+                device,
+                str(volumes),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=h.env(),
+            text=True,
+        )
+        for i in range(PROCESSES)
+    ]
     log: list[list[Any]] = []
     for proc in procs:
         out, err = proc.communicate(timeout=600)
@@ -124,8 +141,9 @@ def test_eight_processes_400_mixed_operations_on_50_volumes_end_consistent(h):
     device = make_devices(h)
     started = time.monotonic()
     log = run_workers(h, [h.config_file()], OPERATIONS, device)
-    figures.add(f"concurrency: operations by {PROCESSES} processes [{h.name}]",
-                check_consistent(h, log, device))
+    figures.add(
+        f"concurrency: operations by {PROCESSES} processes [{h.name}]", check_consistent(h, log, device)
+    )
     figures.add(f"concurrency: seconds for the run [{h.name}]", round(time.monotonic() - started))
 
 
@@ -141,11 +159,26 @@ def redis_url(tmp_path):
     pytest.importorskip("tooz")
     pytest.importorskip("redis")
     port = free_port()
-    proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(tmp_path)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            server,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         import redis
+
         client = redis.Redis(host="127.0.0.1", port=port)
         deadline = time.monotonic() + 60  # a guard against a hang, not a measurement
         while True:
@@ -230,10 +263,25 @@ def _overlapped(journal: Path) -> bool:
 def _two_hosts(journal: Path, url: str, root: Path, rounds: int, wait_for: str) -> bool:
     """Two hosts (own lock_path each) take the same lock name; whether they overlapped."""
     journal.write_text("")
-    procs = [subprocess.Popen([sys.executable, "-c", HOLDER, url, str(root / f"host{me}-locks"),
-                               str(journal), str(me), str(3 - me), str(rounds), wait_for],
-                              stderr=subprocess.PIPE, text=True)
-             for me in (1, 2)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                HOLDER,
+                url,
+                str(root / f"host{me}-locks"),
+                str(journal),
+                str(me),
+                str(3 - me),
+                str(rounds),
+                wait_for,
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for me in (1, 2)
+    ]
     for proc in procs:
         _out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err[-2000:]
@@ -261,8 +309,9 @@ def test_two_hosts_with_redis_locks_keep_every_export_consistent(h, redis_url):
     # The lock path is what this test is about, not the tool: keep emulated tools' share small.
     operations = 160 if h.name == "fake" else 48
     log = run_workers(h, configs, operations, device, volumes=10)
-    figures.add(f"distributed locks: operations by two hosts via redis [{h.name}]",
-                check_consistent(h, log, device))
+    figures.add(
+        f"distributed locks: operations by two hosts via redis [{h.name}]", check_consistent(h, log, device)
+    )
 
 
 # ------------------------------------------------------- reconcile while others act
@@ -270,7 +319,8 @@ def test_two_hosts_with_redis_locks_keep_every_export_consistent(h, redis_url):
 BUSY_WORKER = textwrap.dedent("""
     import json, random, sys
     from iscsi_helper import options, registry
-    config, seed, count, devices, volumes = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+    config, seed, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    devices, volumes = sys.argv[4], int(sys.argv[5])
     target = registry.get_helper(options.new_config([config]))
     rng = random.Random(seed)
     errors = []
@@ -298,10 +348,25 @@ def test_a_plain_reconcile_while_operations_run_reports_no_drift(h):
         make_device(h, f"busy-devices/d{n}")
     config = h.config_file()
     count = 60 if h.name == "fake" else 16
-    procs = [subprocess.Popen([sys.executable, "-c", BUSY_WORKER, str(config), str(2000 + i),
-                               str(count), str(devices), str(volumes)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=h.env(), text=True)
-             for i in range(workers)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                BUSY_WORKER,
+                str(config),
+                str(2000 + i),
+                str(count),
+                str(devices),
+                str(volumes),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=h.env(),
+            text=True,
+        )
+        for i in range(workers)
+    ]
     target = h.target()
     reports = []
     while any(proc.poll() is None for proc in procs):
@@ -311,5 +376,4 @@ def test_a_plain_reconcile_while_operations_run_reports_no_drift(h):
         assert proc.returncode == 0 and json.loads(out) == [], err[-2000:] or out
     assert reports, "no reconcile ran while the operations did"
     assert [r for r in reports if r] == [], [r for r in reports if r][:3]
-    figures.add(f"concurrency: plain reconciles during operations, no false drift [{h.name}]",
-                len(reports))
+    figures.add(f"concurrency: plain reconciles during operations, no false drift [{h.name}]", len(reports))

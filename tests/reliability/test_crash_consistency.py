@@ -160,6 +160,7 @@ class Faults:
 # Each: how to reach the starting state, and the operation (run in-process or
 # in the child, by name). Volume 5 is a bystander that must never change.
 
+
 def _start_create(h: Any, dev: str) -> None:
     pass
 
@@ -181,8 +182,10 @@ def _start_on_another_device(h: Any, dev: str) -> None:
 
 BEFORE_CHANGE = "disk-before-change"
 SCENARIOS: dict[str, Callable[[Any, str], None]] = {
-    "create": _start_create, "remove": _start_remove,
-    "ensure": _start_after_reboot, "change": _start_on_another_device,
+    "create": _start_create,
+    "remove": _start_remove,
+    "ensure": _start_after_reboot,
+    "change": _start_on_another_device,
 }
 #: The operation each scenario runs, where it is not its own name.
 OPERATION = {"change": "create"}
@@ -228,16 +231,30 @@ class Run:
             target.reconcile(fix=True, stop_orphans=True)
         SCENARIOS[self.op](self.h, self.dev)
         record = target.get_export(volume(1))
-        self.auth = (f"CHAP {record.spec.chap.username} {record.spec.chap.password}"
-                     if record and record.spec.chap else None)
+        self.auth = (
+            f"CHAP {record.spec.chap.username} {record.spec.chap.password}"
+            if record and record.spec.chap
+            else None
+        )
 
     def child(self) -> subprocess.CompletedProcess[str]:
         env = self.h.env()
         env["FAULT_AUTH"] = self.auth or ""
-        return subprocess.run([sys.executable, "-c", CHILD, str(self.config),
-                               OPERATION.get(self.op, self.op), self.dev,
-                               str(self.h.root)], env=env, capture_output=True, text=True,
-                              timeout=120)
+        return subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                CHILD,
+                str(self.config),
+                OPERATION.get(self.op, self.op),
+                self.dev,
+                str(self.h.root),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     def volume_1(self) -> tuple[Any, Any]:
         """(persisted spec, live view) of volume-1, read without the fault wrapper armed."""
@@ -245,8 +262,7 @@ class Run:
         status = self.h.target().get_export(volume(1))
         return (status.spec if status else None), self.h.live(IQN_PREFIX + "volume-1")
 
-    def right_after(self, what: str, mode: str, raised: bool,
-                    before: tuple[Any, Any]) -> list[str]:
+    def right_after(self, what: str, mode: str, raised: bool, before: tuple[Any, Any]) -> list[str]:
         """The state the moment the operation returned or raised, before any repair.
 
         When the tool refused (``fail``), a failed create or ensure has rolled
@@ -268,20 +284,33 @@ class Run:
                 return [] if record == before[0] else [f"{what}: a failed remove lost the record"]
             if mode == "hang-after":
                 return [] if record == before[0] else [f"{what}: the record was not rolled back"]
-            if self.op == "ensure" and record == before[0] and live is not None \
-                    and live.luns.get(self.h.target().lun) == record.device_path \
-                    and live.chap == (record.chap.username, record.chap.password):
+            if (
+                self.op == "ensure"
+                and record == before[0]
+                and live is not None
+                and live.luns.get(self.h.target().lun) == record.device_path
+                and live.chap == (record.chap.username, record.chap.password)
+            ):
                 return []
             if (record, live) != before:
-                return [f"{what}: not rolled back right after the failure: "
-                        f"record {'kept' if record == before[0] else 'changed'}, "
-                        f"live {'kept' if live == before[1] else f'changed to {live}'}"]
+                return [
+                    f"{what}: not rolled back right after the failure: "
+                    f"record {'kept' if record == before[0] else 'changed'}, "
+                    f"live {'kept' if live == before[1] else f'changed to {live}'}"
+                ]
             return []
         if self.op == "remove":
-            return [] if record is None and live is None else [f"{what}: remove reported success "
-                                                               "but the export is still there"]
-        if record is None or live is None or live.luns.get(self.h.target().lun) != self.dev \
-                or live.chap != (record.chap.username, record.chap.password):
+            return (
+                []
+                if record is None and live is None
+                else [f"{what}: remove reported success but the export is still there"]
+            )
+        if (
+            record is None
+            or live is None
+            or live.luns.get(self.h.target().lun) != self.dev
+            or live.chap != (record.chap.username, record.chap.password)
+        ):
             return [f"{what}: {self.op} reported success but the export is not whole: {live}"]
         return []
 
@@ -318,19 +347,27 @@ class Run:
                 if live is None:
                     problems.append(f"{what}: volume-{n} recorded but not live")
                 elif live.chap != (status.spec.chap.username, status.spec.chap.password):
-                    problems.append(f"{what}: volume-{n} live with CHAP {live.chap and live.chap[0]!r}, "
-                                    f"recorded {status.spec.chap.username!r}")
+                    problems.append(
+                        f"{what}: volume-{n} live with CHAP {live.chap and live.chap[0]!r}, "
+                        f"recorded {status.spec.chap.username!r}"
+                    )
                 elif status.spec.device_path not in devs:
                     problems.append(f"{what}: volume-{n} recorded on {status.spec.device_path}")
                 elif live.luns.get(target.lun) != status.spec.device_path:
-                    problems.append(f"{what}: volume-{n} live on {live.luns.get(target.lun)}, "
-                                    f"recorded on {status.spec.device_path}")
+                    problems.append(
+                        f"{what}: volume-{n} live on {live.luns.get(target.lun)}, "
+                        f"recorded on {status.spec.device_path}"
+                    )
             kept = self.h.live(IQN_PREFIX + "volume-5")
             if kept is None or kept.chap != self.kept_chap:
                 problems.append(f"{what}: the bystander changed")
-            leftovers = [str(p) for d, _r, of_file in target._state_dirs() if d.is_dir()
-                         for p in d.rglob(".tmp-*")
-                         if of_file is None or p.name.startswith(f".tmp-{of_file}.")]
+            leftovers = [
+                str(p)
+                for d, _r, of_file in target._state_dirs()
+                if d.is_dir()
+                for p in d.rglob(".tmp-*")
+                if of_file is None or p.name.startswith(f".tmp-{of_file}.")
+            ]
             if leftovers:
                 problems.append(f"{what}: temp files left: {leftovers}")
         if problems:  # leave a clean start for the next fault point
@@ -375,8 +412,9 @@ def test_a_fault_at_any_step_converges_after_restart(h, op):
         run.faults.arm("kill-after", step)
         result = run.child()
         assert result.returncode == -9 or "done" in result.stdout, result.stderr[-2000:]
-        problems += run.converged(f"{op}: SIGKILL after step {step}/{all_steps}",
-                                  reboot=FULL or step == all_steps)
+        problems += run.converged(
+            f"{op}: SIGKILL after step {step}/{all_steps}", reboot=FULL or step == all_steps
+        )
         injected += 1
     # A kill inside a file write: the temp file is there, the rename is not.
     for step in renames:

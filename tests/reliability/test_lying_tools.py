@@ -109,8 +109,7 @@ def _setup(h: Any) -> Liar:
     return Liar(h, tools)
 
 
-def test_a_start_that_does_nothing_fails_the_create_and_is_not_counted_started(
-        h, capsys, root_logging):
+def test_a_start_that_does_nothing_fails_the_create_and_is_not_counted_started(h, capsys, root_logging):
     liar = _setup(h)
     devs = {n: make_device(h, f"d{n}") for n in (1, 2, 3)}
     target = h.target()
@@ -155,8 +154,7 @@ def test_a_remove_that_does_nothing_fails_and_keeps_the_record(h, capsys, root_l
     figures.add(f"lying tools: removes that did nothing, caught [{h.name}]", 2)
 
 
-def test_unreadable_tool_output_after_a_change_is_exit_1_with_the_state_left(
-        h, capsys, root_logging):
+def test_unreadable_tool_output_after_a_change_is_exit_1_with_the_state_left(h, capsys, root_logging):
     liar = _setup(h)
     dev = make_device(h, "d1")
     liar.lie("garbage")

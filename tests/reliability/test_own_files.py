@@ -32,8 +32,7 @@ def _plant_strays(h: Any) -> dict[str, bytes | None]:
     shutil.copy2(record, records / "volume-1~")
     (records / "notes.txt").write_text("exported volume-1 on 2026-12-01\n")
     (records / "backup").mkdir()
-    return {name: (records / name).read_bytes() if (records / name).is_file() else None
-            for name in STRAYS}
+    return {name: (records / name).read_bytes() if (records / name).is_file() else None for name in STRAYS}
 
 
 def test_copies_and_strays_in_the_records_directory_are_reported_never_adopted(h):
@@ -46,8 +45,7 @@ def test_copies_and_strays_in_the_records_directory_are_reported_never_adopted(h
     assert listed == ["volume-1", "volume-2"], listed
     report = target.reconcile()
     states = {d.volume_name: d.state for d in report}
-    assert states == {"volume-1": "ok", "volume-2": "ok",
-                      **{name: "foreign-file" for name in STRAYS}}, report
+    assert states == {"volume-1": "ok", "volume-2": "ok", **{name: "foreign-file" for name in STRAYS}}, report
     assert all(d.error for d in report if d.state == "foreign-file")
 
     h.reboot()
@@ -76,8 +74,9 @@ def test_a_volume_spelled_like_an_internal_lock_takes_its_own_lock(h):
     device = make_device(h, "d1")
     names = ("iet-conf", "iet-tid", "tgt-tid", "fake-tid", "internal.iet-conf", "volume.x")
     for name in names:
-        target.create_export(None, {"id": name, "name": name}, device if h.name != "chiscsi"
-                             else make_device(h, name))
+        target.create_export(
+            None, {"id": name, "name": name}, device if h.name != "chiscsi" else make_device(h, name)
+        )
         assert h.live(IQN_PREFIX + name) is not None
     for name in names:
         target.remove_export(None, {"id": name, "name": name})

@@ -51,8 +51,7 @@ def _move_lun_iet(h: Any, device: str) -> None:
 def _move_lun_tgt(h: Any, device: str) -> None:
     tid = parse_show(h.tgtd.tgtadm("--mode", "target", "--op", "show").stdout)[IQN].tid
     h.tgtd.tgtadm("--mode", "logicalunit", "--op", "delete", "--tid", str(tid), "--lun", "1")
-    h.tgtd.tgtadm("--mode", "logicalunit", "--op", "new", "--tid", str(tid), "--lun", "1",
-                  "-b", device)
+    h.tgtd.tgtadm("--mode", "logicalunit", "--op", "new", "--tid", str(tid), "--lun", "1", "-b", device)
     h.tgtd.tgtadm("--mode", "target", "--op", "unbind", "--tid", str(tid), "-Q", INITIATOR)
     h.tgtd.tgtadm("--mode", "target", "--op", "bind", "--tid", str(tid), "-I", "ALL")
 
@@ -62,9 +61,14 @@ def _move_lun_chiscsi(h: Any, device: str) -> None:
     text = record.read_text()
     old = next(line for line in text.splitlines() if "TargetDevice=" in line)
     tampered = h.root / "tampered-volume-1"
-    tampered.write_text("\n".join(
-        "\tTargetDevice=" + device + "," + old.split(",", 1)[1] if line == old else line
-        for line in text.splitlines() if not line.strip().startswith("ACL")) + "\n")
+    tampered.write_text(
+        "\n".join(
+            "\tTargetDevice=" + device + "," + old.split(",", 1)[1] if line == old else line
+            for line in text.splitlines()
+            if not line.strip().startswith("ACL")
+        )
+        + "\n"
+    )
     _run("iscsictl", "-s", f"target={IQN}")
     _run("iscsictl", "-S", f"target={IQN}", "-f", str(tampered), "-x", str(h.chiscsi_conf))
 
@@ -105,6 +109,7 @@ def test_reconcile_names_the_differing_fields_and_fix_puts_back_the_record(h):
 
 def test_a_repair_the_tool_only_pretended_to_make_is_not_called_fixed(h):
     from .test_lying_tools import Liar, _tool_names
+
     tools = _tool_names(h)
     if not tools:
         pytest.skip(f"{h.name} runs no target tool")

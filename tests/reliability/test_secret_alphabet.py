@@ -41,11 +41,10 @@ INITIATOR = "iqn.1993-08.org.debian:01:alphabet"
 
 
 def _fragments(secret: str) -> set[str]:
-    return {secret[i:i + FRAGMENT] for i in range(len(secret) - FRAGMENT + 1)} | {secret}
+    return {secret[i : i + FRAGMENT] for i in range(len(secret) - FRAGMENT + 1)} | {secret}
 
 
-def _flow(h: Any, secret: str, caplog: Any, capsys: Any,
-          argvs: list[tuple[str, ...]]) -> list[str]:
+def _flow(h: Any, secret: str, caplog: Any, capsys: Any, argvs: list[tuple[str, ...]]) -> list[str]:
     """Export with ``secret`` through the library, then the CLI with --debug: every text it made."""
     argvs.clear()
     first_record = len(caplog.records)
@@ -53,10 +52,18 @@ def _flow(h: Any, secret: str, caplog: Any, capsys: Any,
     h.target().create_export(None, volume(1, provider_auth=f"CHAP {USER} {secret}"), dev)
     config = str(h.config_file())
     outputs: list[str] = []
-    for argv in (["show", "1"], ["list", "--json"], ["export", "1", dev, "--json"],
-                 ["connection-info", "1", "--initiator", INITIATOR], ["reconcile"], None,
-                 ["ensure", "--all"], ["reconcile", "--fix"], ["show", "1", "--json"],
-                 ["unexport", "1"]):
+    for argv in (
+        ["show", "1"],
+        ["list", "--json"],
+        ["export", "1", dev, "--json"],
+        ["connection-info", "1", "--initiator", INITIATOR],
+        ["reconcile"],
+        None,
+        ["ensure", "--all"],
+        ["reconcile", "--fix"],
+        ["show", "1", "--json"],
+        ["unexport", "1"],
+    ):
         if argv is None:
             h.reboot()
             continue
@@ -70,22 +77,34 @@ def _flow(h: Any, secret: str, caplog: Any, capsys: Any,
     return outputs + [f"log {r.name}: {r.getMessage()}" for r in caplog.records[first_record:]]
 
 
-@settings(max_examples=6, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                 HealthCheck.filter_too_much])
+@settings(
+    max_examples=6,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+    ],
+)
 @given(data=st.data())
-def test_no_secret_or_fragment_of_it_reaches_logs_output_or_argv(h, data, caplog, capsys,
-                                                                 monkeypatch, root_logging):
+def test_no_secret_or_fragment_of_it_reaches_logs_output_or_argv(
+    h, data, caplog, capsys, monkeypatch, root_logging
+):
     alphabet = ALPHABETS.get(h.name, CHAP_ALPHABET)
     marks = "".join(c for c in alphabet if not c.isalnum())
     # Any character of the alphabet anywhere, and always a punctuation mark early with
     # at least nine characters after it: what a masker that stops at a quote or a regex
     # metacharacter lets through. At least six different characters: the property is
     # about characters, not repetition.
-    secret = data.draw(st.builds(
-        lambda head, mark, tail: head + mark + tail, st.text(alphabet, min_size=2, max_size=5),
-        st.sampled_from(marks), st.text(alphabet, min_size=9, max_size=10)).filter(
-        lambda s: len(set(s)) >= 6), label="secret")
+    secret = data.draw(
+        st.builds(
+            lambda head, mark, tail: head + mark + tail,
+            st.text(alphabet, min_size=2, max_size=5),
+            st.sampled_from(marks),
+            st.text(alphabet, min_size=9, max_size=10),
+        ).filter(lambda s: len(set(s)) >= 6),
+        label="secret",
+    )
     argvs: list[tuple[str, ...]] = []
     real_run = Executor.run
 
@@ -101,8 +120,9 @@ def test_no_secret_or_fragment_of_it_reaches_logs_output_or_argv(h, data, caplog
     # fragment that also shows without the secret is not a leak of it.
     control: str = getattr(h, "alphabet_control", "")
     if not control:
-        control = "\n".join(_flow(h, "Control-Secret-9", caplog, capsys, argvs)
-                            + [" ".join(a) for a in argvs])
+        control = "\n".join(
+            _flow(h, "Control-Secret-9", caplog, capsys, argvs) + [" ".join(a) for a in argvs]
+        )
         h.alphabet_control = control
     texts = _flow(h, secret, caplog, capsys, argvs)
     fragments = {f for f in _fragments(secret) if f not in control}

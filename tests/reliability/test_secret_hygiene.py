@@ -30,10 +30,15 @@ INITIATOR = "iqn.1993-08.org.debian:01:hygiene"
 
 # helper name -> predicate on an argv allowed to carry a secret (the tool has no other channel)
 SECRET_ARGV_ALLOWED: dict[str, Callable[[tuple[str, ...]], bool]] = {
-    "iet": lambda argv: "--user" in argv and "--op" in argv
-    and argv[argv.index("--op") + 1] == "new",  # ietadm --op new --user --params=...,Password=
-    "tgt": lambda argv: "--mode" in argv and argv[argv.index("--mode") + 1] == "account"
-    and "--op" in argv and argv[argv.index("--op") + 1] == "new",  # tgtadm --mode account --op new
+    "iet": lambda argv: (
+        "--user" in argv and "--op" in argv and argv[argv.index("--op") + 1] == "new"
+    ),  # ietadm --op new --user --params=...,Password=
+    "tgt": lambda argv: (
+        "--mode" in argv
+        and argv[argv.index("--mode") + 1] == "account"
+        and "--op" in argv
+        and argv[argv.index("--op") + 1] == "new"
+    ),  # tgtadm --mode account --op new
 }
 
 
@@ -103,25 +108,39 @@ def test_secrets_stay_out_of_logs_errors_argv_and_readable_files(h, caplog, caps
     assert len(must(lambda: plain.list_exports())) == 4
     assert _secrets_of(plain, 4) == mutual_secrets, "a repair lost the mutual secret"
     # refusals of a secret-bearing input: the error must be this one, and not echo it
-    refused(lambda: plain.create_export(None, volume(9, provider_auth=f"CHAP u {CHOSEN} extra"),
-                                        dev), "provider_auth")
-    refused(lambda: plain.create_export(None, volume(9, provider_auth="CHAP u short-Sec"), dev),
-            "CHAP secret")
-    refused(lambda: h.target(use_chap_auth=True, chap_username="operator",
-                             chap_password=CONFIGURED + " x").create_export(None, volume(10), dev),
-            "chap_password")
+    refused(
+        lambda: plain.create_export(None, volume(9, provider_auth=f"CHAP u {CHOSEN} extra"), dev),
+        "provider_auth",
+    )
+    refused(
+        lambda: plain.create_export(None, volume(9, provider_auth="CHAP u short-Sec"), dev), "CHAP secret"
+    )
+    refused(
+        lambda: h.target(
+            use_chap_auth=True, chap_username="operator", chap_password=CONFIGURED + " x"
+        ).create_export(None, volume(10), dev),
+        "chap_password",
+    )
     secrets.add("short-Sec")
     secrets.add(CONFIGURED + " x")
 
     # the command line, as an operator runs it; each command must do its job (exit 0)
     config = str(h.config_file())
     outputs = []
-    for argv in (["show", "1"], ["show", "1", "--json"], ["list"], ["list", "--json"],
-                 ["ensure", "--all"], ["reconcile"], ["reconcile", "--fix"],
-                 ["connection-info", "1", "--initiator", INITIATOR],
-                 ["connection-info", "1", "--initiator", INITIATOR, "--json"],
-                 ["export", "1", dev], ["--debug", "export", "1", dev, "--json"],
-                 ["unexport", "3"]):
+    for argv in (
+        ["show", "1"],
+        ["show", "1", "--json"],
+        ["list"],
+        ["list", "--json"],
+        ["ensure", "--all"],
+        ["reconcile"],
+        ["reconcile", "--fix"],
+        ["connection-info", "1", "--initiator", INITIATOR],
+        ["connection-info", "1", "--initiator", INITIATOR, "--json"],
+        ["export", "1", dev],
+        ["--debug", "export", "1", dev, "--json"],
+        ["unexport", "3"],
+    ):
         operations += 1
         code = cli.main(["--config-file", config, *argv])
         logging.getLogger().addHandler(caplog.handler)  # main() dropped it (force=True)

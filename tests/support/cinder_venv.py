@@ -32,8 +32,10 @@ def cinder_python(directory: str) -> Path:
     """
     python = cinder_venv() / "bin" / "python"
     if not python.exists():
-        message = (f"no Cinder venv at {python.parent.parent}: run bash scripts/cinder-venv.sh "
-                   "(scripts/setup.sh runs it)")
+        message = (
+            f"no Cinder venv at {python.parent.parent}: run bash scripts/cinder-venv.sh "
+            "(scripts/setup.sh runs it)"
+        )
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)

@@ -22,8 +22,10 @@ NOBODY = 65534
 def console_script() -> str:
     """This environment's ``iscsi-helper``; a missing one fails the test (the install is broken)."""
     script = Path(sys.executable).parent / "iscsi-helper"
-    assert script.exists(), (f"{script} is missing: install the package into this interpreter's "
-                             "environment (bash scripts/setup.sh)")
+    assert script.exists(), (
+        f"{script} is missing: install the package into this interpreter's "
+        "environment (bash scripts/setup.sh)"
+    )
     return str(script)
 
 
@@ -50,18 +52,25 @@ def open_to_all(path: Path) -> Path:
 class Cli:
     """``run(*args, expect=0)`` the console script; fails the test on another exit code."""
 
-    def __init__(self, base: list[str], env: dict[str, str] | None = None,
-                 cwd: str | None = None, user: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        base: list[str],
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+        user: list[str] | None = None,
+    ) -> None:
         self.base = base
         self.env = env
         self.cwd = cwd
         self.user = user or []
 
-    def run(self, *args: str, expect: int | None = 0, stdin: str | None = None,
-            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, expect: int | None = 0, stdin: str | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
         argv = [*self.user, console_script(), *self.base, *args]
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                              env=self.env, cwd=self.cwd, input=stdin)
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=timeout, env=self.env, cwd=self.cwd, input=stdin
+        )
         if expect is not None:
             assert done.returncode == expect, (argv, done.returncode, done.stdout, done.stderr)
         assert "Traceback" not in done.stderr or "--debug" in args, done.stderr

@@ -16,8 +16,8 @@ import pytest
 
 from iscsi_helper.lab.emulators import chiscsi as chiscsi_emulator
 from iscsi_helper.lab.emulators.shims import install_shims
-from tests.support.cli import Cli, one_line
 from iscsi_helper.lab.rig import free_port
+from tests.support.cli import Cli, one_line
 
 SECTION_ADDRESS = "127.0.0.1"
 
@@ -26,9 +26,13 @@ SECTION_ADDRESS = "127.0.0.1"
 def chiscsi_env(tmp_path):
     state = tmp_path / "chiscsi-state"
     bin_dir = install_shims(tmp_path / "bin")
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
-           chiscsi_emulator.STATE_ENV: str(state), "CHISCSI_EMULATOR_WIRE": "0",
-           "CHISCSI_EMULATOR_PIDFILE": str(tmp_path / "iscsictl.pid")}
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        chiscsi_emulator.STATE_ENV: str(state),
+        "CHISCSI_EMULATOR_WIRE": "0",
+        "CHISCSI_EMULATOR_PIDFILE": str(tmp_path / "iscsictl.pid"),
+    }
     yield env
     chiscsi_emulator.reset(state)
 
@@ -40,10 +44,12 @@ def write(path: Path, text: str) -> Path:
 
 def test_the_issue_scenario_multi_backend_cinder_conf(tmp_path, chiscsi_env, device):
     port = free_port()
-    conf = write(tmp_path / "cinder.conf", f"""\
+    conf = write(
+        tmp_path / "cinder.conf",
+        f"""\
         [DEFAULT]
         enabled_backends = lvm-cxt
-        state_path = {tmp_path / 'state'}
+        state_path = {tmp_path / "state"}
         my_ip = 192.0.2.2
 
         [lvm-cxt]
@@ -52,11 +58,12 @@ def test_the_issue_scenario_multi_backend_cinder_conf(tmp_path, chiscsi_env, dev
         target_helper = iscsictl
         target_ip_address = {SECTION_ADDRESS}
         target_port = {port}
-        chiscsi_conf = {tmp_path / 'chiscsi.conf'}
+        chiscsi_conf = {tmp_path / "chiscsi.conf"}
 
         [oslo_concurrency]
-        lock_path = {tmp_path / 'locks'}
-        """)
+        lock_path = {tmp_path / "locks"}
+        """,
+    )
     cli = Cli(["--config-file", str(conf)], env=chiscsi_env)
     # No --target-helper: the section's iscsictl, not the default tgtadm ("tgtadm not found").
     assert cli.json("list") == []
@@ -70,10 +77,12 @@ def test_the_issue_scenario_multi_backend_cinder_conf(tmp_path, chiscsi_env, dev
 
 
 def test_several_backends_need_a_choice_and_backend_defaults_fill_in(tmp_path, device):
-    conf = write(tmp_path / "cinder.conf", f"""\
+    conf = write(
+        tmp_path / "cinder.conf",
+        f"""\
         [DEFAULT]
         enabled_backends = alpha, beta
-        state_path = {tmp_path / 'state'}
+        state_path = {tmp_path / "state"}
 
         [backend_defaults]
         target_helper = fake
@@ -88,8 +97,9 @@ def test_several_backends_need_a_choice_and_backend_defaults_fill_in(tmp_path, d
         target_prefix = iqn.2000-01.com.example:beta-
 
         [oslo_concurrency]
-        lock_path = {tmp_path / 'locks'}
-        """)
+        lock_path = {tmp_path / "locks"}
+        """,
+    )
     line = one_line(Cli(["--config-file", str(conf)]).run("list", expect=2))
     assert "enabled_backends lists 2 backends (alpha, beta); choose one with --backend NAME" in line
     alpha = Cli(["--config-file", str(conf), "--backend", "alpha"]).json("export", "1", device)
@@ -103,58 +113,79 @@ def test_several_backends_need_a_choice_and_backend_defaults_fill_in(tmp_path, d
 
 
 def test_options_written_only_where_they_are_not_read_are_warned_about(tmp_path, device):
-    backend = write(tmp_path / "backend.conf", f"""\
+    backend = write(
+        tmp_path / "backend.conf",
+        f"""\
         [DEFAULT]
         enabled_backends = lvm
         target_helper = fake
         target_ip_address = 127.0.0.9
-        state_path = {tmp_path / 'state'}
+        state_path = {tmp_path / "state"}
 
         [lvm]
         target_port = 3299
         my_ip = 127.0.0.8
-        lock_path = {tmp_path / 'locks'}
-        """)
-    done = Cli(["--config-file", str(backend), "--target-helper", "fake",
-                "--lock-path", str(tmp_path / "locks")]).run("export", "1", device, "--json")
+        lock_path = {tmp_path / "locks"}
+        """,
+    )
+    done = Cli(
+        ["--config-file", str(backend), "--target-helper", "fake", "--lock-path", str(tmp_path / "locks")]
+    ).run("export", "1", device, "--json")
     warnings = [line for line in done.stderr.splitlines()]
-    assert "iscsi-helper: warning: [DEFAULT] target_ip_address is not read for backend lvm: " \
-           "Cinder reads a backend's options from [lvm], then [backend_defaults]; move it to [lvm]" \
-           in warnings
-    assert "iscsi-helper: warning: my_ip in [lvm] is not read: it is a host option, read from " \
-           "[DEFAULT]; move it there" in warnings
+    assert (
+        "iscsi-helper: warning: [DEFAULT] target_ip_address is not read for backend lvm: "
+        "Cinder reads a backend's options from [lvm], then [backend_defaults]; move it to [lvm]" in warnings
+    )
+    assert (
+        "iscsi-helper: warning: my_ip in [lvm] is not read: it is a host option, read from "
+        "[DEFAULT]; move it there" in warnings
+    )
     assert any(w.startswith("iscsi-helper: warning: lock_path in [lvm] is not read") for w in warnings)
-    assert any("target_ip_address is set nowhere it is read" in w for w in warnings), \
+    assert any("target_ip_address is set nowhere it is read" in w for w in warnings), (
         "the export publishes a guessed address, and says so"
+    )
     assert "[DEFAULT] target_helper is not read for backend lvm" in done.stderr
     published = __import__("json").loads(done.stdout)["portals"][0]
     assert not published.startswith("127.0.0.9"), "[DEFAULT] is not read for a backend"
 
-    plain = write(tmp_path / "plain.conf", f"""\
+    plain = write(
+        tmp_path / "plain.conf",
+        f"""\
         [DEFAULT]
         target_helper = fake
-        state_path = {tmp_path / 'state2'}
+        state_path = {tmp_path / "state2"}
         target_ip_address = 127.0.0.1
 
         [lvm]
         target_port = 3299
-        """)
+        """,
+    )
     done = Cli(["--config-file", str(plain), "--lock-path", str(tmp_path / "locks")]).run("list")
-    assert done.stderr == ("iscsi-helper: warning: target_port is set in [lvm], which is not read: "
-                           "with no backend selected (enabled_backends is empty) options are read "
-                           "from [DEFAULT]; move it there or select the section with --backend "
-                           "NAME\n")
-    selected = Cli(["--config-file", str(plain), "--backend", "lvm", "--target-helper", "fake",
-                    "--lock-path", str(tmp_path / "locks")]).run("list")
+    assert done.stderr == (
+        "iscsi-helper: warning: target_port is set in [lvm], which is not read: "
+        "with no backend selected (enabled_backends is empty) options are read "
+        "from [DEFAULT]; move it there or select the section with --backend "
+        "NAME\n"
+    )
+    selected = Cli(
+        [
+            "--config-file",
+            str(plain),
+            "--backend",
+            "lvm",
+            "--target-helper",
+            "fake",
+            "--lock-path",
+            str(tmp_path / "locks"),
+        ]
+    ).run("list")
     assert "[DEFAULT] target_ip_address is not read for backend lvm" in selected.stderr
 
 
 def test_a_bad_value_or_a_missing_file_is_one_line(tmp_path):
     conf = tmp_path / "cinder.conf"
-    conf.write_text("[DEFAULT]\nenabled_backends = lvm\n[lvm]\ntarget_helper = fake\n"
-                    "target_port = nope\n")
-    line = one_line(Cli(["--config-file", str(conf), "--state-path", str(tmp_path)]).run(
-        "list", expect=2))
+    conf.write_text("[DEFAULT]\nenabled_backends = lvm\n[lvm]\ntarget_helper = fake\ntarget_port = nope\n")
+    line = one_line(Cli(["--config-file", str(conf), "--state-path", str(tmp_path)]).run("list", expect=2))
     assert "option [lvm] target_port" in line and "nope" in line
     conf.write_text("[DEFAULT]\nenabled_backends = lvm\n[lvm]\nvolumes_dir = $nowhere/x\n")
     line = one_line(Cli(["--config-file", str(conf)]).run("list", expect=2))

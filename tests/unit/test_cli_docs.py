@@ -14,8 +14,9 @@ COMPLETION = REPO / "etc" / "bash_completion.d" / "iscsi-helper"
 
 
 def test_generated_files_match_the_parser():
-    done = subprocess.run([sys.executable, str(REPO / "tools" / "gen_cli_docs.py"), "--check"],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "gen_cli_docs.py"), "--check"], capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
 
 
@@ -24,8 +25,15 @@ def test_the_man_page_documents_every_command_option_and_exit_code():
     assert text.splitlines()[1].startswith(".TH ISCSI\\-HELPER 1 ")
     for command in COMMANDS:
         assert f"\n.TP\n\\fB{command.name.replace('-', chr(92) + '-')}\\fR" in text, command.name
-    for flag in ("\\-\\-json", "\\-\\-debug", "\\-\\-log\\-file", "\\-\\-backend", "\\-\\-force",
-                 "\\-\\-stop\\-orphans", "\\-\\-dry\\-run"):
+    for flag in (
+        "\\-\\-json",
+        "\\-\\-debug",
+        "\\-\\-log\\-file",
+        "\\-\\-backend",
+        "\\-\\-force",
+        "\\-\\-stop\\-orphans",
+        "\\-\\-dry\\-run",
+    ):
         assert f"\\fB{flag}\\fR" in text, flag
     for code in ("0", "1", "2", "3", "130", "141"):
         assert f"\n.B {code}\n" in text
@@ -34,13 +42,20 @@ def test_the_man_page_documents_every_command_option_and_exit_code():
 def complete(line: str) -> list[str]:
     """What bash completes for ``line`` (the cursor at its end), with our completion loaded."""
     words = line.split(" ")
-    script = (f"source {COMPLETION}\n"
-              f"COMP_WORDS=({' '.join(repr(w) for w in words)})\n"
-              f"COMP_CWORD={len(words) - 1}\n"
-              "_iscsi_helper\n"
-              "printf '%s\\n' \"${COMPREPLY[@]}\"\n")
-    done = subprocess.run(["bash", "--norc", "-c", script], capture_output=True, text=True,
-                          check=True, env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"})
+    script = (
+        f"source {COMPLETION}\n"
+        f"COMP_WORDS=({' '.join(repr(w) for w in words)})\n"
+        f"COMP_CWORD={len(words) - 1}\n"
+        "_iscsi_helper\n"
+        "printf '%s\\n' \"${COMPREPLY[@]}\"\n"
+    )
+    done = subprocess.run(
+        ["bash", "--norc", "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"},
+    )
     return [w for w in done.stdout.splitlines() if w]
 
 

@@ -21,18 +21,33 @@ def lying_iscsictl(tmp_path):
     liar.parent.mkdir()
     liar.write_text(f'#!/bin/sh\n[ "$1" = -S ] && exit 0\nexec {real} "$@"\n')
     liar.chmod(0o755)
-    env = {**os.environ, "PATH": f"{liar.parent}:{os.environ['PATH']}",
-           chiscsi_emulator.STATE_ENV: str(tmp_path / "chiscsi-state"),
-           "CHISCSI_EMULATOR_WIRE": "0", "CHISCSI_EMULATOR_PIDFILE": str(tmp_path / "iscsictl.pid")}
+    env = {
+        **os.environ,
+        "PATH": f"{liar.parent}:{os.environ['PATH']}",
+        chiscsi_emulator.STATE_ENV: str(tmp_path / "chiscsi-state"),
+        "CHISCSI_EMULATOR_WIRE": "0",
+        "CHISCSI_EMULATOR_PIDFILE": str(tmp_path / "iscsictl.pid"),
+    }
     yield env
     chiscsi_emulator.reset(tmp_path / "chiscsi-state")
 
 
-def test_a_create_the_target_never_made_is_exit_1_with_the_state_left(tmp_path, lying_iscsictl,
-                                                                      device):
-    cli = Cli(["--target-helper", "chiscsi", "--state-path", str(tmp_path / "state"),
-               "--lock-path", str(tmp_path / "locks"), "--target-ip-address", "127.0.0.1",
-               "--chiscsi-conf", str(tmp_path / "chiscsi.conf")], env=lying_iscsictl)
+def test_a_create_the_target_never_made_is_exit_1_with_the_state_left(tmp_path, lying_iscsictl, device):
+    cli = Cli(
+        [
+            "--target-helper",
+            "chiscsi",
+            "--state-path",
+            str(tmp_path / "state"),
+            "--lock-path",
+            str(tmp_path / "locks"),
+            "--target-ip-address",
+            "127.0.0.1",
+            "--chiscsi-conf",
+            str(tmp_path / "chiscsi.conf"),
+        ],
+        env=lying_iscsictl,
+    )
     line = one_line(cli.run("export", "1", device, expect=1))
     assert "state left: " in line, line
     error = json.loads(cli.run("export", "1", device, "--json", expect=1).stdout)["error"]

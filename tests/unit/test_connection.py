@@ -15,10 +15,18 @@ def vol(location, auth="CHAP user1 secret-secret-1", **kw):
 
 def test_single_portal():
     data = iscsi_properties(vol(f"10.9.8.7:3260,1 {IQN} 0"), {"initiator": "iqn.1993-08.org.debian:01:a"})
-    assert data == {"target_discovered": False, "target_portal": "10.9.8.7:3260",
-                    "target_iqn": IQN, "target_lun": 0, "volume_id": "1", "discard": False,
-                    "encrypted": False, "auth_method": "CHAP", "auth_username": "user1",
-                    "auth_password": "secret-secret-1"}
+    assert data == {
+        "target_discovered": False,
+        "target_portal": "10.9.8.7:3260",
+        "target_iqn": IQN,
+        "target_lun": 0,
+        "volume_id": "1",
+        "discard": False,
+        "encrypted": False,
+        "auth_method": "CHAP",
+        "auth_username": "user1",
+        "auth_password": "secret-secret-1",
+    }
 
 
 def test_several_portals_give_multipath_lists_with_first_equal_to_single_values():
@@ -35,8 +43,11 @@ def test_multipath_connector_gets_lists_even_with_one_portal():
 
 
 def test_encrypted_geometry_discard_and_no_chap():
-    data = iscsi_properties(vol(f"10.0.0.1:3260,1 {IQN} 0", auth=None, encryption_key_id="k",
-                                provider_geometry="4096 512"), None, discard=True)
+    data = iscsi_properties(
+        vol(f"10.0.0.1:3260,1 {IQN} 0", auth=None, encryption_key_id="k", provider_geometry="4096 512"),
+        None,
+        discard=True,
+    )
     assert data["encrypted"] is True and data["discard"] is True
     assert (data["physical_block_size"], data["logical_block_size"]) == (4096, 512)
     assert "auth_method" not in data

@@ -19,15 +19,18 @@ def test_size_and_iotype_of_a_file(tmp_path):
     assert not devices.is_block_device(str(path))
 
 
-@pytest.mark.parametrize("path,reason", [
-    ("relative.img", "must be absolute"),
-    ("/a,b", "must not contain a comma"),
-    ("/a b", "must not contain whitespace"),
-    ("/a#b", "must not contain '#'"),
-    ("/tmp", "is neither a regular file nor a block device"),
-    ("/nonexistent/disk", "does not exist"),
-    ("", "must be a non-empty path"),
-])
+@pytest.mark.parametrize(
+    "path,reason",
+    [
+        ("relative.img", "must be absolute"),
+        ("/a,b", "must not contain a comma"),
+        ("/a b", "must not contain whitespace"),
+        ("/a#b", "must not contain '#'"),
+        ("/tmp", "is neither a regular file nor a block device"),
+        ("/nonexistent/disk", "does not exist"),
+        ("", "must be a non-empty path"),
+    ],
+)
 def test_unusable_paths_are_refused_with_the_reason(path, reason):
     with pytest.raises(InvalidInput, match=reason):
         devices.validate_device_path(path)

@@ -24,12 +24,12 @@ def test_not_executable_tool(monkeypatch, tmp_path):
         Executor().run("iscsictl")
 
 
-def _watch_spawns(monkeypatch) -> list[subprocess.Popen]:  # noqa: ANN001
+def _watch_spawns(monkeypatch) -> list[subprocess.Popen]:
     """Every process the executor starts, as it starts it."""
     spawned: list[subprocess.Popen] = []
     real_popen = executor_module.subprocess.Popen
 
-    def popen(*args, **kwargs):  # noqa: ANN002, ANN003
+    def popen(*args, **kwargs):
         proc = real_popen(*args, **kwargs)
         spawned.append(proc)
         return proc
@@ -52,8 +52,7 @@ def test_hanging_tool_is_killed(monkeypatch):
 
 def test_failure_keeps_output_and_masks_declared_secrets():
     with pytest.raises(CommandFailed) as info:
-        Executor().run("sh", "-c", "echo 'bad secret-secret-9' >&2; exit 3",
-                       secrets=["secret-secret-9"])
+        Executor().run("sh", "-c", "echo 'bad secret-secret-9' >&2; exit 3", secrets=["secret-secret-9"])
     assert info.value.exit_code == 3
     assert "secret-secret-9" not in str(info.value) and "***" in info.value.stderr
 
@@ -82,8 +81,7 @@ def test_a_tool_that_vanishes_after_a_first_run_is_still_reported_missing(monkey
         executor.run("iscsictl")
 
 
-def test_a_tool_that_loses_its_mode_after_a_first_run_is_reported_not_executable(monkeypatch,
-                                                                                 tmp_path):
+def test_a_tool_that_loses_its_mode_after_a_first_run_is_reported_not_executable(monkeypatch, tmp_path):
     tool = _tool(tmp_path)
     monkeypatch.setenv("PATH", str(tmp_path))
     executor = Executor()
@@ -166,4 +164,4 @@ def test_a_secret_with_quotes_and_regex_characters_is_masked_whole_in_the_debug_
     assert "Running" in text and "***" in text
     for size in range(6, len(secret) + 1):  # no fragment of it either
         for start in range(len(secret) - size + 1):
-            assert secret[start:start + size] not in text, secret[start:start + size]
+            assert secret[start : start + size] not in text, secret[start : start + size]

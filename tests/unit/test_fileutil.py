@@ -41,8 +41,9 @@ def test_a_dead_writers_temp_file_is_swept_and_a_live_ones_is_kept(tmp_path):
     host = fileutil._host()
     dead = _temp(tmp_path, "volume-1", host, _dead_pid())
     # Alive until told otherwise (its stdin closed), however slow the machine: no timer.
-    live_writer = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
-                                   stdin=subprocess.PIPE)
+    live_writer = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+    )
     try:
         live = _temp(tmp_path, "volume-2", host, live_writer.pid)
         mine = _temp(tmp_path, "volume-3", host, os.getpid())
@@ -110,7 +111,7 @@ def test_atomic_write_renames_a_fsynced_file_and_then_fsyncs_the_directory(tmp_p
         events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
         real_fsync(fd)
 
-    def replace(src, dst) -> None:  # noqa: ANN001
+    def replace(src, dst) -> None:
         events.append(("replace", f"{os.fspath(src)} -> {os.fspath(dst)}"))
         real_replace(src, dst)
 

@@ -3,33 +3,49 @@
 import pytest
 
 from iscsi_helper.exception import InvalidInput
-from iscsi_helper.formats import (ChapCredentials, Portal, ProviderLocation, format_provider_auth,
-                                  make_portal, parse_geometry, parse_portal, parse_provider_auth,
-                                  portals_from_config, validate_iscsi_name, validate_volume_name)
+from iscsi_helper.formats import (
+    ChapCredentials,
+    Portal,
+    ProviderLocation,
+    format_provider_auth,
+    make_portal,
+    parse_geometry,
+    parse_portal,
+    parse_provider_auth,
+    portals_from_config,
+    validate_iscsi_name,
+    validate_volume_name,
+)
 
 
-@pytest.mark.parametrize("name", [
-    "iqn.2010-10.org.openstack:volume-1",
-    "iqn.2006-02.com.chelsio.diskarray.san1",
-    "iqn.1993-08.org.debian:01:abcdef",
-    "eui.02004567A425678D",
-    "naa.52004567BA64678D",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "iqn.2010-10.org.openstack:volume-1",
+        "iqn.2006-02.com.chelsio.diskarray.san1",
+        "iqn.1993-08.org.debian:01:abcdef",
+        "eui.02004567A425678D",
+        "naa.52004567BA64678D",
+    ],
+)
 def test_valid_iscsi_names_pass(name):
     assert validate_iscsi_name(name) == name
 
 
-@pytest.mark.parametrize("name,reason", [
-    ("", "non-empty"),
-    ("iqn.2010-10.org.OpenStack:volume-1", "not a valid iqn"),
-    ("iqn.2010-13.org.openstack:v", "month"),
-    ("iqn.2010-10.org.openstack:vol ume", "not a valid iqn"),
-    ("iqn.2010-10.org.openstack:vol\nume", "not a valid iqn"),
-    ('iqn.2010-10.org.openstack:vol"ume', "not a valid iqn"),
-    ("iqn.2010-10.org.openstack:" + "a" * 200, "223 bytes"),
-    ("eui.02004567a425678d", "eui."),
-    ("target1", "iqn., eui."),
-])
+@pytest.mark.parametrize(
+    "name,reason",
+    [
+        ("", "non-empty"),
+        ("iqn.2010-10.org.OpenStack:volume-1", "not a valid iqn"),
+        ("iqn.2010-13.org.openstack:v", "month"),
+        ("iqn.2010-10.org.openstack:vol ume", "not a valid iqn"),
+        ("iqn.2010-10.org.openstack:vol\nume", "not a valid iqn"),
+        ('iqn.2010-10.org.openstack:vol"ume', "not a valid iqn"),
+        ("iqn.2010-10.org.openstack:" + "a" * 200, "223 bytes"),
+        ("eui.02004567a425678d", "eui."),
+        ("target1", "iqn., eui."),
+    ],
+)
 def test_invalid_iscsi_names_are_refused_with_reason(name, reason):
     with pytest.raises(InvalidInput, match=reason):
         validate_iscsi_name(name)
@@ -48,11 +64,17 @@ def test_portals_bracket_ipv6_and_canonicalise():
     assert parse_portal("10.9.8.7:3261") == Portal("10.9.8.7", 3261)
 
 
-@pytest.mark.parametrize("ip,port,field", [
-    ("10.0.0.256", 3260, "portal address"), ("fe80::1%eth0", 3260, "zone ids"),
-    ("host.example", 3260, "portal address"), ("10.0.0.1", 0, "port"),
-    ("10.0.0.1", 65536, "port"), ("10.0.0.1", "x", "port"),
-])
+@pytest.mark.parametrize(
+    "ip,port,field",
+    [
+        ("10.0.0.256", 3260, "portal address"),
+        ("fe80::1%eth0", 3260, "zone ids"),
+        ("host.example", 3260, "portal address"),
+        ("10.0.0.1", 0, "port"),
+        ("10.0.0.1", 65536, "port"),
+        ("10.0.0.1", "x", "port"),
+    ],
+)
 def test_bad_portals_are_refused(ip, port, field):
     with pytest.raises(InvalidInput, match=field):
         make_portal(ip, port)
@@ -72,9 +94,15 @@ def test_provider_location_round_trips_cinder_format():
     assert str(location) == text
 
 
-@pytest.mark.parametrize("text", ["", "10.0.0.1:3260 iqn.2010-10.org.x:v 0",
-                                  "10.0.0.1:3260,x iqn.2010-10.org.x:v 0",
-                                  "10.0.0.1:3260,1 iqn.2010-10.org.x:v"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "10.0.0.1:3260 iqn.2010-10.org.x:v 0",
+        "10.0.0.1:3260,x iqn.2010-10.org.x:v 0",
+        "10.0.0.1:3260,1 iqn.2010-10.org.x:v",
+    ],
+)
 def test_malformed_provider_location_is_refused(text):
     with pytest.raises(InvalidInput, match="provider_location"):
         ProviderLocation.parse(text)
@@ -88,9 +116,17 @@ def test_provider_auth_round_trip_and_secret_hidden_in_repr():
     assert parse_provider_auth(None) is None
 
 
-@pytest.mark.parametrize("text", ["CHAP user1 secret-secret-1 ", " CHAP user1 secret-secret-1",
-                                  "CHAP\tuser1 secret-secret-1", "CHAP user1  secret-secret-1",
-                                  "CHAP user1 secret-secret-1\n", "CHAP user1 "])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "CHAP user1 secret-secret-1 ",
+        " CHAP user1 secret-secret-1",
+        "CHAP\tuser1 secret-secret-1",
+        "CHAP user1  secret-secret-1",
+        "CHAP user1 secret-secret-1\n",
+        "CHAP user1 ",
+    ],
+)
 def test_provider_auth_is_three_words_on_single_spaces_and_nothing_is_trimmed(text):
     # Trimming would silently change a secret the caller stored; refuse instead.
     with pytest.raises(InvalidInput) as info:
@@ -98,12 +134,18 @@ def test_provider_auth_is_three_words_on_single_spaces_and_nothing_is_trimmed(te
     assert "secret-secret-1" not in str(info.value)
 
 
-@pytest.mark.parametrize("user,secret,reason", [
-    ("", "secret-secret-1", "empty"), ("us er", "secret-secret-1", "whitespace"),
-    ('us"er', "secret-secret-1", "'\"'"), ("user", "tiny-pw", "shorter than 12"),
-    ("user", "x" * 256, "longer than 255"), ("user", "secret secret 1", "whitespace"),
-    ("user", "sécret-secret-1", "non-ASCII"),
-])
+@pytest.mark.parametrize(
+    "user,secret,reason",
+    [
+        ("", "secret-secret-1", "empty"),
+        ("us er", "secret-secret-1", "whitespace"),
+        ('us"er', "secret-secret-1", "'\"'"),
+        ("user", "tiny-pw", "shorter than 12"),
+        ("user", "x" * 256, "longer than 255"),
+        ("user", "secret secret 1", "whitespace"),
+        ("user", "sécret-secret-1", "non-ASCII"),
+    ],
+)
 def test_bad_chap_values_are_refused_without_echoing_the_secret(user, secret, reason):
     with pytest.raises(InvalidInput, match=reason) as info:
         ChapCredentials(user, secret)
@@ -121,11 +163,14 @@ def test_generated_symbols_cover_the_alphabet_without_bias():
     import collections
 
     from iscsi_helper.formats import _GENERATED_ALPHABET, random_token
+
     counts = collections.Counter("".join(random_token(16) for _ in range(6200)))
     assert set(counts) == set(_GENERATED_ALPHABET)
     expected = 6200 * 16 / 62  # 1600 per symbol, standard deviation ~40
-    first, rest = ([counts[c] for c in _GENERATED_ALPHABET[:8]],
-                   [counts[c] for c in _GENERATED_ALPHABET[-8:]])
+    first, rest = (
+        [counts[c] for c in _GENERATED_ALPHABET[:8]],
+        [counts[c] for c in _GENERATED_ALPHABET[-8:]],
+    )
     assert all(abs(n - expected) < 0.15 * expected for n in counts.values()), counts.most_common(3)
     assert abs(sum(first) / len(first) - sum(rest) / len(rest)) < 0.1 * expected
 

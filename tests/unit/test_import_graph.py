@@ -23,8 +23,7 @@ def _module_name(path: Path) -> str:
 
 def product_graph() -> dict[str, set[str]]:
     """Each product module (the lab left out) -> the product modules it imports."""
-    paths = {_module_name(p): p for p in PACKAGE.rglob("*.py")
-             if "lab" not in p.relative_to(PACKAGE).parts}
+    paths = {_module_name(p): p for p in PACKAGE.rglob("*.py") if "lab" not in p.relative_to(PACKAGE).parts}
     graph: dict[str, set[str]] = {}
     for name, path in paths.items():
         imported: set[str] = set()
@@ -87,24 +86,34 @@ def test_the_cycle_finder_sees_a_circle():
 def _layer(module: str) -> int:
     if module == "iscsi_helper":
         return 7  # the package's face re-exports from every layer (its names load lazily)
-    for prefix, layer in (("iscsi_helper.codecs", 1), ("iscsi_helper.adapters", 2),
-                          ("iscsi_helper.targets", 3), ("iscsi_helper.registry", 4),
-                          ("iscsi_helper.cli", 5), ("iscsi_helper.cliargs", 5),
-                          ("iscsi_helper.cliviews", 5), ("iscsi_helper.cinder", 5),
-                          ("iscsi_helper.__main__", 6)):
+    for prefix, layer in (
+        ("iscsi_helper.codecs", 1),
+        ("iscsi_helper.adapters", 2),
+        ("iscsi_helper.targets", 3),
+        ("iscsi_helper.registry", 4),
+        ("iscsi_helper.cli", 5),
+        ("iscsi_helper.cliargs", 5),
+        ("iscsi_helper.cliviews", 5),
+        ("iscsi_helper.cinder", 5),
+        ("iscsi_helper.__main__", 6),
+    ):
         if module == prefix or module.startswith(prefix + "."):
             return layer
     return 0
 
 
 def test_each_layer_imports_only_layers_below_it():
-    upward = sorted(f"{name} -> {other}" for name, imports in product_graph().items()
-                    for other in imports
-                    if other != "iscsi_helper" or not name.startswith("iscsi_helper.")
-                    or _imports_more_than_the_version(name)
-                    if _layer(other) > _layer(name)
-                    or (_layer(other) == _layer(name) == 1 and other != "iscsi_helper.codecs")
-                    or (_layer(other) == _layer(name) == 2 and other != "iscsi_helper.adapters"))
+    upward = sorted(
+        f"{name} -> {other}"
+        for name, imports in product_graph().items()
+        for other in imports
+        if other != "iscsi_helper"
+        or not name.startswith("iscsi_helper.")
+        or _imports_more_than_the_version(name)
+        if _layer(other) > _layer(name)
+        or (_layer(other) == _layer(name) == 1 and other != "iscsi_helper.codecs")
+        or (_layer(other) == _layer(name) == 2 and other != "iscsi_helper.adapters")
+    )
     assert upward == []
 
 
@@ -113,9 +122,12 @@ def _imports_more_than_the_version(module: str) -> bool:
     path = PACKAGE.parent / (module.replace(".", "/") + ".py")
     if not path.exists():
         path = PACKAGE.parent / module.replace(".", "/") / "__init__.py"
-    names = {alias.name for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
-             if isinstance(node, ast.ImportFrom) and node.module == "iscsi_helper"
-             for alias in node.names}
+    names = {
+        alias.name
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ImportFrom) and node.module == "iscsi_helper"
+        for alias in node.names
+    }
     modules = {p.stem for p in PACKAGE.iterdir() if p.suffix == ".py" or (p / "__init__.py").exists()}
     return bool(names - modules - {"__version__"})
 
@@ -124,7 +136,15 @@ def test_the_package_face_loads_nothing_on_import():
     """``import iscsi_helper`` is cheap (the emulators' shims import it on every call)."""
     import subprocess
     import sys
-    done = subprocess.run([sys.executable, "-c", "import sys, iscsi_helper; "
-                           "print(sorted(m for m in sys.modules if m.startswith('iscsi_helper')))"],
-                          capture_output=True, text=True, check=True)
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, iscsi_helper; print(sorted(m for m in sys.modules if m.startswith('iscsi_helper')))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert done.stdout.strip() == "['iscsi_helper']"

@@ -25,9 +25,12 @@ def _imported_modules(path: Path) -> set[str]:
 def test_no_product_module_imports_the_lab():
     product = [p for p in PACKAGE.rglob("*.py") if "lab" not in p.relative_to(PACKAGE).parts]
     assert len(product) > 10  # the walk found the package, not an empty directory
-    offenders = {str(p.relative_to(PACKAGE)): sorted(m for m in _imported_modules(p)
-                                                     if m.startswith("iscsi_helper.lab"))
-                 for p in product}
+    offenders = {
+        str(p.relative_to(PACKAGE)): sorted(
+            m for m in _imported_modules(p) if m.startswith("iscsi_helper.lab")
+        )
+        for p in product
+    }
     assert {k: v for k, v in offenders.items() if v} == {}
 
 

@@ -24,8 +24,9 @@ HOLDER = textwrap.dedent("""
 
 @pytest.fixture
 def conf(tmp_path):
-    return options.new_config(overrides={"oslo_concurrency.lock_path": str(tmp_path / "locks"),
-                                         "lock_timeout": 0.3})
+    return options.new_config(
+        overrides={"oslo_concurrency.lock_path": str(tmp_path / "locks"), "lock_timeout": 0.3}
+    )
 
 
 def test_lock_directory_is_created_0700_and_lock_files_0600(conf, tmp_path):
@@ -53,8 +54,9 @@ def test_a_lock_held_elsewhere_gives_up_after_lock_timeout_naming_the_lock(conf,
     directory = tmp_path / "locks"
     directory.mkdir(mode=0o700)
     path = directory / "iscsi-helper-volume.volume-1"
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(path)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(LockTimeout) as info:

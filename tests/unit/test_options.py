@@ -8,8 +8,10 @@ from iscsi_helper.exception import UnknownTargetHelper
 
 def test_cinder_names_defaults_and_deprecated_spellings(tmp_path):
     conf_file = tmp_path / "cinder.conf"
-    conf_file.write_text("[DEFAULT]\niscsi_helper = chiscsi\niscsi_ip_address = 10.0.0.5\n"
-                         "iscsi_secondary_ip_addresses = 10.0.0.6,fd00::6\nstate_path = /srv/c\n")
+    conf_file.write_text(
+        "[DEFAULT]\niscsi_helper = chiscsi\niscsi_ip_address = 10.0.0.5\n"
+        "iscsi_secondary_ip_addresses = 10.0.0.6,fd00::6\nstate_path = /srv/c\n"
+    )
     conf = options.new_config([str(conf_file)])
     assert conf.target_helper == "chiscsi"
     assert conf.target_ip_address == "10.0.0.5"
@@ -41,7 +43,8 @@ def test_a_backend_section_then_backend_defaults_as_cinder_reads_them(tmp_path):
         "iscsi_ip_address = 10.9.9.9\n"
         "[backend_defaults]\ntarget_prefix = iqn.2000-01.com.example:\nchap_password = a$$b\n"
         "[lvm]\niscsi_ip_address = 10.0.0.5\nvolumes_dir = $state_path/lvm\n"
-        "iscsi_helper_target = fake\ntarget_helper = tgtadm\nuse_chap_auth = true\n")
+        "iscsi_helper_target = fake\ntarget_helper = tgtadm\nuse_chap_auth = true\n"
+    )
     loaded = options.load([str(conf_file)])
     conf = loaded.conf
     assert loaded.backend == "lvm"
@@ -55,7 +58,8 @@ def test_a_backend_section_then_backend_defaults_as_cinder_reads_them(tmp_path):
     # iscsi_ip_address is in [DEFAULT] too, but also where it is read: no warning for it.
     assert loaded.warnings == [
         "[DEFAULT] target_port is not read for backend lvm: Cinder reads a backend's options "
-        "from [lvm], then [backend_defaults]; move it to [lvm]"]
+        "from [lvm], then [backend_defaults]; move it to [lvm]"
+    ]
 
 
 def test_overrides_win_and_host_options_feed_backend_substitutions(tmp_path):

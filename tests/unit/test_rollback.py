@@ -37,5 +37,7 @@ def test_a_failing_step_is_logged_and_older_steps_still_run(caplog):
         rollback.push("the LUN", broken)
         raise RuntimeError("late step")
     assert done == ["undo a"]
-    assert any("Could not roll back the export of 7 (the LUN)" in r.getMessage()
-               and r.levelno == logging.ERROR for r in caplog.records)
+    assert any(
+        "Could not roll back the export of 7 (the LUN)" in r.getMessage() and r.levelno == logging.ERROR
+        for r in caplog.records
+    )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import pytest
 
@@ -20,9 +19,15 @@ class Scripted(Executor):
         self.fail = fail
         self.seen: list[tuple[tuple[str, ...], str | None]] = []
 
-    def run(self, *argv: str, ok_codes: Sequence[int] = (0,), stdin: str | None = None,
-            secrets: Sequence[str] = ()) -> CommandResult:
+    def run(
+        self,
+        *argv: str,
+        ok_codes: Sequence[int] = (0,),
+        stdin: str | None = None,
+        secrets: Sequence[str] = (),
+    ) -> CommandResult:
         import subprocess
+
         self.seen.append((argv, stdin))
         if argv[0] == self.fail:
             raise CommandFailed(command=argv[0], exit_code=1, stdout="", stderr="injected")

@@ -40,8 +40,7 @@ def logger_and_records():
     logger.setLevel(old_level)
 
 
-def test_a_declared_secret_in_a_message_or_its_arguments_reaches_handlers_masked(
-        logger_and_records):
+def test_a_declared_secret_in_a_message_or_its_arguments_reaches_handlers_masked(logger_and_records):
     logger, records = logger_and_records
     with secretmask.handling_secrets([SECRET]):
         logger.info("login with %s failed", SECRET)
@@ -50,8 +49,7 @@ def test_a_declared_secret_in_a_message_or_its_arguments_reaches_handlers_masked
     messages = [r.getMessage() for r in records]
     assert len(messages) == 3
     assert all(SECRET not in m for m in messages), messages
-    assert messages == ["login with *** failed", "tool said: bad password ***!",
-                        "user1 used ***"]
+    assert messages == ["login with *** failed", "tool said: bad password ***!", "user1 used ***"]
 
 
 def test_root_handlers_see_the_masked_record_too(caplog):
@@ -70,8 +68,7 @@ def test_masking_is_scoped_to_the_block_and_nests(logger_and_records):
             logger.info("%s and %s", SECRET, OTHER)
         logger.info("%s and %s", SECRET, OTHER)
     logger.info("after: %s", SECRET)
-    assert [r.getMessage() for r in records] == [
-        "*** and ***", f"*** and {OTHER}", f"after: {SECRET}"]
+    assert [r.getMessage() for r in records] == ["*** and ***", f"*** and {OTHER}", f"after: {SECRET}"]
 
 
 def test_the_longest_secret_is_masked_first():
@@ -102,6 +99,7 @@ def test_every_product_module_logs_through_a_masked_logger():
             raise
         log = getattr(module, "LOG", None)
         if isinstance(log, logging.Logger) and not any(
-                isinstance(f, secretmask.SecretMaskingFilter) for f in log.filters):
+            isinstance(f, secretmask.SecretMaskingFilter) for f in log.filters
+        ):
             unmasked.append(info.name)
     assert not unmasked, unmasked

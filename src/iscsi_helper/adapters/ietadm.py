@@ -62,8 +62,9 @@ class Ietadm:
     def __init__(self, executor: Executor) -> None:
         self.executor = executor
 
-    def _run(self, *args: str, refusals: Mapping[int, type[ToolRefused]] = _ABSENT,
-             secrets: tuple[str, ...] = ()) -> CommandResult:
+    def _run(
+        self, *args: str, refusals: Mapping[int, type[ToolRefused]] = _ABSENT, secrets: tuple[str, ...] = ()
+    ) -> CommandResult:
         try:
             return self.executor.run(TOOL, *args, secrets=secrets)
         except CommandFailed as failure:
@@ -76,20 +77,37 @@ class Ietadm:
 
     def target_new(self, tid: int, iqn: str) -> None:
         """NameInUse if a target of that name exists, TidInUse if another target holds ``tid``."""
-        self._run("--op", "new", f"--tid={tid}", "--params", f"Name={iqn}",
-                  refusals={EXIT_EINVAL: NameInUse, EXIT_EEXIST: TidInUse})
+        self._run(
+            "--op",
+            "new",
+            f"--tid={tid}",
+            "--params",
+            f"Name={iqn}",
+            refusals={EXIT_EINVAL: NameInUse, EXIT_EEXIST: TidInUse},
+        )
 
     def target_delete(self, tid: int) -> None:
         """NotPresent if there is no such target, TargetHasSessions while it has sessions."""
-        self._run("--op", "delete", f"--tid={tid}",
-                  refusals={EXIT_ENOENT: NotPresent, EXIT_EBUSY: TargetHasSessions})
+        self._run(
+            "--op",
+            "delete",
+            f"--tid={tid}",
+            refusals={EXIT_ENOENT: NotPresent, EXIT_EBUSY: TargetHasSessions},
+        )
 
     # -- LUNs
 
     def lun_new(self, tid: int, lun: int, path: str, iotype: str) -> None:
         """AlreadyPresent if the LUN exists (its size is read only now, when it is added)."""
-        self._run("--op", "new", f"--tid={tid}", f"--lun={lun}", "--params",
-                  f"Path={path},Type={iotype}", refusals={EXIT_EEXIST: AlreadyPresent})
+        self._run(
+            "--op",
+            "new",
+            f"--tid={tid}",
+            f"--lun={lun}",
+            "--params",
+            f"Path={path},Type={iotype}",
+            refusals={EXIT_EEXIST: AlreadyPresent},
+        )
 
     def lun_delete(self, tid: int, lun: int) -> None:
         self._run("--op", "delete", f"--tid={tid}", f"--lun={lun}")
@@ -98,26 +116,33 @@ class Ietadm:
 
     def account_new(self, tid: int, direction: Direction, credentials: ChapCredentials) -> None:
         """The one ietadm call that carries a secret (IET takes it no other way)."""
-        self._run("--op", "new", f"--tid={tid}", "--user",
-                  f"--params={direction}={credentials.username},Password={credentials.password}",
-                  secrets=(credentials.password,))
+        self._run(
+            "--op",
+            "new",
+            f"--tid={tid}",
+            "--user",
+            f"--params={direction}={credentials.username},Password={credentials.password}",
+            secrets=(credentials.password,),
+        )
 
     def account_delete(self, tid: int, direction: Direction, username: str) -> None:
-        self._run("--op", "delete", f"--tid={tid}", "--user",
-                  f"--params={direction}={username}")
+        self._run("--op", "delete", f"--tid={tid}", "--user", f"--params={direction}={username}")
 
-    def account_matches(self, tid: int, direction: Direction,
-                        credentials: ChapCredentials) -> bool | None:
+    def account_matches(self, tid: int, direction: Direction, credentials: ChapCredentials) -> bool | None:
         """Whether target ``tid`` holds exactly this account: True; False (that user, another
         secret); None (no such account, or no such target)."""
         try:
-            result = self._run("--op", "show", f"--tid={tid}", "--user",
-                               f"--params={direction}={credentials.username}",
-                               secrets=(credentials.password,))
+            result = self._run(
+                "--op",
+                "show",
+                f"--tid={tid}",
+                "--user",
+                f"--params={direction}={credentials.username}",
+                secrets=(credentials.password,),
+            )
         except NotPresent:
             return None
-        return parse_account(result.stdout) == (direction, credentials.username,
-                                                credentials.password)
+        return parse_account(result.stdout) == (direction, credentials.username, credentials.password)
 
     # -- sessions
 

@@ -56,9 +56,12 @@ _EVERY_EXIT_CODE = range(256)  # the output decides, not the status (see the mod
 
 def _failed(option: str, result: CommandResult, why: str | None = None) -> CommandFailed:
     """The one failure of this adapter: what ran, its status, its output (``why`` if stderr is empty)."""
-    return CommandFailed(command=f"{TOOL} {option}", exit_code=result.exit_code,
-                         stdout=result.stdout,
-                         stderr=result.stderr if why is None else result.stderr or why)
+    return CommandFailed(
+        command=f"{TOOL} {option}",
+        exit_code=result.exit_code,
+        stdout=result.stdout,
+        stderr=result.stderr if why is None else result.stderr or why,
+    )
 
 
 def name_batches(iqns: Iterable[str], budget: int = NAMES_BUFFER_BYTES - 1) -> Iterator[str]:
@@ -67,8 +70,9 @@ def name_batches(iqns: Iterable[str], budget: int = NAMES_BUFFER_BYTES - 1) -> I
     size = len(NAMES_KEY)
     for iqn in iqns:
         if not iqn or "," in iqn or iqn == "ALL" or len(NAMES_KEY) + len(iqn) > budget:
-            raise InvalidInput(field="target name", value=repr(iqn)[:80],
-                               reason="cannot be looked up by iscsictl -c")
+            raise InvalidInput(
+                field="target name", value=repr(iqn)[:80], reason="cannot be looked up by iscsictl -c"
+            )
         extra = len(iqn) + (1 if batch else 0)
         if batch and size + extra > budget:
             yield NAMES_KEY + ",".join(batch)
@@ -126,14 +130,15 @@ class Iscsictl:
         for argument in name_batches(wanted):
             result = self._run("-c", argument)
             details = parse_details(result.stdout)
-            asked = argument[len(NAMES_KEY):].split(",")
+            asked = argument[len(NAMES_KEY) :].split(",")
             if not details and result.exit_code != 0:
                 raise _failed("-c", result)
             unanswered = [name for name in asked if name not in details]
             if unanswered:
-                raise ToolOutputError(command=f"{TOOL} -c",
-                                      reason=f"no answer for {unanswered[0]!r} "
-                                             f"({len(unanswered)} of {len(asked)} names)")
+                raise ToolOutputError(
+                    command=f"{TOOL} -c",
+                    reason=f"no answer for {unanswered[0]!r} ({len(unanswered)} of {len(asked)} names)",
+                )
             found.update((name, details[name]) for name in asked)
         return found
 
@@ -169,9 +174,13 @@ class Iscsictl:
                     first_refusal = now
                 left = first_refusal + self.lock_retry_timeout - now
                 if left <= 0:
-                    raise CommandLockBusy(command=f"{TOOL} {args[0]}", tool=TOOL,
-                                          attempts=attempts, waited=now - first_refusal,
-                                          refusal=LOCK_REFUSAL, option=LOCK_RETRY_OPTION)
+                    raise CommandLockBusy(
+                        command=f"{TOOL} {args[0]}",
+                        tool=TOOL,
+                        attempts=attempts,
+                        waited=now - first_refusal,
+                        refusal=LOCK_REFUSAL,
+                        option=LOCK_RETRY_OPTION,
+                    )
                 self.sleep(min(delay * self.rng.uniform(0.5, 1.0), left))
                 delay = min(delay * 2, MAX_RETRY_DELAY)
-

@@ -46,8 +46,7 @@ _REFUSALS: tuple[tuple[str, type[ToolRefused]], ...] = (
 )
 
 #: What tgt-admin runs for "write-cache off": the caching mode page with WCE cleared.
-WRITE_CACHE_OFF_MODE_PAGE = ("mode_page=8:0:18:0x10:0:0xff:0xff:0:0:0xff:0xff:0xff:0xff:"
-                             "0x80:0x14:0:0:0:0:0:0")
+WRITE_CACHE_OFF_MODE_PAGE = "mode_page=8:0:18:0x10:0:0xff:0xff:0:0:0xff:0xff:0xff:0xff:0x80:0x14:0:0:0:0:0:0"
 
 
 # ------------------------------------------------------------------- show
@@ -82,10 +81,18 @@ class _Shown:
 
     def done(self) -> TgtLiveTarget:
         luns = tuple(sorted(self.luns.items()))
-        return TgtLiveTarget(self.iqn, self.tid, None, tuple(path for _n, path in luns),
-                             luns=luns, sizes=tuple(sorted(self.sizes.items())),
-                             accounts=tuple(self.accounts), outgoing=tuple(self.outgoing),
-                             acl=tuple(self.acl), sessions=self.nexuses)
+        return TgtLiveTarget(
+            self.iqn,
+            self.tid,
+            None,
+            tuple(path for _n, path in luns),
+            luns=luns,
+            sizes=tuple(sorted(self.sizes.items())),
+            accounts=tuple(self.accounts),
+            outgoing=tuple(self.outgoing),
+            acl=tuple(self.acl),
+            sessions=self.nexuses,
+        )
 
 
 _TARGET_LINE = re.compile(r"Target (\d+): (\S+)")
@@ -106,8 +113,7 @@ def parse_show(text: str) -> dict[str, TgtLiveTarget]:
         if indent == 0:
             match = _TARGET_LINE.fullmatch(line)
             if not match:
-                raise ToolOutputError(command=f"{TOOL} --op show",
-                                      reason=f"unreadable line {line[:80]!r}")
+                raise ToolOutputError(command=f"{TOOL} --op show", reason=f"unreadable line {line[:80]!r}")
             if current is not None:
                 targets[current.iqn] = current.done()
             current = _Shown(int(match[1]), match[2], {}, {}, [], [], [])
@@ -121,14 +127,14 @@ def parse_show(text: str) -> dict[str, TgtLiveTarget]:
             if indent == 8 and line.startswith("LUN: "):
                 lun = int(line[5:])
             elif lun is not None and line.startswith("Backing store path: "):
-                path = line[len("Backing store path: "):]
+                path = line[len("Backing store path: ") :]
                 if path != "None":
                     current.luns[lun] = path
             elif lun is not None and (size := _SIZE.match(line)):
                 current.sizes[lun] = int(size[1])
         elif section == "Account information" and indent == 8:
             if line.endswith(" (outgoing)"):
-                current.outgoing.append(line[:-len(" (outgoing)")])
+                current.outgoing.append(line[: -len(" (outgoing)")])
             else:
                 current.accounts.append(line)
         elif section == "ACL information" and indent == 8:
@@ -148,8 +154,7 @@ class Tgtadm:
 
     def __init__(self, executor: Executor, *, lld: str, control_port: int | None) -> None:
         self.executor = executor
-        self._prefix = (TOOL, *(("-C", str(control_port)) if control_port is not None else ()),
-                        "--lld", lld)
+        self._prefix = (TOOL, *(("-C", str(control_port)) if control_port is not None else ()), "--lld", lld)
 
     def _run(self, *args: str, secrets: tuple[str, ...] = ()) -> CommandResult:
         try:
@@ -176,26 +181,35 @@ class Tgtadm:
 
     def initiator_bind(self, tid: int, initiator: str, *, by_name: bool) -> None:
         """Admit an initiator by name (``-Q``) or by address (``-I``, ``ALL`` for any)."""
-        self._run("--mode", "target", "--op", "bind", "--tid", str(tid),
-                  "-Q" if by_name else "-I", initiator)
+        self._run("--mode", "target", "--op", "bind", "--tid", str(tid), "-Q" if by_name else "-I", initiator)
 
     def initiator_unbind(self, tid: int, initiator: str, *, by_name: bool) -> None:
         """NoSuchAclRule if no rule of that kind names it."""
-        self._run("--mode", "target", "--op", "unbind", "--tid", str(tid),
-                  "-Q" if by_name else "-I", initiator)
+        self._run(
+            "--mode", "target", "--op", "unbind", "--tid", str(tid), "-Q" if by_name else "-I", initiator
+        )
 
     # -- logical units
 
     def lun_new(self, tid: int, lun: int, path: str, bsoflags: str = "") -> None:
-        args = ["--mode", "logicalunit", "--op", "new", "--tid", str(tid), "--lun", str(lun),
-                "-b", path]
+        args = ["--mode", "logicalunit", "--op", "new", "--tid", str(tid), "--lun", str(lun), "-b", path]
         if bsoflags:
             args += ["--bsoflags", bsoflags]
         self._run(*args)
 
     def lun_write_cache_off(self, tid: int, lun: int) -> None:
-        self._run("--mode", "logicalunit", "--op", "update", "--tid", str(tid),
-                  "--lun", str(lun), "--params", WRITE_CACHE_OFF_MODE_PAGE)
+        self._run(
+            "--mode",
+            "logicalunit",
+            "--op",
+            "update",
+            "--tid",
+            str(tid),
+            "--lun",
+            str(lun),
+            "--params",
+            WRITE_CACHE_OFF_MODE_PAGE,
+        )
 
     def lun_delete(self, tid: int, lun: int) -> None:
         self._run("--mode", "logicalunit", "--op", "delete", "--tid", str(tid), "--lun", str(lun))
@@ -204,17 +218,44 @@ class Tgtadm:
 
     def account_new(self, credentials: ChapCredentials) -> None:
         """The one tgtadm call with a secret on its command line; AlreadyPresent if the user exists."""
-        self._run("--mode", "account", "--op", "new", "--user", credentials.username,
-                  "--password", credentials.password, secrets=(credentials.password,))
+        self._run(
+            "--mode",
+            "account",
+            "--op",
+            "new",
+            "--user",
+            credentials.username,
+            "--password",
+            credentials.password,
+            secrets=(credentials.password,),
+        )
 
     def account_delete(self, username: str) -> None:
         """Deleting an account unbinds it from every target; NoSuchAccount if there is none."""
         self._run("--mode", "account", "--op", "delete", "--user", username)
 
     def account_bind(self, tid: int, username: str, *, outgoing: bool) -> None:
-        self._run("--mode", "account", "--op", "bind", "--tid", str(tid), "--user", username,
-                  *(("--outgoing",) if outgoing else ()))
+        self._run(
+            "--mode",
+            "account",
+            "--op",
+            "bind",
+            "--tid",
+            str(tid),
+            "--user",
+            username,
+            *(("--outgoing",) if outgoing else ()),
+        )
 
     def account_unbind(self, tid: int, username: str, *, outgoing: bool) -> None:
-        self._run("--mode", "account", "--op", "unbind", "--tid", str(tid), "--user", username,
-                  *(("--outgoing",) if outgoing else ()))
+        self._run(
+            "--mode",
+            "account",
+            "--op",
+            "unbind",
+            "--tid",
+            str(tid),
+            "--user",
+            username,
+            *(("--outgoing",) if outgoing else ()),
+        )

@@ -23,4 +23,6 @@ if importlib.util.find_spec("cinder") is None:
     raise ModuleNotFoundError(
         "iscsi_helper.cinder is the Cinder adapter and needs Cinder: install "
         "iscsi-helper with its cinder extra (pip install 'iscsi-helper[cinder]') "
-        "in the environment that runs cinder-volume", name="cinder")
+        "in the environment that runs cinder-volume",
+        name="cinder",
+    )

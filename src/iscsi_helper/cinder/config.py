@@ -27,11 +27,13 @@ HELPER_OPT = next(opt for opt in options.TARGET_OPTS if opt.dest == "iscsi_helpe
 
 #: In Cinder the default is Cinder's own root helper, not "run directly".
 ROOT_HELPER_OPT = cfg.StrOpt(
-    "root_helper", default=None,
+    "root_helper",
+    default=None,
     help="Command prefix that runs target tools as root. Unset: nothing when "
-         "cinder-volume runs as root, else 'sudo cinder-rootwrap "
-         "<rootwrap_config>' (install iscsi-helper.filters into "
-         "/etc/cinder/rootwrap.d). iscsi-helper only.")
+    "cinder-volume runs as root, else 'sudo cinder-rootwrap "
+    "<rootwrap_config>' (install iscsi-helper.filters into "
+    "/etc/cinder/rootwrap.d). iscsi-helper only.",
+)
 
 #: Options read through Cinder's global CONF rather than the backend section.
 HOST_OPTION_NAMES = ("my_ip", "state_path", "volume_name_template")
@@ -47,8 +49,9 @@ class CinderConfiguration(Protocol):
 
 def backend_opts() -> list[cfg.Opt]:
     """Options a backend section may carry for iscsi-helper (Cinder's own names included)."""
-    return [HELPER_OPT, ROOT_HELPER_OPT] + [o for o in options.TARGET_OPTS
-                                            if o.name not in ("target_helper", HELPER_OPT.name)]
+    return [HELPER_OPT, ROOT_HELPER_OPT] + [
+        o for o in options.TARGET_OPTS if o.name not in ("target_helper", HELPER_OPT.name)
+    ]
 
 
 def register_backend_opts(configuration: CinderConfiguration) -> None:
@@ -82,8 +85,9 @@ def helper_name(configuration: CinderConfiguration) -> str:
         return str(cinders)
     raise InvalidConfiguration(
         reason=f"iscsi_helper_target is not set and Cinder's target_helper "
-               f"{cinders!r} is not an iscsi-helper helper; set iscsi_helper_target "
-               f"to one of: {', '.join(registry.helper_names())}")
+        f"{cinders!r} is not an iscsi-helper helper; set iscsi_helper_target "
+        f"to one of: {', '.join(registry.helper_names())}"
+    )
 
 
 def root_helper(configuration: CinderConfiguration, global_conf: Any) -> str:

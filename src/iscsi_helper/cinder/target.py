@@ -46,7 +46,8 @@ def cinder_errors(volume: Any = None) -> Iterator[None]:
         raise cinder_exception.InvalidConnectorException(missing=str(err)) from err
     except exception.InvalidConfiguration as err:
         raise cinder_exception.InvalidConfigurationValue(
-            message=str(err), option="iscsi_helper_target", value="") from err
+            message=str(err), option="iscsi_helper_target", value=""
+        ) from err
     except exception.InvalidInput as err:
         raise cinder_exception.InvalidInput(reason=str(err)) from err
     except exception.TargetRemoveFailed as err:
@@ -72,8 +73,11 @@ class IscsiHelperTarget(cinder_target.Target):
             # At start-up, not at the first export: a state or lock directory (or, without
             # a root helper, ietd.conf) this user cannot write is one message naming it.
             self.helper.check_access()
-        LOG.info("Cinder backend uses iscsi-helper's %s helper (%s)",
-                 self.helper_conf.target_helper, type(self.helper).__name__)
+        LOG.info(
+            "Cinder backend uses iscsi-helper's %s helper (%s)",
+            self.helper_conf.target_helper,
+            type(self.helper).__name__,
+        )
 
     def ensure_export(self, context: Any, volume: Any, volume_path: str) -> None:
         with cinder_errors(volume):
@@ -91,8 +95,7 @@ class IscsiHelperTarget(cinder_target.Target):
         with cinder_errors(volume):
             return self.helper.initialize_connection(volume, connector)
 
-    def terminate_connection(self, volume: Any, connector: Mapping[str, Any],
-                             **kwargs: Any) -> None:
+    def terminate_connection(self, volume: Any, connector: Mapping[str, Any], **kwargs: Any) -> None:
         with cinder_errors(volume):
             self.helper.terminate_connection(volume, connector, **kwargs)
 

@@ -48,8 +48,19 @@ CHAP_SECRET_MIN, CHAP_SECRET_MAX = 12, 16
 CHAP_NAME_MAX = 256
 #: ``fgets(line_buf, 1024, ...)`` keeps 1023 bytes, newline included.
 LINE_MAX = 1022
-_KEYS = frozenset({"TargetName", "TargetDevice", "PortalGroup", "AuthMethod", "Auth_CHAP_Policy",
-                   "Auth_CHAP_Initiator", "Auth_CHAP_Target", "ACL_Enable", "ACL"})
+_KEYS = frozenset(
+    {
+        "TargetName",
+        "TargetDevice",
+        "PortalGroup",
+        "AuthMethod",
+        "Auth_CHAP_Policy",
+        "Auth_CHAP_Initiator",
+        "Auth_CHAP_Target",
+        "ACL_Enable",
+        "ACL",
+    }
+)
 _CHAP_VALUE = re.compile(r'"([^"]*)":"([^"]*)"')
 _SOURCE_CHAP = "private/klib/security/chap/iscsi_chap_key.c"
 
@@ -70,26 +81,34 @@ def render(spec: ExportSpec, device_class: str, serial: str) -> str:
     would shut every initiator out, while an export without initiators
     means "any initiator with the secret".
     """
-    lines = [HEADER, f"{VOLUME_ID_MARK}{spec.volume_id}", "target:",
-             f"\tTargetName={spec.iqn}",
-             f"\tTargetDevice={spec.device_path},{device_class},SN={serial}",
-             f"\tPortalGroup={PORTAL_GROUP_TAG}@" + ",".join(str(p) for p in spec.portals)]
+    lines = [
+        HEADER,
+        f"{VOLUME_ID_MARK}{spec.volume_id}",
+        "target:",
+        f"\tTargetName={spec.iqn}",
+        f"\tTargetDevice={spec.device_path},{device_class},SN={serial}",
+        f"\tPortalGroup={PORTAL_GROUP_TAG}@" + ",".join(str(p) for p in spec.portals),
+    ]
     if spec.chap:
-        lines += ["\tAuthMethod=CHAP",
-                  "\tAuth_CHAP_Policy=" + ("Mutual" if spec.target_chap else "Oneway"),
-                  f'\tAuth_CHAP_Initiator="{spec.chap.username}":"{spec.chap.password}"']
+        lines += [
+            "\tAuthMethod=CHAP",
+            "\tAuth_CHAP_Policy=" + ("Mutual" if spec.target_chap else "Oneway"),
+            f'\tAuth_CHAP_Initiator="{spec.chap.username}":"{spec.chap.password}"',
+        ]
         if spec.target_chap:
-            lines.append(f'\tAuth_CHAP_Target="{spec.target_chap.username}"'
-                         f':"{spec.target_chap.password}"')
+            lines.append(f'\tAuth_CHAP_Target="{spec.target_chap.username}":"{spec.target_chap.password}"')
     if spec.initiators:
         lines.append("\tACL_Enable=Yes")
         lines += [f"\tACL=iname={initiator}" for initiator in spec.initiators]
     too_long = next((line for line in lines if len(line.encode()) > LINE_MAX), None)
     if too_long is not None:
         key = too_long.strip().partition("=")[0]
-        raise InvalidInput(field=f"{key} line", value=repr(too_long[:40] + "..."),
-                           reason=f"longer than the {LINE_MAX} bytes iscsictl reads per line "
-                                  "(fgets into LINE_BUFFER_LENGTH 1024, iscsictl_cmd.c)")
+        raise InvalidInput(
+            field=f"{key} line",
+            value=repr(too_long[:40] + "..."),
+            reason=f"longer than the {LINE_MAX} bytes iscsictl reads per line "
+            "(fgets into LINE_BUFFER_LENGTH 1024, iscsictl_cmd.c)",
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -102,31 +121,45 @@ def check_chap(credentials: ChapCredentials, role: str) -> None:
     secret_field, name_field = f"CHAP secret ({role})", f"CHAP username ({role})"
     secret = credentials.password
     if not CHAP_SECRET_MIN <= len(secret) <= CHAP_SECRET_MAX:
-        raise _refuse(secret_field, "<secret>",
-                      f"chiscsi takes {CHAP_SECRET_MIN} to {CHAP_SECRET_MAX} characters, this has "
-                      f"{len(secret)} (CHAP_SECRET_LEN_MIN/MAX, includes/common/iscsi_chap.h)")
+        raise _refuse(
+            secret_field,
+            "<secret>",
+            f"chiscsi takes {CHAP_SECRET_MIN} to {CHAP_SECRET_MAX} characters, this has "
+            f"{len(secret)} (CHAP_SECRET_LEN_MIN/MAX, includes/common/iscsi_chap.h)",
+        )
     if secret.startswith(" ") or "," in secret:
-        raise _refuse(secret_field, "<secret>", "chiscsi refuses a leading space or a comma "
-                                                f"({_SOURCE_CHAP} ~285-300)")
+        raise _refuse(
+            secret_field, "<secret>", f"chiscsi refuses a leading space or a comma ({_SOURCE_CHAP} ~285-300)"
+        )
     if "#" in secret:
-        raise _refuse(secret_field, "<secret>", "iscsictl reads '#' as the start of a comment "
-                                                "(iscsictl_cmd.c ~510-521)")
+        raise _refuse(
+            secret_field, "<secret>", "iscsictl reads '#' as the start of a comment (iscsictl_cmd.c ~510-521)"
+        )
     name = credentials.username
     if "#" in name:
-        raise _refuse(name_field, repr(name)[:80], "iscsictl reads '#' as the start of a comment "
-                                                   "(iscsictl_cmd.c ~510-521)")
+        raise _refuse(
+            name_field,
+            repr(name)[:80],
+            "iscsictl reads '#' as the start of a comment (iscsictl_cmd.c ~510-521)",
+        )
     if not 1 <= len(name) <= CHAP_NAME_MAX or " " in name or "," in name:
-        raise _refuse(name_field, repr(name)[:80], f"chiscsi takes 1 to {CHAP_NAME_MAX} "
-                      f"characters without space or comma ({_SOURCE_CHAP} ~252-272)")
+        raise _refuse(
+            name_field,
+            repr(name)[:80],
+            f"chiscsi takes 1 to {CHAP_NAME_MAX} characters without space or comma ({_SOURCE_CHAP} ~252-272)",
+        )
 
 
 def check_target_name(iqn: str) -> None:
     """A target name chiscsi could find again after it read it."""
     if iqn != iqn.lower():
-        raise _refuse("target IQN", repr(iqn)[:80],
-                      "chiscsi lower-cases TargetName when it reads the block but looks "
-                      "target=<name> up as given, so a name with upper case could never be "
-                      "found again (iscsictl_cmd.c ~640-655)")
+        raise _refuse(
+            "target IQN",
+            repr(iqn)[:80],
+            "chiscsi lower-cases TargetName when it reads the block but looks "
+            "target=<name> up as given, so a name with upper case could never be "
+            "found again (iscsictl_cmd.c ~640-655)",
+        )
 
 
 def check_values(spec: ExportSpec) -> None:
@@ -134,26 +167,34 @@ def check_values(spec: ExportSpec) -> None:
     check_target_name(spec.iqn)
     for portal in spec.portals:
         if not int(ipaddress.ip_address(portal.ip)):
-            raise _refuse("portal address", repr(portal.ip),
-                          "chiscsi refuses an all-zero IP address; name the address to listen "
-                          "on (private/klib/text/iscsi_keys_common.c ~65-72)")
+            raise _refuse(
+                "portal address",
+                repr(portal.ip),
+                "chiscsi refuses an all-zero IP address; name the address to listen "
+                "on (private/klib/text/iscsi_keys_common.c ~65-72)",
+            )
     if spec.chap:
         check_chap(spec.chap, "initiator")
     if spec.target_chap:
         check_chap(spec.target_chap, "target")
         if spec.chap and spec.target_chap.password == spec.chap.password:
-            raise _refuse("CHAP secret (target)", "<secret>",
-                          "chiscsi refuses the same secret for target and initiator "
-                          f"({_SOURCE_CHAP} ~545-556)")
+            raise _refuse(
+                "CHAP secret (target)",
+                "<secret>",
+                f"chiscsi refuses the same secret for target and initiator ({_SOURCE_CHAP} ~545-556)",
+            )
 
 
 def device_class_for(iotype: str, is_block: bool, device_path: str) -> str:
     """The class ``iscsi_iotype`` asks for, refused where chiscsi's class would refuse the device."""
     if iotype == "blockio" and not is_block:
-        raise _refuse("device path", repr(device_path)[:80],
-                      "is a regular file, and iscsi_iotype = blockio asks for chiscsi's BLK "
-                      "class, which takes block devices only (base/target/lu_blk.c ~91-103); "
-                      "use fileio or auto")
+        raise _refuse(
+            "device path",
+            repr(device_path)[:80],
+            "is a regular file, and iscsi_iotype = blockio asks for chiscsi's BLK "
+            "class, which takes block devices only (base/target/lu_blk.c ~91-103); "
+            "use fileio or auto",
+        )
     if iotype == "blockio" or (iotype == "auto" and is_block):
         return BLK
     return FILE
@@ -169,8 +210,7 @@ def _chap(value: str, path: Path) -> ChapCredentials:
         raise PersistenceError(path=path, reason=str(err)) from None
 
 
-def parse(text: str, path: Path, volume_name: str, volume_id_from_name: str,
-          lun: int) -> TargetBlock:
+def parse(text: str, path: Path, volume_name: str, volume_id_from_name: str, lun: int) -> TargetBlock:
     """Read one of our files, or one CxtAdm wrote (indented, no volume-id comment).
 
     Strict: a key or value we would not write means someone else edited
@@ -182,13 +222,14 @@ def parse(text: str, path: Path, volume_name: str, volume_id_from_name: str,
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if line.startswith(VOLUME_ID_MARK):
-            volume_id = line[len(VOLUME_ID_MARK):].strip()
+            volume_id = line[len(VOLUME_ID_MARK) :].strip()
             continue
         if not line or line.startswith("#"):
             continue
         if "#" in line:
-            raise PersistenceError(path=path, reason=f"line {number} holds '#', which iscsictl "
-                                                     "reads as the start of a comment")
+            raise PersistenceError(
+                path=path, reason=f"line {number} holds '#', which iscsictl reads as the start of a comment"
+            )
         if line == "target:":
             blocks += 1
             continue
@@ -198,8 +239,9 @@ def parse(text: str, path: Path, volume_name: str, volume_id_from_name: str,
         values.setdefault(key, []).append(value)
     single = {k: v[0] for k, v in values.items() if len(v) == 1}
     if blocks != 1 or "TargetName" not in single or "TargetDevice" not in single:
-        raise PersistenceError(path=path, reason="expected one target: block with TargetName "
-                                                 "and one TargetDevice")
+        raise PersistenceError(
+            path=path, reason="expected one target: block with TargetName and one TargetDevice"
+        )
     iqn = single["TargetName"]
     try:
         validate_iscsi_name(iqn, "TargetName")
@@ -229,6 +271,15 @@ def parse(text: str, path: Path, volume_name: str, volume_id_from_name: str,
         if name == acl or not name:
             raise PersistenceError(path=path, reason=f"an ACL other than iname=<initiator>: {acl!r}")
         initiators.append(name)
-    spec = ExportSpec(volume_id, volume_name, iqn, device_path, lun, tuple(portals), chap,
-                      target_chap, tuple(sorted(initiators)))
+    spec = ExportSpec(
+        volume_id,
+        volume_name,
+        iqn,
+        device_path,
+        lun,
+        tuple(portals),
+        chap,
+        target_chap,
+        tuple(sorted(initiators)),
+    )
     return TargetBlock(spec, device_class, acl_enable == "Yes")

@@ -23,10 +23,17 @@ def _chap(credentials: ChapCredentials | None) -> list[str] | None:
 
 def spec_fields(spec: ExportSpec) -> dict[str, Any]:
     """The spec as JSON-ready values (portals in Cinder's ``ip:port`` form)."""
-    return {"volume_id": spec.volume_id, "volume_name": spec.volume_name, "iqn": spec.iqn,
-            "device_path": spec.device_path, "lun": spec.lun,
-            "portals": [str(p) for p in spec.portals], "chap": _chap(spec.chap),
-            "target_chap": _chap(spec.target_chap), "initiators": list(spec.initiators)}
+    return {
+        "volume_id": spec.volume_id,
+        "volume_name": spec.volume_name,
+        "iqn": spec.iqn,
+        "device_path": spec.device_path,
+        "lun": spec.lun,
+        "portals": [str(p) for p in spec.portals],
+        "chap": _chap(spec.chap),
+        "target_chap": _chap(spec.target_chap),
+        "initiators": list(spec.initiators),
+    }
 
 
 def spec_from_fields(data: Any) -> ExportSpec:
@@ -34,12 +41,16 @@ def spec_from_fields(data: Any) -> ExportSpec:
     if not isinstance(data, dict):
         raise TypeError("not a JSON object")
     return ExportSpec(
-        str(data["volume_id"]), str(data["volume_name"]), str(data["iqn"]),
-        str(data["device_path"]), int(data["lun"]),
+        str(data["volume_id"]),
+        str(data["volume_name"]),
+        str(data["iqn"]),
+        str(data["device_path"]),
+        int(data["lun"]),
         tuple(parse_portal(p) for p in data["portals"]),
         ChapCredentials(*data["chap"]) if data["chap"] else None,
         ChapCredentials(*data["target_chap"]) if data["target_chap"] else None,
-        tuple(data.get("initiators") or ()))
+        tuple(data.get("initiators") or ()),
+    )
 
 
 def render_record(record: ExportRecord) -> str:
@@ -65,8 +76,7 @@ def parse_record(text: str, path: Path, volume_name: str | None = None) -> Expor
             raise ValueError(f"it names volume {spec.volume_name!r}")
         tid = data.get("tid")
         size = data.get("device_size")
-        return ExportRecord(spec, int(tid) if tid else None,
-                            int(size) if size is not None else None, text)
+        return ExportRecord(spec, int(tid) if tid else None, int(size) if size is not None else None, text)
     except (KeyError, TypeError, ValueError) as err:
         raise PersistenceError(path=path, reason=f"not an export record ({err})") from None
     except IscsiHelperError as err:  # an invalid stored value (InvalidInput)

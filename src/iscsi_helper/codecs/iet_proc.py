@@ -19,19 +19,23 @@ def parse_volume(text: str) -> dict[str, LiveTarget]:
 
     def close() -> None:
         if current is not None:
-            targets[current[0]] = LiveTarget(current[0], current[1], None,
-                                             tuple(devices[n] for n in sorted(devices)),
-                                             lun_paths=tuple(sorted(devices.items())))
+            targets[current[0]] = LiveTarget(
+                current[0],
+                current[1],
+                None,
+                tuple(devices[n] for n in sorted(devices)),
+                lun_paths=tuple(sorted(devices.items())),
+            )
 
     for line in text.splitlines():
         if line.startswith("tid:"):
             close()
             tid_field, _, name_field = line.partition(" ")
-            tid_text = tid_field[len("tid:"):]
+            tid_text = tid_field[len("tid:") :]
             if not tid_text.isdigit() or not name_field.startswith("name:"):
                 current = None
                 continue
-            current, devices = (name_field[len("name:"):].strip(), int(tid_text)), {}
+            current, devices = (name_field[len("name:") :].strip(), int(tid_text)), {}
         elif current is not None and line.strip().startswith("lun:"):
             fields = dict(f.partition(":")[::2] for f in line.split())
             if fields.get("lun", "").isdigit() and " path:" in line:

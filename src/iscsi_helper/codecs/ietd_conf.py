@@ -154,8 +154,7 @@ def parse_block(lines: list[str], path: Path) -> ConfBlock:
                 else:
                     outgoing = creds
             elif keyword == "lun" and len(words) >= 3 and words[1].isdigit():
-                params = dict(item.partition("=")[::2]
-                              for item in "".join(words[2:]).split(",") if item)
+                params = dict(item.partition("=")[::2] for item in "".join(words[2:]).split(",") if item)
                 if params.get("Path"):
                     luns[int(words[1])] = params["Path"]
         except (IscsiHelperError, ValueError) as err:  # a bad credential, a LUN number int() refuses

@@ -107,7 +107,7 @@ class TargetDetail:
         for acl in self.values("ACL"):
             for part in acl.split(";"):
                 if part.startswith("iname="):
-                    names.update(n for n in part[len("iname="):].split(",") if n)
+                    names.update(n for n in part[len("iname=") :].split(",") if n)
         return frozenset(names)
 
     @property
@@ -165,8 +165,7 @@ def parse_portal_group(value: str) -> PortalGroup:
         try:
             portals.append(parse_portal(member))
         except InvalidInput:
-            raise ToolOutputError(command=f"{TOOL} -c",
-                                  reason=f"unreadable portal {member[:60]!r}") from None
+            raise ToolOutputError(command=f"{TOOL} -c", reason=f"unreadable portal {member[:60]!r}") from None
     return PortalGroup(int(tag_text), tuple(portals))
 
 
@@ -180,7 +179,7 @@ def parse_target_device(value: str) -> TargetDevice:
 def _not_found_name(line: str) -> str | None:
     """``target <name> NOT found.`` -> ``<name>`` (``iscsi_control_cmd.c`` ~382)."""
     if line.startswith("target ") and line.endswith(" NOT found."):
-        return line[len("target "):-len(" NOT found.")]
+        return line[len("target ") : -len(" NOT found.")]
     return None
 
 
@@ -219,10 +218,15 @@ def parse_summaries(stdout: str) -> Listing:
                 unfound.append(missing)
                 names.append(missing)
                 continue
-            head = line[len("TARGET: "):].split(", ")
-            if (len(head) != 3 or not head[0] or not head[1].startswith("id=")
-                    or not head[2].startswith("login_ip=") or not head[1][3:].isdigit()
-                    or not head[2][9:].isdigit()):
+            head = line[len("TARGET: ") :].split(", ")
+            if (
+                len(head) != 3
+                or not head[0]
+                or not head[1].startswith("id=")
+                or not head[2].startswith("login_ip=")
+                or not head[1][3:].isdigit()
+                or not head[2][9:].isdigit()
+            ):
                 raise ToolOutputError(command=command, reason=f"unreadable line {line[:80]!r}")
             current = (head[0], int(head[1][3:]), int(head[2][9:]))
             names.append(head[0])
@@ -284,14 +288,12 @@ def said(stderr: str, wanted: str) -> bool:
 
 def stop_said(iqn: str, stderr: str) -> StopOutcome | None:
     """What ``-s target=<iqn>`` said it did (None: none of its three answers)."""
-    return next((outcome for outcome in StopOutcome if said(stderr, f"{iqn} {outcome.value}.")),
-                None)
+    return next((outcome for outcome in StopOutcome if said(stderr, f"{iqn} {outcome.value}.")), None)
 
 
 def start_said(iqn: str, stderr: str) -> StartOutcome | None:
     """What ``-S target=<iqn>`` said it did (None: neither ``added`` nor ``updated``)."""
-    return next((outcome for outcome in StartOutcome
-                 if said(stderr, f"target {iqn} {outcome.value}.")), None)
+    return next((outcome for outcome in StartOutcome if said(stderr, f"target {iqn} {outcome.value}.")), None)
 
 
 def parse_session_count(text: str, iqn: str) -> int:
@@ -305,7 +307,7 @@ def parse_session_count(text: str, iqn: str) -> int:
     head = f"{iqn}: session="
     for line in text.splitlines():
         if line.startswith(head):
-            count = line[len(head):].partition(",")[0]
+            count = line[len(head) :].partition(",")[0]
             if count.isdigit():
                 return int(count)
             raise ToolOutputError(command=f"{TOOL} -r", reason=f"unreadable line {line[:120]!r}")

@@ -28,17 +28,17 @@ from iscsi_helper.model import ExportRecord, ExportSpec
 META_MARK = "# iscsi-helper"
 
 _TARGET_OPEN = re.compile(r"<target\s+(\S+)\s*>")
-_KEYS = frozenset({"backing-store", "driver", "incominguser", "outgoinguser",
-                   "initiator-name", "bsoflags", "write-cache"})
+_KEYS = frozenset(
+    {"backing-store", "driver", "incominguser", "outgoinguser", "initiator-name", "bsoflags", "write-cache"}
+)
 
 
 def render(spec: ExportSpec, tid: int, *, driver: str, write_cache: str, bsoflags: str) -> str:
     """Cinder's TgtAdm layout, plus our metadata comment and the initiator ACL."""
     meta = f"{META_MARK} volume_id={spec.volume_id} tid={tid} portals=" + ",".join(
-        str(p) for p in spec.portals)
-    lines = [meta, f"<target {spec.iqn}>",
-             f"    backing-store {spec.device_path}",
-             f"    driver {driver}"]
+        str(p) for p in spec.portals
+    )
+    lines = [meta, f"<target {spec.iqn}>", f"    backing-store {spec.device_path}", f"    driver {driver}"]
     if spec.chap:
         lines.append(f"    incominguser {spec.chap.username} {spec.chap.password}")
     if spec.target_chap:
@@ -60,8 +60,14 @@ def _credentials(value: str, path: Path, key: str) -> ChapCredentials:
         raise PersistenceError(path=path, reason=str(err)) from None
 
 
-def parse(text: str, path: Path, volume_name: str, default_volume_id: str,
-          default_portals: tuple[Portal, ...], lun: int) -> ExportRecord:
+def parse(
+    text: str,
+    path: Path,
+    volume_name: str,
+    default_volume_id: str,
+    default_portals: tuple[Portal, ...],
+    lun: int,
+) -> ExportRecord:
     """Read one of our files, or one Cinder's TgtAdm wrote (indented, blank lines, no metadata).
 
     Strict: a key we would not write means someone edited the file, and
@@ -76,7 +82,7 @@ def parse(text: str, path: Path, volume_name: str, default_volume_id: str,
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if line.startswith(META_MARK):
-            for item in line[len(META_MARK):].split():
+            for item in line[len(META_MARK) :].split():
                 key, _, value = item.partition("=")
                 meta[key] = value
             continue
@@ -95,10 +101,12 @@ def parse(text: str, path: Path, volume_name: str, default_volume_id: str,
         values.setdefault(key, []).append(value.strip())
     if iqn is None or not closed or len(values.get("backing-store", [])) != 1:
         raise PersistenceError(path=path, reason="expected one <target> block with one backing-store")
-    chap = (_credentials(values["incominguser"][0], path, "incominguser")
-            if values.get("incominguser") else None)
-    target_chap = (_credentials(values["outgoinguser"][0], path, "outgoinguser")
-                   if values.get("outgoinguser") else None)
+    chap = (
+        _credentials(values["incominguser"][0], path, "incominguser") if values.get("incominguser") else None
+    )
+    target_chap = (
+        _credentials(values["outgoinguser"][0], path, "outgoinguser") if values.get("outgoinguser") else None
+    )
     portals = default_portals
     if meta.get("portals"):
         try:
@@ -106,9 +114,16 @@ def parse(text: str, path: Path, volume_name: str, default_volume_id: str,
         except IscsiHelperError as err:
             raise PersistenceError(path=path, reason=str(err)) from None
     tid_text = meta.get("tid", "")
-    tid = int(tid_text) if tid_text.isascii() and tid_text.isdigit() and int(tid_text) > 0 \
-        else None
-    spec = ExportSpec(meta.get("volume_id") or default_volume_id, volume_name, iqn,
-                      values["backing-store"][0], lun, portals, chap, target_chap,
-                      tuple(sorted(set(values.get("initiator-name", [])))))
+    tid = int(tid_text) if tid_text.isascii() and tid_text.isdigit() and int(tid_text) > 0 else None
+    spec = ExportSpec(
+        meta.get("volume_id") or default_volume_id,
+        volume_name,
+        iqn,
+        values["backing-store"][0],
+        lun,
+        portals,
+        chap,
+        target_chap,
+        tuple(sorted(set(values.get("initiator-name", [])))),
+    )
     return ExportRecord(spec, tid, text=text)

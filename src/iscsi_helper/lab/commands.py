@@ -48,9 +48,12 @@ def _run_shims(args: argparse.Namespace) -> int:
     from iscsi_helper.lab.emulators.shims import SHIMS, install_shims
 
     bin_dir = install_shims(Path(args.dir)).absolute()
-    _print(args, {"dir": str(bin_dir), "tools": sorted(SHIMS)},
-           f"installed {', '.join(sorted(SHIMS))} in {bin_dir}; put it first on PATH:\n"
-           f"  export PATH={shlex.quote(str(bin_dir))}:\"$PATH\"")
+    _print(
+        args,
+        {"dir": str(bin_dir), "tools": sorted(SHIMS)},
+        f"installed {', '.join(sorted(SHIMS))} in {bin_dir}; put it first on PATH:\n"
+        f'  export PATH={shlex.quote(str(bin_dir))}:"$PATH"',
+    )
     return 0
 
 
@@ -63,44 +66,69 @@ def _run_stop(args: argparse.Namespace) -> int:
         if given:
             states[name] = given
     if not states:
-        raise CliUsageError("lab stop: no emulator state directory: give "
-                            "--chiscsi-state or --iet-state, or set CHISCSI_EMULATOR_STATE "
-                            "or IET_EMULATOR_STATE")
+        raise CliUsageError(
+            "lab stop: no emulator state directory: give "
+            "--chiscsi-state or --iet-state, or set CHISCSI_EMULATOR_STATE "
+            "or IET_EMULATOR_STATE"
+        )
     stopped: dict[str, int | None] = {}
     for name, state in states.items():
         service = WireService(Path(state) / _EMULATORS[name][1])
         stopped[name] = service.pid()
         service.stop()
-    _print(args, {"stopped": stopped}, "\n".join(
-        f"{name}: wire daemon {pid} stopped" if pid else f"{name}: no wire daemon was running"
-        for name, pid in stopped.items()))
+    _print(
+        args,
+        {"stopped": stopped},
+        "\n".join(
+            f"{name}: wire daemon {pid} stopped" if pid else f"{name}: no wire daemon was running"
+            for name, pid in stopped.items()
+        ),
+    )
     return 0
 
 
 def register(command: Callable[..., argparse.ArgumentParser]) -> None:
     """Add ``demo`` and ``lab`` to the command line."""
-    parser = command("demo", "Run the main job on this machine: export a 64 MiB file through "
-                             "the chiscsi helper on the embedded emulator, log in with a real "
-                             "initiator, write and read back, list, remove.")
-    parser.add_argument("--workdir", metavar="DIR",
-                        help="keep everything in DIR (default: a temporary directory, "
-                             "removed afterwards)")
+    parser = command(
+        "demo",
+        "Run the main job on this machine: export a 64 MiB file through "
+        "the chiscsi helper on the embedded emulator, log in with a real "
+        "initiator, write and read back, list, remove.",
+    )
+    parser.add_argument(
+        "--workdir",
+        metavar="DIR",
+        help="keep everything in DIR (default: a temporary directory, removed afterwards)",
+    )
     parser.set_defaults(run_extension=_run_demo)
 
-    lab = command("lab", "The lab's tools: emulators of iscsictl and ietadm, and the embedded "
-                         "iSCSI target that serves their targets (docs/emulators/).")
+    lab = command(
+        "lab",
+        "The lab's tools: emulators of iscsictl and ietadm, and the embedded "
+        "iSCSI target that serves their targets (docs/emulators/).",
+    )
     actions = lab.add_subparsers(dest="lab_command", metavar="ACTION", required=True)
-    shims = actions.add_parser("shims", help="install the emulated iscsictl and ietadm in DIR",
-                               description="Install executables iscsictl and ietadm, which run "
-                                           "the emulators with this Python, in DIR.")
+    shims = actions.add_parser(
+        "shims",
+        help="install the emulated iscsictl and ietadm in DIR",
+        description="Install executables iscsictl and ietadm, which run "
+        "the emulators with this Python, in DIR.",
+    )
     shims.add_argument("dir", metavar="DIR")
     shims.set_defaults(run_extension=_run_shims)
-    stop = actions.add_parser("stop", help="stop the wire daemons serving the emulators' targets",
-                              description="Stop the embedded iSCSI target daemon of each "
-                                          "emulator state directory (by its pid file); the "
-                                          "emulators' own state is kept.")
-    stop.add_argument("--chiscsi-state", metavar="DIR",
-                      help="the chiscsi emulator's state (default: $CHISCSI_EMULATOR_STATE)")
-    stop.add_argument("--iet-state", metavar="DIR",
-                      help="the IET emulator's state (default: $IET_EMULATOR_STATE)")
+    stop = actions.add_parser(
+        "stop",
+        help="stop the wire daemons serving the emulators' targets",
+        description="Stop the embedded iSCSI target daemon of each "
+        "emulator state directory (by its pid file); the "
+        "emulators' own state is kept.",
+    )
+    stop.add_argument(
+        "--chiscsi-state",
+        metavar="DIR",
+        help="the chiscsi emulator's state (default: $CHISCSI_EMULATOR_STATE)",
+    )
+    stop.add_argument(
+        "--iet-state", metavar="DIR", help="the IET emulator's state (default: $IET_EMULATOR_STATE)"
+    )
     stop.set_defaults(run_extension=_run_stop)

@@ -40,13 +40,30 @@ def run(workdir: Path | None = None) -> int:
     os.environ[emulator.STATE_ENV] = str(state)
     os.environ["CHISCSI_EMULATOR_WIRE"] = "1"
     port = free_port()
-    flags = ["--target-helper", "chiscsi", "--state-path", str(root / "state"),
-             "--lock-path", str(root / "locks"), "--target-ip-address", "127.0.0.1",
-             "--target-port", str(port), "--chiscsi-conf", str(root / "chiscsi.conf")]
-    conf = options.new_config(overrides={
-        "target_helper": "chiscsi", "state_path": str(root / "state"),
-        "oslo_concurrency.lock_path": str(root / "locks"), "target_ip_address": "127.0.0.1",
-        "target_port": port, "chiscsi_conf": str(root / "chiscsi.conf")})
+    flags = [
+        "--target-helper",
+        "chiscsi",
+        "--state-path",
+        str(root / "state"),
+        "--lock-path",
+        str(root / "locks"),
+        "--target-ip-address",
+        "127.0.0.1",
+        "--target-port",
+        str(port),
+        "--chiscsi-conf",
+        str(root / "chiscsi.conf"),
+    ]
+    conf = options.new_config(
+        overrides={
+            "target_helper": "chiscsi",
+            "state_path": str(root / "state"),
+            "oslo_concurrency.lock_path": str(root / "locks"),
+            "target_ip_address": "127.0.0.1",
+            "target_port": port,
+            "chiscsi_conf": str(root / "chiscsi.conf"),
+        }
+    )
     target = registry.get_helper(conf)
     print("iscsi-helper demo: the chiscsi helper on the embedded chiscsi emulator")
     print(f"working directory: {root}")
@@ -92,8 +109,10 @@ def run(workdir: Path | None = None) -> int:
             return 1
 
         _step(6, "A wrong CHAP secret and a foreign initiator are refused")
-        for who, props in ((INITIATOR, dict(info["data"], auth_password="wrong-secret-000")),
-                           ("iqn.1993-08.org.debian:01:intruder", info["data"])):
+        for who, props in (
+            (INITIATOR, dict(info["data"], auth_password="wrong-secret-000")),
+            ("iqn.1993-08.org.debian:01:intruder", info["data"]),
+        ):
             try:
                 Initiator(who, props).inquiry()
                 print(f"    {who}: logged in (UNEXPECTED)")
@@ -122,4 +141,5 @@ def run(workdir: Path | None = None) -> int:
         emulator.reset(state)  # stops the embedded target's daemon
         if not keep:
             import shutil
+
             shutil.rmtree(root, ignore_errors=True)

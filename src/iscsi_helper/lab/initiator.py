@@ -54,8 +54,7 @@ def paths(properties: Mapping[str, Any]) -> list[LunPath]:
 class Initiator:
     """Runs initiator tools as ``initiator_name`` against one set of connection properties."""
 
-    def __init__(self, initiator_name: str, properties: Mapping[str, Any],
-                 timeout: float = 60.0) -> None:
+    def __init__(self, initiator_name: str, properties: Mapping[str, Any], timeout: float = 60.0) -> None:
         self.name = initiator_name
         self.properties = dict(properties)
         self.timeout = timeout
@@ -68,10 +67,9 @@ class Initiator:
         return env
 
     def _run(self, argv: list[str]) -> str:
-        done = subprocess.run(argv, capture_output=True, text=True, env=self._env(),
-                              timeout=self.timeout)
+        done = subprocess.run(argv, capture_output=True, text=True, env=self._env(), timeout=self.timeout)
         if done.returncode != 0:
-            message = (done.stderr.strip() or done.stdout.strip() or f"exit {done.returncode}")
+            message = done.stderr.strip() or done.stdout.strip() or f"exit {done.returncode}"
             raise InitiatorError(message.splitlines()[-1])
         return done.stdout
 
@@ -89,13 +87,16 @@ class Initiator:
             raise InitiatorError(f"unexpected iscsi-readcapacity16 output {out!r}")
         return int(match.group())
 
-    def write_and_read_back(self, pattern: int, offset: int = 0, length: int = 1 << 20,
-                            path: LunPath | None = None) -> str:
+    def write_and_read_back(
+        self, pattern: int, offset: int = 0, length: int = 1 << 20, path: LunPath | None = None
+    ) -> str:
         """Write ``pattern`` bytes and read them back over iSCSI; qemu-io checks every byte."""
         path = path or paths(self.properties)[0]
         portal = format_portal(path.host, path.port)
-        options = [f"driver=iscsi,transport=tcp,portal={portal},target={path.iqn},lun={path.lun}",
-                   f"initiator-name={self.name}"]
+        options = [
+            f"driver=iscsi,transport=tcp,portal={portal},target={path.iqn},lun={path.lun}",
+            f"initiator-name={self.name}",
+        ]
         argv = ["qemu-io", "--image-opts"]
         with tempfile.TemporaryDirectory() as scratch:
             if self.properties.get("auth_method") == "CHAP":

@@ -108,8 +108,13 @@ class InProcessExecutor(Executor):
         """One run of the main; a benchmark overrides it to time the tool's share."""
         return run_main(self.main, args)
 
-    def run(self, *argv: str, ok_codes: Sequence[int] = (0,), stdin: str | None = None,
-            secrets: Sequence[str] = ()) -> CommandResult:
+    def run(
+        self,
+        *argv: str,
+        ok_codes: Sequence[int] = (0,),
+        stdin: str | None = None,
+        secrets: Sequence[str] = (),
+    ) -> CommandResult:
         for observer in self.observers:
             observer(tuple(argv))
         code, out, err = self.call(list(argv[1:]))
@@ -134,9 +139,13 @@ class TgtdProcess:
     file limit there: tgtd keeps a file open per LUN).
     """
 
-    def __init__(self, log_path: Path, portal_port: int | None = None,
-                 control_port: int | None = None,
-                 preexec: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        log_path: Path,
+        portal_port: int | None = None,
+        control_port: int | None = None,
+        preexec: Callable[[], None] | None = None,
+    ) -> None:
         self.log_path = log_path
         self.portal_port = portal_port or free_port()
         self.control_port = control_port or free_tgtd_control_port()
@@ -144,10 +153,17 @@ class TgtdProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.started_once = False
 
-    def tgtadm(self, *args: str, check: bool = True, env: dict[str, str] | None = None
-               ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["tgtadm", "-C", str(self.control_port), "--lld", "iscsi", *args],
-                              capture_output=True, text=True, check=check, timeout=30, env=env)
+    def tgtadm(
+        self, *args: str, check: bool = True, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["tgtadm", "-C", str(self.control_port), "--lld", "iscsi", *args],
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=30,
+            env=env,
+        )
 
     def start(self) -> None:
         """Start tgtd; on a lost race for the ports, try fresh ones (a first start only)."""
@@ -162,15 +178,26 @@ class TgtdProcess:
     def _start_once(self) -> None:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                ["tgtd", "-f", "--iscsi", f"portal=127.0.0.1:{self.portal_port}",
-                 "-C", str(self.control_port)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                preexec_fn=self.preexec)
+                [
+                    "tgtd",
+                    "-f",
+                    "--iscsi",
+                    f"portal=127.0.0.1:{self.portal_port}",
+                    "-C",
+                    str(self.control_port),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=self.preexec,
+            )
         deadline = time.monotonic() + TGTD_START_TIMEOUT
         while True:
             if self.proc.poll() is not None:
-                raise TgtdStartError(f"tgtd exited with {self.proc.returncode}: "
-                                     + self.log_path.read_text(errors="replace")[-2000:])
+                raise TgtdStartError(
+                    f"tgtd exited with {self.proc.returncode}: "
+                    + self.log_path.read_text(errors="replace")[-2000:]
+                )
             if self.tgtadm("--mode", "target", "--op", "show", check=False).returncode == 0:
                 self.started_once = True
                 return
@@ -198,8 +225,7 @@ class TgtdProcess:
 
 
 @contextlib.contextmanager
-def running_tgtd(log_path: Path, preexec: Callable[[], None] | None = None
-                 ) -> Iterator[TgtdProcess]:
+def running_tgtd(log_path: Path, preexec: Callable[[], None] | None = None) -> Iterator[TgtdProcess]:
     """A started :class:`TgtdProcess` for the block, stopped by PID however the block ends."""
     tgtd = TgtdProcess(log_path, preexec=preexec)
     tgtd.start()

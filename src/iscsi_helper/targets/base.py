@@ -41,8 +41,7 @@ class TargetHelper(abc.ABC):
         # Before anything else reads an option: a bad value is one clear line
         # (InvalidConfiguration) now, not a traceback halfway through an operation.
         self._check_configuration()
-        self.executor = executor or Executor(root_helper=conf.root_helper,
-                                             timeout=conf.target_tool_timeout)
+        self.executor = executor or Executor(root_helper=conf.root_helper, timeout=conf.target_tool_timeout)
 
     def _check_configuration(self) -> None:
         """Refuse a configuration this helper cannot work with (InvalidConfiguration)."""
@@ -59,8 +58,9 @@ class TargetHelper(abc.ABC):
         """Make the export exist exactly as recorded (after a restart); a no-op when it does."""
 
     @abc.abstractmethod
-    def ensure_exports(self, context: Any, volumes: Iterable[tuple[VolumeLike, str]],
-                       progress: Progress | None = None) -> EnsureReport:
+    def ensure_exports(
+        self, context: Any, volumes: Iterable[tuple[VolumeLike, str]], progress: Progress | None = None
+    ) -> EnsureReport:
         """``ensure_export`` for many volumes at the cost of one listing plus the repairs."""
 
     @abc.abstractmethod
@@ -72,8 +72,7 @@ class TargetHelper(abc.ABC):
         """Connection properties for ``connector``, in os-brick's iSCSI format."""
 
     @abc.abstractmethod
-    def terminate_connection(self, volume: VolumeLike, connector: Mapping[str, Any],
-                             **kwargs: Any) -> None:
+    def terminate_connection(self, volume: VolumeLike, connector: Mapping[str, Any], **kwargs: Any) -> None:
         """The initiator has detached."""
 
     @abc.abstractmethod
@@ -100,9 +99,13 @@ class TargetHelper(abc.ABC):
         """``remove_export``, saying whether there was anything to remove (a record or a live target)."""
 
     @abc.abstractmethod
-    def restore_exports(self, volume_names: Iterable[str] | None = None,
-                        progress: Progress | None = None, *,
-                        missing_ok: bool = True) -> EnsureReport:
+    def restore_exports(
+        self,
+        volume_names: Iterable[str] | None = None,
+        progress: Progress | None = None,
+        *,
+        missing_ok: bool = True,
+    ) -> EnsureReport:
         """Bring persisted exports back live (service start); all of them when no names are given.
 
         With ``missing_ok=False`` a named volume without a persisted export

@@ -29,15 +29,20 @@ LOG = secretmask.get_logger(__name__)
 class BulkOperations(Refusals, Verification, RecordKeeping):
     """``ensure_exports``, ``restore_exports`` and ``list_exports`` over the primitives."""
 
-    def ensure_exports(self, context: Any, volumes: Iterable[tuple[VolumeLike, str]],
-                       progress: Progress | None = None) -> EnsureReport:
+    def ensure_exports(
+        self, context: Any, volumes: Iterable[tuple[VolumeLike, str]], progress: Progress | None = None
+    ) -> EnsureReport:
         """One listing of the target, then one apply per export that is missing or differs."""
         todo = list(volumes)
         return self._ensure_all([(volume, path, False) for volume, path in todo], progress)
 
-    def restore_exports(self, volume_names: Iterable[str] | None = None,
-                        progress: Progress | None = None, *,
-                        missing_ok: bool = True) -> EnsureReport:
+    def restore_exports(
+        self,
+        volume_names: Iterable[str] | None = None,
+        progress: Progress | None = None,
+        *,
+        missing_ok: bool = True,
+    ) -> EnsureReport:
         """Bring persisted exports back live (service start, ``iscsi-helper ensure``).
 
         The record is the truth here: it is re-read under the volume's lock,
@@ -54,16 +59,27 @@ class BulkOperations(Refusals, Verification, RecordKeeping):
             missing = [name for name, record in found.items() if record is None]
             if missing and not missing_ok:
                 # Named by id, as the caller (the CLI) named them: the names are ours.
-                raise ExportNotFound(volume=", ".join(
-                    specs.volume_id_from_name(self.conf, name) for name in missing))
+                raise ExportNotFound(
+                    volume=", ".join(specs.volume_id_from_name(self.conf, name) for name in missing)
+                )
             records = [record for record in found.values() if record is not None]
         return self._ensure_all(
-            [(Volume(r.spec.volume_id, r.spec.volume_name,
-                     provider_auth=format_provider_auth(r.spec.chap) if r.spec.chap else None),
-              r.spec.device_path, True) for r in records], progress)
+            [
+                (
+                    Volume(
+                        r.spec.volume_id,
+                        r.spec.volume_name,
+                        provider_auth=format_provider_auth(r.spec.chap) if r.spec.chap else None,
+                    ),
+                    r.spec.device_path,
+                    True,
+                )
+                for r in records
+            ],
+            progress,
+        )
 
-    def _ensure_all(self, todo: list[tuple[Any, str, bool]],
-                    progress: Progress | None) -> EnsureReport:
+    def _ensure_all(self, todo: list[tuple[Any, str, bool]], progress: Progress | None) -> EnsureReport:
         wanted = []
         for volume, _path, _required in todo:
             with contextlib.suppress(IscsiHelperError):  # reported per volume below
@@ -75,19 +91,29 @@ class BulkOperations(Refusals, Verification, RecordKeeping):
         if progress:
             progress(0, len(todo))
         for done, (volume, volume_path, require_record) in enumerate(todo, 1):
-            self._ensure_one(volume, volume_path, live_targets, tids_in_use, report, applied,
-                             require_record=require_record)
+            self._ensure_one(
+                volume, volume_path, live_targets, tids_in_use, report, applied, require_record=require_record
+            )
             if progress:
                 progress(done, len(todo))
         if applied:
             self._confirm_all(applied, report)
         return report
 
-    def _ensure_one(self, volume: Any, volume_path: str, live_targets: Mapping[str, LiveTarget],
-                    tids_in_use: Set[int], report: EnsureReport,
-                    applied: dict[str, tuple[ExportSpec, str]], *, require_record: bool) -> None:
-        volume_id = str(getattr(volume, "id", None)
-                        or (volume.get("id") if isinstance(volume, Mapping) else "?"))
+    def _ensure_one(
+        self,
+        volume: Any,
+        volume_path: str,
+        live_targets: Mapping[str, LiveTarget],
+        tids_in_use: Set[int],
+        report: EnsureReport,
+        applied: dict[str, tuple[ExportSpec, str]],
+        *,
+        require_record: bool,
+    ) -> None:
+        volume_id = str(
+            getattr(volume, "id", None) or (volume.get("id") if isinstance(volume, Mapping) else "?")
+        )
         try:
             vol = self._check_export(volume, volume_path)
             with locking.volume_lock(self.conf, vol.name):
@@ -95,11 +121,12 @@ class BulkOperations(Refusals, Verification, RecordKeeping):
                 if record is None and require_record:
                     return  # removed by someone else since the listing
                 spec = self._desired_spec(vol, volume_path, record)
-                with secretmask.handling_secrets(spec.secrets()), \
-                        self._changing("restore", spec.volume_name, spec.iqn):
+                with (
+                    secretmask.handling_secrets(spec.secrets()),
+                    self._changing("restore", spec.volume_name, spec.iqn),
+                ):
                     live = live_targets.get(spec.iqn)
-                    if record is not None and live is not None \
-                            and self._already_applied(spec, record, live):
+                    if record is not None and live is not None and self._already_applied(spec, record, live):
                         self._note_live(record, live)
                         report.unchanged.append(vol.id)
                         return
@@ -114,8 +141,7 @@ class BulkOperations(Refusals, Verification, RecordKeeping):
             LOG.error("Could not ensure the export of volume %s: %s", volume_id, err)
             report.failed[volume_id] = str(err)
 
-    def _confirm_all(self, applied: Mapping[str, tuple[ExportSpec, str]],
-                     report: EnsureReport) -> None:
+    def _confirm_all(self, applied: Mapping[str, tuple[ExportSpec, str]], report: EnsureReport) -> None:
         """One more listing after a bulk apply: what a tool called done counts only if it is live.
 
         A constant cost per bulk operation (one listing), not per export.
@@ -132,10 +158,14 @@ class BulkOperations(Refusals, Verification, RecordKeeping):
             for done in (report.started, report.updated):
                 if volume_id in done:
                     done.remove(volume_id)
-            live = "live state unknown" if failure else (
-                "not live" if iqn not in after else "live but not as recorded")
-            report.failed[volume_id] = (f"{problem}; state left: {spec.volume_name} persisted, "
-                                        f"{live}; {SETTLE_HINT}")
+            live = (
+                "live state unknown"
+                if failure
+                else ("not live" if iqn not in after else "live but not as recorded")
+            )
+            report.failed[volume_id] = (
+                f"{problem}; state left: {spec.volume_name} persisted, {live}; {SETTLE_HINT}"
+            )
             LOG.error("Export of volume %s not confirmed: %s", volume_id, report.failed[volume_id])
 
     def list_exports(self) -> list[ExportStatus]:

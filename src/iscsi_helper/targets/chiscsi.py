@@ -78,10 +78,16 @@ class ChiscsiHelper(ChiscsiLiveState, ChiscsiDevices, IscsiHelper):
     # -- persistence
 
     def _parse(self, text: str, volume_name: str) -> ChiscsiRecord:
-        block = codec.parse(text, self._record_path(volume_name), volume_name,
-                            specs.volume_id_from_name(self.conf, volume_name), self.lun)
-        return ChiscsiRecord(block.spec, text=text, device_class=block.device_class,
-                             acl_enabled=block.acl_enabled)
+        block = codec.parse(
+            text,
+            self._record_path(volume_name),
+            volume_name,
+            specs.volume_id_from_name(self.conf, volume_name),
+            self.lun,
+        )
+        return ChiscsiRecord(
+            block.spec, text=text, device_class=block.device_class, acl_enabled=block.acl_enabled
+        )
 
     def _read_record(self, volume_name: str) -> ChiscsiRecord | None:
         text = read_text_or_none(self._record_path(volume_name))
@@ -96,8 +102,9 @@ class ChiscsiHelper(ChiscsiLiveState, ChiscsiDevices, IscsiHelper):
             try:
                 codec.check_chap(chap, "initiator")
             except InvalidInput as err:
-                raise InvalidConfiguration(reason=f"option chap_username / chap_password: "
-                                                  f"{str(err).rstrip('.')}") from None
+                raise InvalidConfiguration(
+                    reason=f"option chap_username / chap_password: {str(err).rstrip('.')}"
+                ) from None
 
     def _check_names(self, volume_name: str, iqn: str) -> None:
         codec.check_target_name(iqn)
@@ -113,26 +120,29 @@ class ChiscsiHelper(ChiscsiLiveState, ChiscsiDevices, IscsiHelper):
 
     def _check_device(self, volume_name: str, device_path: str) -> None:
         if device_size(device_path) == 0:
-            raise InvalidInput(field="device path", value=repr(device_path),
-                               reason="is empty (size 0), which chiscsi refuses "
-                                      "(base/target/lu_vfs.c ~86-92)")
+            raise InvalidInput(
+                field="device path",
+                value=repr(device_path),
+                reason="is empty (size 0), which chiscsi refuses (base/target/lu_vfs.c ~86-92)",
+            )
         codec.device_class_for(self.conf.iscsi_iotype, is_block_device(device_path), device_path)
         self._refuse_if_taken(volume_name, device_path)
 
-    def _desired_spec(self, volume: Volume, volume_path: str,
-                      record: ExportRecord | None) -> ExportSpec:
+    def _desired_spec(self, volume: Volume, volume_path: str, record: ExportRecord | None) -> ExportSpec:
         spec = super()._desired_spec(volume, volume_path, record)
         codec.check_values(spec)  # again, on what the record adds (kept or mutual CHAP)
         self._check_device(spec.volume_name, spec.device_path)
         return spec
 
-
     def _device_class(self, spec: ExportSpec, previous: ChiscsiRecord | None) -> str:
         """The recorded class while the device stays (chiscsi cannot change a live LU's class,
         lun.c ~347-356), unless that class cannot take the device; else from iscsi_iotype."""
         is_block = is_block_device(spec.device_path)
-        if (previous is not None and previous.spec.device_path == spec.device_path
-                and (is_block or previous.device_class == codec.FILE)):
+        if (
+            previous is not None
+            and previous.spec.device_path == spec.device_path
+            and (is_block or previous.device_class == codec.FILE)
+        ):
             return previous.device_class
         return codec.device_class_for(self.conf.iscsi_iotype, is_block, spec.device_path)
 
@@ -141,16 +151,21 @@ class ChiscsiHelper(ChiscsiLiveState, ChiscsiDevices, IscsiHelper):
     def _apply(self, spec: ExportSpec, previous: ExportRecord | None) -> ChiscsiRecord:
         path = self._record_path(spec.volume_name)
         old_text = previous.text if previous is not None else None
-        old_block = previous if isinstance(previous, ChiscsiRecord) else (
-            None if old_text is None else self._parse(old_text, spec.volume_name))
+        old_block = (
+            previous
+            if isinstance(previous, ChiscsiRecord)
+            else (None if old_text is None else self._parse(old_text, spec.volume_name))
+        )
         device_class = self._device_class(spec, old_block)
         # A file that already says the same (one CxtAdm wrote, say) is adopted as it is.
-        adopt = (old_block is not None and old_block.spec == spec
-                 and old_block.device_class == device_class
-                 and old_block.acl_enabled == bool(spec.initiators))
+        adopt = (
+            old_block is not None
+            and old_block.spec == spec
+            and old_block.device_class == device_class
+            and old_block.acl_enabled == bool(spec.initiators)
+        )
         serial = hashlib.sha256(spec.volume_id.encode()).hexdigest()[:16]
-        new_text = (old_text if adopt and old_text is not None
-                    else codec.render(spec, device_class, serial))
+        new_text = old_text if adopt and old_text is not None else codec.render(spec, device_class, serial)
         with self._device_lock(spec.device_path):
             self._refuse_if_taken(spec.volume_name, spec.device_path)  # again, under the lock
             claimed = self.devices.claim(spec.device_path, spec.volume_name)
@@ -170,9 +185,9 @@ class ChiscsiHelper(ChiscsiLiveState, ChiscsiDevices, IscsiHelper):
                 raise TargetCreateFailed(volume_id=spec.volume_id, reason=str(err)) from None
         if old_block is not None and old_block.spec.device_path != spec.device_path:
             self._release(old_block.spec.device_path, spec.volume_name)
-        return ChiscsiRecord(spec, text=new_text, device_class=device_class,
-                             acl_enabled=bool(spec.initiators))
-
+        return ChiscsiRecord(
+            spec, text=new_text, device_class=device_class, acl_enabled=bool(spec.initiators)
+        )
 
     def _withdraw(self, volume_name: str, iqn: str) -> None:
         """Stop the target, check it is gone, then drop the record and the device's claim.
@@ -189,7 +204,8 @@ class ChiscsiHelper(ChiscsiLiveState, ChiscsiDevices, IscsiHelper):
                 raise TargetRemoveFailed(
                     volume_id=volume_name,
                     reason=f"iscsictl -s said '{iqn} {outcome.value}.' but iscsictl -c still "
-                           "shows the target; the export record is kept")
+                    "shows the target; the export record is kept",
+                )
         except (CommandNotFound, CommandNotExecutable):
             raise
         except CommandError as err:
@@ -213,12 +229,13 @@ class ChiscsiHelper(ChiscsiLiveState, ChiscsiDevices, IscsiHelper):
         to what its record says: started again from the record (chiscsi
         adds a fresh target; the offline one goes with its last session).
         """
-        said = (f"initiators stayed logged in through chiscsi's 30 s wait ('iscsictl -s' said "
-                f"'{iqn} busy.')")
+        said = f"initiators stayed logged in through chiscsi's 30 s wait ('iscsictl -s' said '{iqn} busy.')"
         path = self._record_path(volume_name)
         if not path.exists():
-            return (f"{said}; chiscsi left the target offline (no portal, no LUN), not removed, "
-                    "and there is no export record to restart it from")
+            return (
+                f"{said}; chiscsi left the target offline (no portal, no LUN), not removed, "
+                "and there is no export record to restart it from"
+            )
         try:
             self.tool.start(iqn, path)
             back = self.tool.show([iqn])[iqn] is not None
@@ -226,8 +243,12 @@ class ChiscsiHelper(ChiscsiLiveState, ChiscsiDevices, IscsiHelper):
             LOG.error("Could not restart %s after a busy stop: %s", iqn, err)
             back = False
         if back:
-            return (f"{said}, so nothing was removed: the target is live again from the export "
-                    "record, which is kept. Log the initiators out, then remove again")
-        return (f"{said}; chiscsi left the target offline (no portal, no LUN), not removed, and "
-                "starting it again failed; the export record is kept, so 'iscsi-helper ensure' "
-                "can bring it back. Log the initiators out, then remove again")
+            return (
+                f"{said}, so nothing was removed: the target is live again from the export "
+                "record, which is kept. Log the initiators out, then remove again"
+            )
+        return (
+            f"{said}; chiscsi left the target offline (no portal, no LUN), not removed, and "
+            "starting it again failed; the export record is kept, so 'iscsi-helper ensure' "
+            "can bring it back. Log the initiators out, then remove again"
+        )

@@ -48,9 +48,12 @@ class ChiscsiDevices(IscsiPrimitives):
         else:
             taken = other is not None and other.spec.device_path == device_path
         if taken:
-            raise InvalidInput(field="device path", value=repr(device_path),
-                               reason=f"is already exported by {owner}; chiscsi puts a device "
-                                      "in one target only (private/klib/target/lun.c ~274-310)")
+            raise InvalidInput(
+                field="device path",
+                value=repr(device_path),
+                reason=f"is already exported by {owner}; chiscsi puts a device "
+                "in one target only (private/klib/target/lun.c ~274-310)",
+            )
 
     def _device_lock(self, device_path: str) -> contextlib.AbstractContextManager[None]:
         """Claims of one device are checked and changed under this lock, so two volumes

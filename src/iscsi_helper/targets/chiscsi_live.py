@@ -60,15 +60,18 @@ class ChiscsiLiveState(IscsiPrimitives):
         # The lock is per host: chiscsi's own is (its pid file), and a
         # coordination backend shared by several hosts must not serialise them.
         host_lock = f"iscsictl-{socket.gethostname()}"
-        return Iscsictl(self.executor, lambda: locking.named_lock(self.conf, host_lock),
-                        self.conf.chiscsi_conf, self.conf.chiscsi_lock_retry_timeout)
+        return Iscsictl(
+            self.executor,
+            lambda: locking.named_lock(self.conf, host_lock),
+            self.conf.chiscsi_conf,
+            self.conf.chiscsi_lock_retry_timeout,
+        )
 
     def _lookup(self, iqn: str, record: ExportRecord | None) -> LiveTarget | None:
         detail = self.tool.show([iqn])[iqn]
         return _live(iqn, detail) if detail is not None else None
 
-    def _session_count(self, iqn: str, record: ExportRecord | None,
-                       live: LiveTarget) -> int | None:
+    def _session_count(self, iqn: str, record: ExportRecord | None, live: LiveTarget) -> int | None:
         """``iscsictl -r``: one more call, made only before a device swap."""
         return self.tool.session_count(iqn)
 
@@ -84,9 +87,13 @@ class ChiscsiLiveState(IscsiPrimitives):
         if not getattr(live, "may_be_cut", False):
             return live
         unseen = [iqn for iqn in iqns if iqn not in live]
-        LOG.warning("iscsictl -c target=ALL showed %d targets and was cut at its 128 KiB of names: "
-                    "looking %d more up by name; a target past the cut that has no export record "
-                    "cannot be seen", len(live), len(unseen))
+        LOG.warning(
+            "iscsictl -c target=ALL showed %d targets and was cut at its 128 KiB of names: "
+            "looking %d more up by name; a target past the cut that has no export record "
+            "cannot be seen",
+            len(live),
+            len(unseen),
+        )
         merged = dict(live)
         for iqn, detail in self.tool.show(unseen).items():
             if detail is not None:
@@ -107,14 +114,17 @@ class ChiscsiLiveState(IscsiPrimitives):
         if spec.chap and detail.value("AuthMethod") != "CHAP":
             differ.append("auth_method")
         if detail.acl_enabled != bool(spec.initiators) or (
-                spec.initiators and detail.acl_initiators != frozenset(spec.initiators)):
+            spec.initiators and detail.acl_initiators != frozenset(spec.initiators)
+        ):
             differ.append("acl")
         return tuple(differ)
 
     def _live_differs(self, spec: ExportSpec, live: LiveTarget) -> str | None:
         if super()._live_differences(spec, live):  # the fields any listing shows
-            return (f"iscsictl -c shows the target with devices {list(live.devices or ())} and "
-                    f"portals {[str(p) for p in live.portals or ()]}, not the ones asked for")
+            return (
+                f"iscsictl -c shows the target with devices {list(live.devices or ())} and "
+                f"portals {[str(p) for p in live.portals or ()]}, not the ones asked for"
+            )
         return self._detail_problem(spec, live)
 
     @staticmethod
@@ -132,7 +142,10 @@ class ChiscsiLiveState(IscsiPrimitives):
         if spec.chap and detail.value("AuthMethod") != "CHAP":
             return f"iscsictl -c shows AuthMethod={detail.value('AuthMethod')}, not CHAP"
         if detail.acl_enabled != bool(spec.initiators) or (
-                spec.initiators and detail.acl_initiators != frozenset(spec.initiators)):
-            return (f"iscsictl -c shows ACL_Enable={detail.value('ACL_Enable')} for initiators "
-                    f"{sorted(detail.acl_initiators)}, not {list(spec.initiators) or 'any'}")
+            spec.initiators and detail.acl_initiators != frozenset(spec.initiators)
+        ):
+            return (
+                f"iscsictl -c shows ACL_Enable={detail.value('ACL_Enable')} for initiators "
+                f"{sorted(detail.acl_initiators)}, not {list(spec.initiators) or 'any'}"
+            )
         return None

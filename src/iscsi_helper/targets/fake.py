@@ -53,8 +53,7 @@ class FakeHelper(IscsiHelper):
         atomic_write(self._record_path(spec.volume_name), text)
         live = self._read(self._live_path(spec.iqn))
         # An internal lock (locking.named_lock): never a volume's.
-        tid = live.tid if live else TidCounter(self.conf, self.live_dir / ".next-tid",
-                                               "fake_tid").allocate()
+        tid = live.tid if live else TidCounter(self.conf, self.live_dir / ".next-tid", "fake_tid").allocate()
         atomic_write(self._live_path(spec.iqn), export_json.render_record(ExportRecord(spec, tid)))
         return ExportRecord(spec, text=text)
 
@@ -66,11 +65,16 @@ class FakeHelper(IscsiHelper):
     @staticmethod
     def _live_target(record: ExportRecord) -> LiveTarget:
         spec = record.spec
-        return LiveTarget(spec.iqn, record.tid or 0, spec.portals, (spec.device_path,),
-                          lun_paths=((spec.lun, spec.device_path),),
-                          chap_users=(spec.chap.username,) if spec.chap else (),
-                          target_chap_users=(spec.target_chap.username,) if spec.target_chap else (),
-                          initiators=spec.initiators)
+        return LiveTarget(
+            spec.iqn,
+            record.tid or 0,
+            spec.portals,
+            (spec.device_path,),
+            lun_paths=((spec.lun, spec.device_path),),
+            chap_users=(spec.chap.username,) if spec.chap else (),
+            target_chap_users=(spec.target_chap.username,) if spec.target_chap else (),
+            initiators=spec.initiators,
+        )
 
     def _lookup(self, iqn: str, record: ExportRecord | None) -> LiveTarget | None:
         live = self._read(self._live_path(iqn))
@@ -81,9 +85,12 @@ class FakeHelper(IscsiHelper):
             names = os.listdir(self.live_dir)
         except FileNotFoundError:
             return {}
-        targets = [self._live_target(record) for name in names
-                   if not name.startswith(".") and not is_temp_file(name)
-                   if (record := self._read(self.live_dir / name)) is not None]
+        targets = [
+            self._live_target(record)
+            for name in names
+            if not name.startswith(".") and not is_temp_file(name)
+            if (record := self._read(self.live_dir / name)) is not None
+        ]
         return {t.iqn: t for t in targets}
 
     def _withdraw(self, volume_name: str, iqn: str) -> None:

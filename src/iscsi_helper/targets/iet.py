@@ -100,8 +100,9 @@ class IetHelper(IetLiveState, IscsiHelper):
         taken = {r.spec.volume_name for r in indexed} | {name for name, _why in foreign}
         return [*indexed, *self.ietd_conf.adopted_all(self._ours, taken, self.lun)], foreign
 
-    def _already_applied(self, spec: ExportSpec, record: ExportRecord | None,
-                         live: LiveTarget | None) -> bool:
+    def _already_applied(
+        self, spec: ExportSpec, record: ExportRecord | None, live: LiveTarget | None
+    ) -> bool:
         """A target found by its account alone may still lack its LUN: let apply make sure.
 
         ietadm cannot show a LUN, and the account is added before the LUN
@@ -122,46 +123,60 @@ class IetHelper(IetLiveState, IscsiHelper):
         """
         if record.text is None or record.tid == live.tid:
             return
-        LOG.info("Volume %s is live at tid %s (recorded: %s); noting it", record.spec.volume_id,
-                 live.tid, record.tid)
-        atomic_write(self._record_path(record.spec.volume_name), export_json.render_record(
-            ExportRecord(record.spec, live.tid, record.device_size)), mode=0o600)
+        LOG.info(
+            "Volume %s is live at tid %s (recorded: %s); noting it",
+            record.spec.volume_id,
+            live.tid,
+            record.tid,
+        )
+        atomic_write(
+            self._record_path(record.spec.volume_name),
+            export_json.render_record(ExportRecord(record.spec, live.tid, record.device_size)),
+            mode=0o600,
+        )
 
     # --------------------------------------------------------------- apply
 
     def _apply(self, spec: ExportSpec, previous: ExportRecord | None) -> ExportRecord:
         return self._apply_probing(spec, previous, probe=True)
 
-    def _apply_seen(self, spec: ExportSpec, previous: ExportRecord | None,
-                    live: LiveTarget) -> ExportRecord:
+    def _apply_seen(self, spec: ExportSpec, previous: ExportRecord | None, live: LiveTarget) -> ExportRecord:
         # The listing shows the tid and where LUN 0 really is: a device change
         # killed before its LUN swap is finished from this, whatever the index says.
-        return self._apply_probing(spec, previous, probe=True,
-                                   seen=live if live.devices is not None else None)
+        return self._apply_probing(
+            spec, previous, probe=True, seen=live if live.devices is not None else None
+        )
 
-    def _apply_missing(self, spec: ExportSpec, previous: ExportRecord | None,
-                       tids_in_use: Set[int]) -> ExportRecord:
+    def _apply_missing(
+        self, spec: ExportSpec, previous: ExportRecord | None, tids_in_use: Set[int]
+    ) -> ExportRecord:
         # Absent from a fresh proc listing: no need to probe the recorded tid
         # (if a racing process made it meanwhile, "new" answers 234 and the
         # target is found by name).
         return self._apply_probing(spec, previous, probe=False)
 
-    def _apply_probing(self, spec: ExportSpec, previous: ExportRecord | None, *,
-                       probe: bool, seen: LiveTarget | None = None) -> ExportRecord:
+    def _apply_probing(
+        self, spec: ExportSpec, previous: ExportRecord | None, *, probe: bool, seen: LiveTarget | None = None
+    ) -> ExportRecord:
         validate_iscsi_name(spec.iqn, "target IQN")
         iotype = devices.iotype(self.conf.iscsi_iotype, spec.device_path)
         size = devices.device_size(spec.device_path)
         path = self._record_path(spec.volume_name)
         indexed = previous if previous is not None and previous.text is not None else None
-        tid = ((seen.tid if seen else None) or (indexed.tid if indexed else None)
-               or self.tids.allocate(live_tids=self._live_tids))
+        tid = (
+            (seen.tid if seen else None)
+            or (indexed.tid if indexed else None)
+            or self.tids.allocate(live_tids=self._live_tids)
+        )
         # A LUN swap ahead (new device, grown device, or the listing shows another one):
         # the index first says the LUN's size is unknown, so a process killed before
         # the swap is done leaves a record that the next apply swaps again.
-        swap_ahead = (seen is not None and seen.devices is not None
-                      and tuple(seen.devices[:1]) != (spec.device_path,)) or (
-            indexed is not None and (indexed.spec.device_path != spec.device_path
-                                     or indexed.device_size != size))
+        swap_ahead = (
+            seen is not None and seen.devices is not None and tuple(seen.devices[:1]) != (spec.device_path,)
+        ) or (
+            indexed is not None
+            and (indexed.spec.device_path != spec.device_path or indexed.device_size != size)
+        )
         try:
             with Rollback(f"the export of {spec.volume_id}") as rollback:
                 # Persist first, so a crash mid-way leaves a record that ensure can finish.
@@ -171,10 +186,12 @@ class IetHelper(IetLiveState, IscsiHelper):
                 text = export_json.render_record(ExportRecord(spec, tid, None if swap_ahead else size))
                 if indexed is None or text != indexed.text:
                     atomic_write(path, text, mode=0o600)
-                    rollback.push("the index record",
-                                  partial(put_back, path, indexed.text if indexed else None))
-                live_tid, swapped = self._apply_live(spec, previous, indexed is not None, tid,
-                                                     iotype, size, rollback, probe=probe, seen=seen)
+                    rollback.push(
+                        "the index record", partial(put_back, path, indexed.text if indexed else None)
+                    )
+                live_tid, swapped = self._apply_live(
+                    spec, previous, indexed is not None, tid, iotype, size, rollback, probe=probe, seen=seen
+                )
                 if swapped:
                     self._confirm_lun(spec, live_tid)
         except CommandError as err:
@@ -184,16 +201,31 @@ class IetHelper(IetLiveState, IscsiHelper):
             atomic_write(path, text, mode=0o600)
         return ExportRecord(spec, live_tid, size, text)
 
-    def _apply_live(self, spec: ExportSpec, previous: ExportRecord | None, indexed: bool,
-                    tid: int, iotype: str, size: int | None, rollback: Rollback, *,
-                    probe: bool, seen: LiveTarget | None) -> tuple[int, bool]:
+    def _apply_live(
+        self,
+        spec: ExportSpec,
+        previous: ExportRecord | None,
+        indexed: bool,
+        tid: int,
+        iotype: str,
+        size: int | None,
+        rollback: Rollback,
+        *,
+        probe: bool,
+        seen: LiveTarget | None,
+    ) -> tuple[int, bool]:
         """Make target, accounts and LUN live as ``spec`` says: (the target's tid, LUN swapped)."""
         before = previous.spec if previous else None
         known_devices: tuple[str, ...] | None = seen.devices if seen else None
         # Our target already at the recorded tid? (Its account proves it, cheaply.)
-        ours = bool(probe and seen is None and indexed and before is not None
-                    and before.chap is not None
-                    and self.ietadm.account_matches(tid, INCOMING, before.chap))
+        ours = bool(
+            probe
+            and seen is None
+            and indexed
+            and before is not None
+            and before.chap is not None
+            and self.ietadm.account_matches(tid, INCOMING, before.chap)
+        )
         created = False
         if not ours and seen is None:
             tid, created, known_devices = self._new_target(spec, tid)
@@ -223,7 +255,8 @@ class IetHelper(IetLiveState, IscsiHelper):
         if known_devices is not None:
             # The listing shows the path; the record alone says whether it has grown.
             stale = known_devices[:1] != (spec.device_path,) or (
-                old_device == spec.device_path and old_size is not None and old_size != size)
+                old_device == spec.device_path and old_size is not None and old_size != size
+            )
         else:
             stale = old_device != spec.device_path or old_size != size
         if not stale:
@@ -238,9 +271,16 @@ class IetHelper(IetLiveState, IscsiHelper):
             pass
         else:
             if old_device:
-                rollback.push("the old LUN", partial(
-                    self._readd_lun, tid, spec.lun, old_device,
-                    devices.iotype(self.conf.iscsi_iotype, old_device)))
+                rollback.push(
+                    "the old LUN",
+                    partial(
+                        self._readd_lun,
+                        tid,
+                        spec.lun,
+                        old_device,
+                        devices.iotype(self.conf.iscsi_iotype, old_device),
+                    ),
+                )
         self.ietadm.lun_new(tid, spec.lun, spec.device_path, iotype)
         return tid, True
 
@@ -263,18 +303,25 @@ class IetHelper(IetLiveState, IscsiHelper):
                     raise TargetCreateFailed(
                         volume_id=spec.volume_id,
                         reason=f"ietadm refused target {spec.iqn} as a duplicate (EINVAL) but "
-                               "it is not in the proc volume file") from None
+                        "it is not in the proc volume file",
+                    ) from None
                 return live.tid, False, live.devices
             except TidInUse:
                 if attempt == MAX_TID_ATTEMPTS:
                     raise  # no free tid: the last refusal says why
             # The counter's tids keep being taken: before the last try, seed it past all live.
-            tid = self.tids.allocate(live_tids=self._live_tids,
-                                     reseed=attempt == MAX_TID_ATTEMPTS - 1)
+            tid = self.tids.allocate(live_tids=self._live_tids, reseed=attempt == MAX_TID_ATTEMPTS - 1)
             attempt += 1
 
-    def _set_account(self, tid: int, direction: Direction, creds: ChapCredentials,
-                     created: bool, rollback: Rollback, old: ChapCredentials | None) -> None:
+    def _set_account(
+        self,
+        tid: int,
+        direction: Direction,
+        creds: ChapCredentials,
+        created: bool,
+        rollback: Rollback,
+        old: ChapCredentials | None,
+    ) -> None:
         """Add a CHAP account unless it is there (one with another secret is replaced)."""
         if not created:
             present = self.ietadm.account_matches(tid, direction, creds)
@@ -286,10 +333,12 @@ class IetHelper(IetLiveState, IscsiHelper):
         if not created:
             # Undo runs in reverse: drop the new account, then put the old one back.
             if old is not None:
-                rollback.push(f"{direction} {old.username}",
-                              partial(self.ietadm.account_new, tid, direction, old))
-            rollback.push(f"{direction} {creds.username}",
-                          partial(self._drop_account, tid, direction, creds.username))
+                rollback.push(
+                    f"{direction} {old.username}", partial(self.ietadm.account_new, tid, direction, old)
+                )
+            rollback.push(
+                f"{direction} {creds.username}", partial(self._drop_account, tid, direction, creds.username)
+            )
 
     def _drop_account(self, tid: int, direction: Direction, username: str) -> None:
         with suppress(NotPresent):
@@ -312,8 +361,13 @@ class IetHelper(IetLiveState, IscsiHelper):
                 if round_ == MAX_BUSY_ROUNDS:
                     raise  # it kept getting new sessions
             for sid, cid in iet_proc.parse_sessions(self._proc_text("session"), tid):
-                LOG.warning("Force-closing session %s (connection %s) of target %s to remove %s",
-                            sid, cid, tid, volume)
+                LOG.warning(
+                    "Force-closing session %s (connection %s) of target %s to remove %s",
+                    sid,
+                    cid,
+                    tid,
+                    volume,
+                )
                 with suppress(NotPresent):
                     self.ietadm.connection_close(tid, sid, cid)
 
@@ -334,12 +388,12 @@ class IetHelper(IetLiveState, IscsiHelper):
                     self.ietadm.lun_delete(tid, self.lun)
                 self._delete_target(tid, volume_name)
                 # ietadm's exit code is not proof: look again, the same way the target was found.
-                if (self._vouched_tid(record, iqn) is not None if vouched
-                        else iqn in self._list_live()):
+                if self._vouched_tid(record, iqn) is not None if vouched else iqn in self._list_live():
                     raise TargetRemoveFailed(
                         volume_id=volume_name,
                         reason=f"ietadm --op delete --tid={tid} exited 0 but target {tid} "
-                               f"({iqn}) is still there; its records are kept")
+                        f"({iqn}) is still there; its records are kept",
+                    )
         except CommandError as err:
             raise TargetRemoveFailed(volume_id=volume_name, reason=str(err)) from None
         self.ietd_conf.put_block(iqn, None)

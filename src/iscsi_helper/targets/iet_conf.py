@@ -78,6 +78,7 @@ class IetdConf:
     def sweep_as_root(self) -> list[Path]:
         """Root's temp files of this file left by writers that died (removed as root)."""
         return self.as_root.sweep() if self.as_root else []
+
     # -- blocks Cinder's IetAdm wrote, adopted as records without an index (so without a tid)
 
     def adopted(self, block: list[str], volume_name: str, lun: int) -> ExportRecord | None:
@@ -85,17 +86,26 @@ class IetdConf:
         found = parse_block(block, self.path)
         if lun not in found.luns:
             return None
-        return ExportRecord(ExportSpec(
-            specs.volume_id_from_name(self.conf, volume_name), volume_name, found.iqn,
-            found.luns[lun], lun, specs.configured_portals(self.conf), found.incoming,
-            found.outgoing))
+        return ExportRecord(
+            ExportSpec(
+                specs.volume_id_from_name(self.conf, volume_name),
+                volume_name,
+                found.iqn,
+                found.luns[lun],
+                lun,
+                specs.configured_portals(self.conf),
+                found.incoming,
+                found.outgoing,
+            )
+        )
 
     def adopted_one(self, volume_name: str, lun: int) -> ExportRecord | None:
         block = find_block(self.read(), f"{self.conf.target_prefix}{volume_name}")
         return None if block is None else self.adopted(block, volume_name, lun)
 
-    def adopted_all(self, ours: Callable[[str], str | None],
-                    skip: set[str], lun: int) -> Iterator[ExportRecord]:
+    def adopted_all(
+        self, ours: Callable[[str], str | None], skip: set[str], lun: int
+    ) -> Iterator[ExportRecord]:
         """Every adoptable block whose name ``ours`` maps to a volume name not in ``skip``."""
         lines = self.read().splitlines(keepends=True)
         for iqn, start, end in iter_blocks(lines):

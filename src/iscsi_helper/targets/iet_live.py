@@ -34,8 +34,7 @@ class IetLiveState(IscsiPrimitives):
     def _lookup_unrecorded(self, iqn: str) -> LiveTarget | None:
         return self._list_live().get(iqn)  # no tid to vouch for: the proc file, as _withdraw
 
-    def _session_count(self, iqn: str, record: ExportRecord | None,
-                       live: LiveTarget) -> int | None:
+    def _session_count(self, iqn: str, record: ExportRecord | None, live: LiveTarget) -> int | None:
         """From IET's session file (read whole: only before a device swap)."""
         return iet_proc.count_sessions(self._proc_text("session"), live.tid)
 
@@ -45,8 +44,13 @@ class IetLiveState(IscsiPrimitives):
         A random per-volume user and secret at the tid our index names is how
         we recognise our own target without reading the proc file.
         """
-        if record is None or record.text is None or record.spec.iqn != iqn \
-                or record.spec.chap is None or not record.tid:
+        if (
+            record is None
+            or record.text is None
+            or record.spec.iqn != iqn
+            or record.spec.chap is None
+            or not record.tid
+        ):
             return None
         ours = self.ietadm.account_matches(record.tid, INCOMING, record.spec.chap)
         return record.tid if ours else None
@@ -73,4 +77,5 @@ class IetLiveState(IscsiPrimitives):
             raise TargetCreateFailed(
                 volume_id=spec.volume_id,
                 reason=f"ietadm reported the LUN swap done but {self.conf.iet_proc_dir}/volume "
-                       f"shows LUN {spec.lun} of tid {tid} on {shown.get(spec.lun) or 'nothing'}")
+                f"shows LUN {spec.lun} of tid {tid} on {shown.get(spec.lun) or 'nothing'}",
+            )

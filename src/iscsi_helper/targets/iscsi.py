@@ -48,8 +48,7 @@ class IscsiHelper(BulkOperations, Reconciling, TargetHelper):
     def create_export(self, context: Any, volume: VolumeLike, volume_path: str) -> dict[str, str]:
         status = self.export(volume, volume_path)
         assert status.provider_location is not None and status.spec.chap is not None
-        return {"location": status.provider_location,
-                "auth": format_provider_auth(status.spec.chap)}
+        return {"location": status.provider_location, "auth": format_provider_auth(status.spec.chap)}
 
     def export(self, volume: VolumeLike, volume_path: str, *, force: bool = False) -> ExportStatus:
         vol = self._check_export(volume, volume_path)
@@ -71,9 +70,7 @@ class IscsiHelper(BulkOperations, Reconciling, TargetHelper):
                     LOG.info("Exported volume %s as %s (tid %s)", vol.id, spec.iqn, live.tid)
                     return ExportStatus(spec, live)
 
-
-    def _undo(self, spec: ExportSpec, previous: ExportRecord | None,
-              applied: ExportRecord) -> None:
+    def _undo(self, spec: ExportSpec, previous: ExportRecord | None, applied: ExportRecord) -> None:
         """Best effort return to ``previous`` after a create that half-happened."""
         try:
             if previous is None:
@@ -88,12 +85,15 @@ class IscsiHelper(BulkOperations, Reconciling, TargetHelper):
         with locking.volume_lock(self.conf, vol.name):
             record = self._own_record(vol.name)
             spec = self._desired_spec(vol, volume_path, record)
-            with secretmask.handling_secrets(spec.secrets()), \
-                    self._changing("ensure", spec.volume_name, spec.iqn):
+            with (
+                secretmask.handling_secrets(spec.secrets()),
+                self._changing("ensure", spec.volume_name, spec.iqn),
+            ):
                 live = self._lookup(spec.iqn, record)
                 if not self._already_applied(spec, record, live):
-                    applied = (self._apply(spec, record) if live is None
-                               else self._apply_seen(spec, record, live))
+                    applied = (
+                        self._apply(spec, record) if live is None else self._apply_seen(spec, record, live)
+                    )
                     self._confirm(spec, applied)
 
     def remove_export(self, context: Any, volume: VolumeLike) -> None:
@@ -132,8 +132,7 @@ class IscsiHelper(BulkOperations, Reconciling, TargetHelper):
             self._set_initiator(vol, initiator, allowed=True)
         return {"driver_volume_type": self.conf.target_protocol, "data": properties}
 
-    def terminate_connection(self, volume: VolumeLike, connector: Mapping[str, Any],
-                             **kwargs: Any) -> None:
+    def terminate_connection(self, volume: VolumeLike, connector: Mapping[str, Any], **kwargs: Any) -> None:
         if self.supports_acl and connector and connector.get("initiator"):
             vol, _iqn = self._check_volume(volume)
             self._set_initiator(vol, self._check_initiator(connector), allowed=False)
@@ -155,11 +154,14 @@ class IscsiHelper(BulkOperations, Reconciling, TargetHelper):
             key = iscsi_name_key(initiator)
             if (key in present) == allowed:
                 return
-            wanted = (*current, initiator) if allowed else tuple(
-                n for n in current if iscsi_name_key(n) != key)
+            wanted = (
+                (*current, initiator) if allowed else tuple(n for n in current if iscsi_name_key(n) != key)
+            )
             spec = record.spec.with_initiators(wanted)
-            with secretmask.handling_secrets(record.spec.secrets()), \
-                    self._changing("ACL change", volume.name, spec.iqn):
+            with (
+                secretmask.handling_secrets(record.spec.secrets()),
+                self._changing("ACL change", volume.name, spec.iqn),
+            ):
                 self._confirm(spec, self._apply(spec, record))
 
     def extend_target(self, volume: VolumeLike) -> None:
@@ -168,8 +170,7 @@ class IscsiHelper(BulkOperations, Reconciling, TargetHelper):
             record = self._own_record(vol.name)
             if record is None:
                 raise ExportNotFound(volume=vol.id)
-            with secretmask.handling_secrets(record.spec.secrets()), \
-                    self._changing("extend", vol.name, iqn):
+            with secretmask.handling_secrets(record.spec.secrets()), self._changing("extend", vol.name, iqn):
                 self._confirm(record.spec, self._apply(record.spec, record))
 
     def get_export(self, volume: VolumeLike) -> ExportStatus | None:

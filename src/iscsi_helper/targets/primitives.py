@@ -39,8 +39,9 @@ class IscsiPrimitives(abc.ABC):
         files as ``previous`` and the live target as it was, then raises.
         """
 
-    def _apply_missing(self, spec: ExportSpec, previous: ExportRecord | None,
-                       tids_in_use: Set[int]) -> ExportRecord:
+    def _apply_missing(
+        self, spec: ExportSpec, previous: ExportRecord | None, tids_in_use: Set[int]
+    ) -> ExportRecord:
         """``_apply`` when a restore's one listing (tids ``tids_in_use``) shows no ``spec.iqn``.
 
         A helper may trust the listing to skip a lookup of its own, and must
@@ -48,8 +49,7 @@ class IscsiPrimitives(abc.ABC):
         """
         return self._apply(spec, previous)
 
-    def _apply_seen(self, spec: ExportSpec, previous: ExportRecord | None,
-                    live: LiveTarget) -> ExportRecord:
+    def _apply_seen(self, spec: ExportSpec, previous: ExportRecord | None, live: LiveTarget) -> ExportRecord:
         """``_apply`` when a fresh look at the target showed ``live`` (restore, reconcile --fix).
 
         A helper whose own lookups show less than ``live`` uses it (IET:
@@ -106,8 +106,7 @@ class IscsiPrimitives(abc.ABC):
         """
         return self._lookup(iqn, None)
 
-    def _session_count(self, iqn: str, record: ExportRecord | None,
-                       live: LiveTarget) -> int | None:
+    def _session_count(self, iqn: str, record: ExportRecord | None, live: LiveTarget) -> int | None:
         """Sessions logged in to the live target ``iqn``; None when the tool cannot show them.
 
         Asked only before a change that would disturb initiators (a device
@@ -132,13 +131,16 @@ class IscsiPrimitives(abc.ABC):
         if live.portals is not None and set(live.portals) != set(spec.portals):
             differ.append("portals")
         if live.chap_users is not None and set(live.chap_users) != (
-                {spec.chap.username} if spec.chap else set()):
+            {spec.chap.username} if spec.chap else set()
+        ):
             differ.append("chap_user")
         if live.target_chap_users is not None and set(live.target_chap_users) != (
-                {spec.target_chap.username} if spec.target_chap else set()):
+            {spec.target_chap.username} if spec.target_chap else set()
+        ):
             differ.append("target_chap_user")
         if live.initiators is not None and {iscsi_name_key(n) for n in live.initiators} != {
-                iscsi_name_key(n) for n in spec.initiators}:
+            iscsi_name_key(n) for n in spec.initiators
+        }:
             differ.append("acl")
         return tuple(differ)
 
@@ -146,7 +148,9 @@ class IscsiPrimitives(abc.ABC):
         """Whether the live target shows what ``spec`` asks for (where the tool shows it)."""
         return not self._live_differences(spec, live)
 
-    def _already_applied(self, spec: ExportSpec, record: ExportRecord | None,
-                         live: LiveTarget | None) -> bool:
-        return (record is not None and record.spec == spec and live is not None
-                and self._live_matches(spec, live))
+    def _already_applied(
+        self, spec: ExportSpec, record: ExportRecord | None, live: LiveTarget | None
+    ) -> bool:
+        return (
+            record is not None and record.spec == spec and live is not None and self._live_matches(spec, live)
+        )

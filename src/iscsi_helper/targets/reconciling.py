@@ -60,8 +60,7 @@ class Reconciling(abc.ABC):
         """Make ``spec`` persisted and live."""
 
     @abc.abstractmethod
-    def _apply_seen(self, spec: ExportSpec, previous: ExportRecord | None,
-                    live: LiveTarget) -> ExportRecord:
+    def _apply_seen(self, spec: ExportSpec, previous: ExportRecord | None, live: LiveTarget) -> ExportRecord:
         """``_apply``, knowing what a fresh look showed."""
 
     @abc.abstractmethod
@@ -77,7 +76,7 @@ class Reconciling(abc.ABC):
         prefix = self.conf.target_prefix
         if not iqn.startswith(prefix):
             return None
-        name = iqn[len(prefix):]
+        name = iqn[len(prefix) :]
         return name if specs.template_id(self.conf, name) is not None else None
 
     def _state_of(self, spec: ExportSpec | None, live: LiveTarget | None) -> State | None:
@@ -128,8 +127,11 @@ class Reconciling(abc.ABC):
     def _fix(self, report: list[Drift], stop_orphans: bool) -> list[Drift]:
         """Repair every drift (orphans only with ``stop_orphans``: they may be another tool's or
         host's export), then one more listing decides what is ``fixed``."""
-        errors = {d.iqn: self._repair(d) for d in report if d.state not in ("ok", "foreign-file")
-                  and (stop_orphans or d.state != "orphan-live")}
+        errors = {
+            d.iqn: self._repair(d)
+            for d in report
+            if d.state not in ("ok", "foreign-file") and (stop_orphans or d.state != "orphan-live")
+        }
         if not errors:
             return report
         try:
@@ -143,8 +145,9 @@ class Reconciling(abc.ABC):
                 result.append(drift)
                 continue
             error = errors[drift.iqn] or self._still_wrong(drift, after)
-            result.append(Drift(drift.volume_name, drift.iqn, drift.state, error is None, error,
-                                drift.fields))
+            result.append(
+                Drift(drift.volume_name, drift.iqn, drift.state, error is None, error, drift.fields)
+            )
         return result
 
     def _still_wrong(self, drift: Drift, after: Mapping[str, LiveTarget]) -> str | None:
@@ -156,8 +159,7 @@ class Reconciling(abc.ABC):
         now = self._state_of(record.spec if record else None, after.get(drift.iqn))
         if now is None or now[0] == "ok":
             return None
-        return f"still {now[0]} after the repair" + (
-            f" (differs in {', '.join(now[1])})" if now[1] else "")
+        return f"still {now[0]} after the repair" + (f" (differs in {', '.join(now[1])})" if now[1] else "")
 
     def _repair(self, drift: Drift) -> str | None:
         """Settle one drift under its volume's lock; the error, or None when the tool said done."""

@@ -57,9 +57,11 @@ class RecordKeeping(abc.ABC):
         if record is not None:
             expected = specs.target_iqn(self.conf, volume_name)
             if record.spec.iqn != expected or record.spec.volume_name != volume_name:
-                raise PersistenceError(path=self._record_path(volume_name),
-                                       reason=f"it describes {record.spec.iqn}, not {expected} "
-                                              "(a copy of another export's record?)")
+                raise PersistenceError(
+                    path=self._record_path(volume_name),
+                    reason=f"it describes {record.spec.iqn}, not {expected} "
+                    "(a copy of another export's record?)",
+                )
         return record
 
     def _foreign(self, name: str) -> str | None:

@@ -45,8 +45,13 @@ class Refusals(IscsiPrimitives):
         CHAP secrets: exported as a disk, any initiator could read them.
         """
         conf = self.conf
-        return [conf.volumes_dir, conf.oslo_concurrency.lock_path, conf.iet_conf,
-                conf.chiscsi_conf, conf.iet_proc_dir]
+        return [
+            conf.volumes_dir,
+            conf.oslo_concurrency.lock_path,
+            conf.iet_conf,
+            conf.chiscsi_conf,
+            conf.iet_proc_dir,
+        ]
 
     def _check_names(self, volume_name: str, iqn: str) -> None:
         """Refuse a name this helper's target cannot carry (a helper adds its own rules)."""
@@ -69,18 +74,19 @@ class Refusals(IscsiPrimitives):
     def _check_initiator(self, connector: Mapping[str, Any]) -> str:
         initiator = connector_initiator(connector)
         if self.supports_acl and not initiator.startswith(self.acl_name_kinds):
-            raise InvalidConnector(reason=f"initiator name {initiator!r}: the {self.names[0]} "
-                                          f"helper's ACL takes only "
-                                          f"{' and '.join(self.acl_name_kinds)} names")
+            raise InvalidConnector(
+                reason=f"initiator name {initiator!r}: the {self.names[0]} "
+                f"helper's ACL takes only "
+                f"{' and '.join(self.acl_name_kinds)} names"
+            )
         return initiator
 
-    def _desired_spec(self, volume: Volume, volume_path: str,
-                      record: ExportRecord | None) -> ExportSpec:
-        return specs.desired_spec(self.conf, volume, volume_path,
-                                  record.spec if record else None, self.lun, self._own_state())
+    def _desired_spec(self, volume: Volume, volume_path: str, record: ExportRecord | None) -> ExportSpec:
+        return specs.desired_spec(
+            self.conf, volume, volume_path, record.spec if record else None, self.lun, self._own_state()
+        )
 
-    def _check_device_swap(self, volume: Volume, spec: ExportSpec, record: ExportRecord,
-                           force: bool) -> None:
+    def _check_device_swap(self, volume: Volume, spec: ExportSpec, record: ExportRecord, force: bool) -> None:
         """Refuse (unless ``force``) to swap the device of an export initiators use."""
         connected = []
         if record.spec.initiators:
@@ -89,15 +95,20 @@ class Refusals(IscsiPrimitives):
             live = self._lookup(record.spec.iqn, record)
             sessions = self._session_count(record.spec.iqn, record, live) if live else 0
         except IscsiHelperError as err:  # unknown is not "nobody": nothing is changed
-            raise TargetCreateFailed(volume_id=volume.id, reason=(
-                f"cannot tell whether initiators use it before changing its device: {err}"
-            )) from None
+            raise TargetCreateFailed(
+                volume_id=volume.id,
+                reason=(f"cannot tell whether initiators use it before changing its device: {err}"),
+            ) from None
         if sessions:
             connected.append(f"{sessions} session(s) logged in")
         if not connected:
             return
-        refusal = ExportInUse(volume_id=volume.id, connected="; ".join(connected),
-                              new=spec.device_path, old=record.spec.device_path)
+        refusal = ExportInUse(
+            volume_id=volume.id,
+            connected="; ".join(connected),
+            new=spec.device_path,
+            old=record.spec.device_path,
+        )
         if not force:
             raise refusal
         LOG.warning("Forced: %s", refusal)
@@ -106,8 +117,11 @@ class Refusals(IscsiPrimitives):
         """Paths this helper writes in-process (a helper adds its own, e.g. IET's ietd.conf)."""
         needs = [access.Need("volumes_dir", Path(self.conf.volumes_dir), "directory")]
         if not self.conf.coordination_url:
-            needs.append(access.Need("[oslo_concurrency] lock_path",
-                                     Path(self.conf.oslo_concurrency.lock_path), "directory"))
+            needs.append(
+                access.Need(
+                    "[oslo_concurrency] lock_path", Path(self.conf.oslo_concurrency.lock_path), "directory"
+                )
+            )
         return needs
 
     def check_access(self) -> None:

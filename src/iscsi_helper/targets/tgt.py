@@ -84,8 +84,7 @@ class TgtHelper(IscsiHelper):
     def __init__(self, conf: cfg.ConfigOpts, executor: Executor | None = None) -> None:
         super().__init__(conf, executor)
         # "iscsi" or "iser": Cinder's target_protocol values are tgt's low-level driver names.
-        self.tgtadm = Tgtadm(self.executor, lld=conf.target_protocol,
-                             control_port=conf.tgt_control_port)
+        self.tgtadm = Tgtadm(self.executor, lld=conf.target_protocol, control_port=conf.tgt_control_port)
         self.tids = TidCounter(conf, self.records_dir / TID_COUNTER, TID_LOCK)
         self.accounts = SharedAccounts(conf, self.tgtadm, self.records_dir, self._read_record)
 
@@ -98,7 +97,8 @@ class TgtHelper(IscsiHelper):
         if flags and flags not in BSOFLAGS:
             raise InvalidConfiguration(
                 reason=f"iscsi_target_flags {flags!r} is not a tgt bsoflags value "
-                       f"({', '.join(sorted(BSOFLAGS))})")
+                f"({', '.join(sorted(BSOFLAGS))})"
+            )
         return flags
 
     # ------------------------------------------------------- records, live
@@ -108,8 +108,14 @@ class TgtHelper(IscsiHelper):
         text = read_text_or_none(path)
         if text is None:
             return None
-        return tgt_conf.parse(text, path, volume_name, specs.volume_id_from_name(self.conf, volume_name),
-                              specs.configured_portals(self.conf), self.lun)
+        return tgt_conf.parse(
+            text,
+            path,
+            volume_name,
+            specs.volume_id_from_name(self.conf, volume_name),
+            specs.configured_portals(self.conf),
+            self.lun,
+        )
 
     def _list_live(self) -> dict[str, LiveTarget]:
         return dict(self.tgtadm.show())
@@ -147,25 +153,30 @@ class TgtHelper(IscsiHelper):
     def _apply(self, spec: ExportSpec, previous: ExportRecord | None) -> ExportRecord:
         return self._apply_listed(spec, previous, None)
 
-    def _apply_missing(self, spec: ExportSpec, previous: ExportRecord | None,
-                       tids_in_use: Set[int]) -> ExportRecord:
+    def _apply_missing(
+        self, spec: ExportSpec, previous: ExportRecord | None, tids_in_use: Set[int]
+    ) -> ExportRecord:
         # A restore's listing says it is missing: no full show per export (a
         # target present in it is looked at afresh, as its bindings may have changed).
         return self._apply_listed(spec, previous, tids_in_use)
 
-    def _apply_listed(self, spec: ExportSpec, previous: ExportRecord | None,
-                      listed_tids: Set[int] | None) -> ExportRecord:
+    def _apply_listed(
+        self, spec: ExportSpec, previous: ExportRecord | None, listed_tids: Set[int] | None
+    ) -> ExportRecord:
         validate_iscsi_name(spec.iqn, "target IQN")
         bsoflags = self._bsoflags()
         path = self._record_path(spec.volume_name)
         old_text = previous.text if previous else None
         try:
             with Rollback(f"the export of {spec.volume_id}") as rollback:
-                live = self._live_or_new(spec, previous.tid if previous else None, listed_tids,
-                                         rollback)
-                text = tgt_conf.render(spec, live.tid, driver=self.conf.target_protocol,
-                                       write_cache=self.conf.iscsi_write_cache,
-                                       bsoflags=bsoflags)
+                live = self._live_or_new(spec, previous.tid if previous else None, listed_tids, rollback)
+                text = tgt_conf.render(
+                    spec,
+                    live.tid,
+                    driver=self.conf.target_protocol,
+                    write_cache=self.conf.iscsi_write_cache,
+                    bsoflags=bsoflags,
+                )
                 if text != old_text:
                     atomic_write(path, text, mode=0o600)
                     rollback.push("the record", partial(put_back, path, old_text))
@@ -178,8 +189,9 @@ class TgtHelper(IscsiHelper):
             raise TargetCreateFailed(volume_id=spec.volume_id, reason=reason) from None
         return ExportRecord(spec, live.tid, text=text)
 
-    def _live_or_new(self, spec: ExportSpec, recorded_tid: int | None,
-                     listed_tids: Set[int] | None, rollback: Rollback) -> TgtLiveTarget:
+    def _live_or_new(
+        self, spec: ExportSpec, recorded_tid: int | None, listed_tids: Set[int] | None, rollback: Rollback
+    ) -> TgtLiveTarget:
         """The live target of ``spec``, created (at the recorded tid if it is free) when missing."""
         if listed_tids is not None:
             live, used, attempts = None, listed_tids, 1
@@ -196,13 +208,13 @@ class TgtHelper(IscsiHelper):
             live = shown.get(spec.iqn)
             if live is not None:
                 return live
-            tid = self._create_target(spec, {t.tid for t in shown.values()}, None, rollback,
-                                      MAX_TID_ATTEMPTS)
+            tid = self._create_target(spec, {t.tid for t in shown.values()}, None, rollback, MAX_TID_ATTEMPTS)
             assert tid is not None  # with every attempt allowed it raises instead
         return TgtLiveTarget(spec.iqn, tid)
 
-    def _create_target(self, spec: ExportSpec, used: Container[int], preferred: int | None,
-                       rollback: Rollback, attempts: int) -> int | None:
+    def _create_target(
+        self, spec: ExportSpec, used: Container[int], preferred: int | None, rollback: Rollback, attempts: int
+    ) -> int | None:
         """``target new`` with a free tid: the recorded one if free, else the next of our counter.
 
         tgtd refuses a taken tid and a taken name alike; when the name is
@@ -225,15 +237,22 @@ class TgtHelper(IscsiHelper):
             return tid
         if attempts < MAX_TID_ATTEMPTS:
             return None
-        raise TargetCreateFailed(volume_id=spec.volume_id,
-                                 reason=f"no free target id after {MAX_TID_ATTEMPTS} attempts")
+        raise TargetCreateFailed(
+            volume_id=spec.volume_id, reason=f"no free target id after {MAX_TID_ATTEMPTS} attempts"
+        )
 
     def _delete_target(self, tid: int) -> None:
         with suppress(NoSuchTarget):
             self.tgtadm.target_delete(tid)
 
-    def _apply_lun(self, spec: ExportSpec, before: ExportSpec | None, live: TgtLiveTarget,
-                   bsoflags: str, rollback: Rollback) -> None:
+    def _apply_lun(
+        self,
+        spec: ExportSpec,
+        before: ExportSpec | None,
+        live: TgtLiveTarget,
+        bsoflags: str,
+        rollback: Rollback,
+    ) -> None:
         """LUN 1 on the device; re-created when asked again for the same spec (extend, repair).
 
         tgtd reads a backing store's size once, when the LUN is created, so a
@@ -256,11 +275,13 @@ class TgtHelper(IscsiHelper):
         if self.conf.iscsi_write_cache == "off":
             self.tgtadm.lun_write_cache_off(tid, self.lun)
 
-    def _apply_accounts(self, spec: ExportSpec, before: ExportSpec | None,
-                        live: TgtLiveTarget, rollback: Rollback) -> None:
+    def _apply_accounts(
+        self, spec: ExportSpec, before: ExportSpec | None, live: TgtLiveTarget, rollback: Rollback
+    ) -> None:
         for outgoing, wanted, old, bound in (
-                (False, spec.chap, before.chap if before else None, live.accounts),
-                (True, spec.target_chap, before.target_chap if before else None, live.outgoing)):
+            (False, spec.chap, before.chap if before else None, live.accounts),
+            (True, spec.target_chap, before.target_chap if before else None, live.outgoing),
+        ):
             if wanted is not None and (wanted.username not in bound or wanted != old):
                 self.accounts.acquire(spec, wanted, old, live.tid, outgoing, rollback)
                 self.accounts.bind(live.tid, wanted.username, outgoing, rollback)
@@ -315,7 +336,8 @@ class TgtHelper(IscsiHelper):
                     raise TargetRemoveFailed(
                         volume_id=volume_name,
                         reason=f"tgtadm --op delete --tid {live.tid} exited 0 but tgtd still "
-                               f"shows {iqn}; its record is kept")
+                        f"shows {iqn}; its record is kept",
+                    )
             # The live bindings count too: a record may be gone (an orphan) while
             # our marker for the account it used is still there.
             held = (record.spec.chap, record.spec.target_chap) if record else ()

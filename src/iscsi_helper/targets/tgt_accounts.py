@@ -41,8 +41,13 @@ def account_key(user: str) -> str:
 class SharedAccounts:
     """The accounts of one tgtd as the exports recorded in ``records_dir`` use them."""
 
-    def __init__(self, conf: cfg.ConfigOpts, tgtadm: Tgtadm, records_dir: Path,
-                 read_record: Callable[[str], ExportRecord | None]) -> None:
+    def __init__(
+        self,
+        conf: cfg.ConfigOpts,
+        tgtadm: Tgtadm,
+        records_dir: Path,
+        read_record: Callable[[str], ExportRecord | None],
+    ) -> None:
         self.conf = conf
         self.tgtadm = tgtadm
         self.index = records_dir / ACCOUNTS_DIR
@@ -65,8 +70,15 @@ class SharedAccounts:
         with suppress(NoSuchAccount):
             self.tgtadm.account_delete(user)
 
-    def acquire(self, spec: ExportSpec, wanted: ChapCredentials, before: ChapCredentials | None,
-                tid: int, outgoing: bool, rollback: Rollback) -> None:
+    def acquire(
+        self,
+        spec: ExportSpec,
+        wanted: ChapCredentials,
+        before: ChapCredentials | None,
+        tid: int,
+        outgoing: bool,
+        rollback: Rollback,
+    ) -> None:
         """Make tgtd hold ``wanted`` for this export without changing another export's secret."""
         directory = self._users_of(wanted.username)
         marker = directory / spec.volume_name
@@ -88,7 +100,8 @@ class SharedAccounts:
                 raise TargetCreateFailed(
                     volume_id=spec.volume_id,
                     reason=f"CHAP user {wanted.username!r} is already used by another export "
-                           "with a different secret; tgtd keeps one secret per user name")
+                    "with a different secret; tgtd keeps one secret per user name",
+                )
             # Only this export uses the name: replace the account (a leftover or our old secret).
             self._delete(wanted.username)
             self._new(wanted)
@@ -118,16 +131,20 @@ class SharedAccounts:
                         return credentials
         return None
 
-    def release(self, volume_name: str, user: str, rollback: Rollback | None,
-                credentials: ChapCredentials | None = None) -> None:
+    def release(
+        self,
+        volume_name: str,
+        user: str,
+        rollback: Rollback | None,
+        credentials: ChapCredentials | None = None,
+    ) -> None:
         """Forget this export's use of ``user``; delete the account once no export uses it."""
         directory = self._users_of(user)
         with locking.named_lock(self.conf, ACCOUNT_LOCK + account_key(user)):
             if not remove_file(directory / volume_name):
                 return
             if rollback is not None:
-                rollback.push("the account marker",
-                              partial((directory / volume_name).touch, mode=0o600))
+                rollback.push("the account marker", partial((directory / volume_name).touch, mode=0o600))
             try:
                 directory.rmdir()
             except OSError:
@@ -154,5 +171,4 @@ class SharedAccounts:
             self.tgtadm.account_unbind(tid, user, outgoing=outgoing)
         except NoSuchAccount:
             return
-        rollback.push(f"unbinding of {user}",
-                      partial(self.tgtadm.account_bind, tid, user, outgoing=outgoing))
+        rollback.push(f"unbinding of {user}", partial(self.tgtadm.account_bind, tid, user, outgoing=outgoing))

@@ -38,8 +38,11 @@ class Verification(IscsiPrimitives):
         if not differ:
             return None
         detail = self._live_differs(spec, live)
-        return ("the target tool reported success but the live target differs in "
-                + ", ".join(differ) + (f" ({detail})" if detail else ""))
+        return (
+            "the target tool reported success but the live target differs in "
+            + ", ".join(differ)
+            + (f" ({detail})" if detail else "")
+        )
 
     def _confirm(self, spec: ExportSpec, applied: ExportRecord) -> LiveTarget:
         """Look at the target after an apply: it is done only if the target shows ``spec``."""

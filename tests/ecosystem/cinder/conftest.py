@@ -1,4 +1,7 @@
-"""Loaded only in the Cinder venv's pytest (tests/ecosystem/test_cinder_venv.py starts it): eventlet's noise filtered."""
+"""Loaded only in the Cinder venv's pytest (tests/ecosystem/test_cinder_venv.py starts it).
+
+Eventlet's noise is filtered here.
+"""
 
 from __future__ import annotations
 

@@ -36,13 +36,20 @@ DOC = Path(__file__).resolve().parents[3] / "docs" / "cinder.md"
 BACKEND = "lvm-chiscsi"
 PREFIX = "iqn.2010-10.org.openstack:"
 INITIATOR = "iqn.1993-08.org.debian:01:compute1"
-CONNECTOR = {"initiator": INITIATOR, "host": "compute1", "ip": "192.0.2.50",
-             "multipath": False, "platform": "x86_64", "os_type": "linux"}
+CONNECTOR = {
+    "initiator": INITIATOR,
+    "host": "compute1",
+    "ip": "192.0.2.50",
+    "multipath": False,
+    "platform": "x86_64",
+    "os_type": "linux",
+}
 
 
 def test_cinder_imports_this_checkouts_iscsi_helper():
     """The venv's editable install points at one checkout: it must be the one under test."""
     import iscsi_helper
+
     ours = Path(__file__).resolve().parents[3] / "src" / "iscsi_helper" / "__init__.py"
     assert Path(iscsi_helper.__file__).resolve() == ours.resolve(), iscsi_helper.__file__
 
@@ -74,10 +81,13 @@ def load_cinder_conf(tmp_path: Path, text: str, vg: str) -> None:
     """Cinder's global CONF parses the file, as cinder-volume does at start."""
     # The documented addresses become loopback ones: chiscsi (and its emulator) starts a
     # target only on portals this host can listen on.
-    text = (text.replace("/var/lib/cinder", str(tmp_path / "cinder"))
-            .replace("192.0.2.10", "127.0.0.1").replace("2001:db8::10", "::1")
-            .replace("/etc/chelsio-iscsi/chiscsi.conf", str(tmp_path / "chiscsi.conf"))
-            .replace("volume_group = cinder-volumes", f"volume_group = {vg}"))
+    text = (
+        text.replace("/var/lib/cinder", str(tmp_path / "cinder"))
+        .replace("192.0.2.10", "127.0.0.1")
+        .replace("2001:db8::10", "::1")
+        .replace("/etc/chelsio-iscsi/chiscsi.conf", str(tmp_path / "chiscsi.conf"))
+        .replace("volume_group = cinder-volumes", f"volume_group = {vg}")
+    )
     path = tmp_path / "cinder.conf"
     path.write_text(text)
     cfg.CONF(["--config-file", str(path)], project="cinder", default_config_files=[])
@@ -85,11 +95,15 @@ def load_cinder_conf(tmp_path: Path, text: str, vg: str) -> None:
 
 def make_driver(vg: str, backend: str = BACKEND) -> our_driver.LVMVolumeDriver:
     """What cinder-volume's manager does for the backend, minus the database."""
-    configuration = cinder_configuration.Configuration(cinder_manager.volume_backend_opts,
-                                                       config_group=backend)
+    configuration = cinder_configuration.Configuration(
+        cinder_manager.volume_backend_opts, config_group=backend
+    )
     assert configuration.volume_driver == "iscsi_helper.cinder.driver.LVMVolumeDriver"
-    return our_driver.LVMVolumeDriver(configuration=configuration, host=f"node1@{backend}",
-                                      vg_obj=fake_lvm.FakeBrickLVM(vg, False, None, "default"))
+    return our_driver.LVMVolumeDriver(
+        configuration=configuration,
+        host=f"node1@{backend}",
+        vg_obj=fake_lvm.FakeBrickLVM(vg, False, None, "default"),
+    )
 
 
 def make_lv(vg: str, name: str) -> str:
@@ -109,14 +123,18 @@ def live(tmp_path: Path, iqn: str):
     return SimpleNamespace(
         devices=[SimpleNamespace(path=lun.path) for lun in target.luns],
         chap_initiators=[SimpleNamespace(user=u, secret=s) for u, s in target.initiator_credentials],
-        acls=[SimpleNamespace(iname=name) for name in sorted(target.acl_initiators)])
+        acls=[SimpleNamespace(iname=name) for name in sorted(target.acl_initiators)],
+    )
 
 
 def test_cinder_itself_rejects_chiscsi_as_target_helper(env):
     """Why the adapter has iscsi_helper_target: Cinder validates target_helper against its list."""
     tmp_path, vg = env
-    load_cinder_conf(tmp_path, documented_cinder_conf().replace(
-        "iscsi_helper_target = chiscsi", "target_helper = chiscsi"), vg)
+    load_cinder_conf(
+        tmp_path,
+        documented_cinder_conf().replace("iscsi_helper_target = chiscsi", "target_helper = chiscsi"),
+        vg,
+    )
     with pytest.raises(cfg.ConfigFileValueError):
         make_driver(vg)
 
@@ -139,8 +157,7 @@ def test_export_lifecycle_through_cinders_lvm_driver(env):
     model_update = driver.create_export(ctxt, volume, CONNECTOR)
 
     assert set(model_update) == {"provider_location", "provider_auth"}
-    match = re.fullmatch(r"127\.0\.0\.1:3260;\[::1\]:3260,(\d+) (\S+) 0",
-                         model_update["provider_location"])
+    match = re.fullmatch(r"127\.0\.0\.1:3260;\[::1\]:3260,(\d+) (\S+) 0", model_update["provider_location"])
     assert match and match[2] == iqn
     _chap, user, secret = model_update["provider_auth"].split(" ")
     assert _chap == "CHAP" and user and len(secret) >= 12
@@ -158,12 +175,24 @@ def test_export_lifecycle_through_cinders_lvm_driver(env):
     assert driver.validate_connector(CONNECTOR)
     info = driver.initialize_connection(volume, CONNECTOR)
     portals = ["127.0.0.1:3260", "[::1]:3260"]
-    assert info == {"driver_volume_type": "iscsi", "data": {
-        "target_discovered": False, "target_portal": portals[0], "target_iqn": iqn,
-        "target_lun": 0, "target_portals": portals, "target_iqns": [iqn, iqn],
-        "target_luns": [0, 0], "volume_id": volume_id, "auth_method": "CHAP",
-        "auth_username": user, "auth_password": secret, "discard": False,
-        "encrypted": False}}
+    assert info == {
+        "driver_volume_type": "iscsi",
+        "data": {
+            "target_discovered": False,
+            "target_portal": portals[0],
+            "target_iqn": iqn,
+            "target_lun": 0,
+            "target_portals": portals,
+            "target_iqns": [iqn, iqn],
+            "target_luns": [0, 0],
+            "volume_id": volume_id,
+            "auth_method": "CHAP",
+            "auth_username": user,
+            "auth_password": secret,
+            "discard": False,
+            "encrypted": False,
+        },
+    }
     assert {a.iname for a in live(tmp_path, iqn).acls} == {INITIATOR}
 
     # Host reboot, then cinder-volume starts and ensures every export.
@@ -199,8 +228,11 @@ def test_failures_surface_as_cinders_exceptions(env):
 
 def test_unknown_helper_stops_the_backend_with_the_valid_names(env):
     tmp_path, vg = env
-    load_cinder_conf(tmp_path, documented_cinder_conf().replace(
-        "iscsi_helper_target = chiscsi", "iscsi_helper_target = nope"), vg)
+    load_cinder_conf(
+        tmp_path,
+        documented_cinder_conf().replace("iscsi_helper_target = chiscsi", "iscsi_helper_target = nope"),
+        vg,
+    )
     with pytest.raises(cinder_exception.InvalidConfigurationValue, match="chiscsi"):
         make_driver(vg)
 
@@ -219,16 +251,20 @@ CXTADM_FILE = """
 def test_cinders_own_iscsictl_name_adopts_a_cxtadm_backend_as_it_is(env):
     """A CxtAdm backend moves by changing volume_driver only: its files are taken over."""
     tmp_path, vg = env
-    conf = (documented_cinder_conf()
-            .replace("iscsi_helper_target = chiscsi\n", "target_helper = iscsictl\n")
-            .replace("target_secondary_ip_addresses = 2001:db8::10\n", ""))
+    conf = (
+        documented_cinder_conf()
+        .replace("iscsi_helper_target = chiscsi\n", "target_helper = iscsictl\n")
+        .replace("target_secondary_ip_addresses = 2001:db8::10\n", "")
+    )
     load_cinder_conf(tmp_path, conf, vg)
     ctxt = cinder_context.get_admin_context()
     volume_id = str(uuid.uuid4())
     volume = fake_volume.fake_volume_obj(
-        ctxt, id=volume_id,
+        ctxt,
+        id=volume_id,
         provider_location=f"127.0.0.1:3260,1 {PREFIX}volume-{volume_id} 0",
-        provider_auth="CHAP cxtuser cxtsecret0123456")
+        provider_auth="CHAP cxtuser cxtsecret0123456",
+    )
     device = make_lv(vg, volume.name)
     record_file = tmp_path / "cinder" / "volumes" / "cxt" / volume.name
     record_file.parent.mkdir(parents=True)
@@ -241,8 +277,10 @@ def test_cinders_own_iscsictl_name_adopts_a_cxtadm_backend_as_it_is(env):
 
     target = live(tmp_path, f"{PREFIX}{volume.name}")
     assert target is not None and [d.path for d in target.devices] == [device]
-    assert (target.chap_initiators[0].user, target.chap_initiators[0].secret) == \
-        ("cxtuser", "cxtsecret0123456")
+    assert (target.chap_initiators[0].user, target.chap_initiators[0].secret) == (
+        "cxtuser",
+        "cxtsecret0123456",
+    )
     # The stand-in LV is a regular file, which chiscsi's default class (BLK, all CxtAdm wrote)
     # refuses: the block is rewritten with FILE, its credentials kept. A block on a real LV is
     # adopted untouched (tests/unit/targets/test_chiscsi_convergence.py).

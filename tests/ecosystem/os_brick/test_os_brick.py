@@ -23,6 +23,12 @@ from __future__ import annotations
 import warnings
 
 import pytest
+from oslo_config import cfg
+
+from iscsi_helper import options, registry
+from iscsi_helper.executor import Executor
+from iscsi_helper.lab.emulators import chiscsi as emulator
+from tests.support.emulators import use_chiscsi_emulator
 
 #: eventlet's warning on fork, for each helper command these tests run (see above).
 EVENTLET_FORK_WARNING = r"Using fork\(\) is a bad idea"
@@ -33,12 +39,6 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
     warnings.filterwarnings("ignore", message=EVENTLET_FORK_WARNING, category=DeprecationWarning)
     from os_brick.initiator.connectors.iscsi import ISCSIConnector
-from oslo_config import cfg
-
-from iscsi_helper import options, registry
-from iscsi_helper.lab.emulators import chiscsi as emulator
-from tests.support.emulators import use_chiscsi_emulator
-from iscsi_helper.executor import Executor
 
 pytestmark = pytest.mark.filterwarnings(f"ignore:{EVENTLET_FORK_WARNING}:DeprecationWarning")
 
@@ -54,10 +54,16 @@ def env(tmp_path, monkeypatch):
 
 
 def connection_info(tmp_path, device, *, multipath: bool, **overrides) -> dict:
-    conf = options.new_config(overrides={
-        "target_helper": "chiscsi", "state_path": str(tmp_path / "state"),
-        "target_ip_address": "127.0.0.1", "chiscsi_conf": str(tmp_path / "chiscsi.conf"),
-        "oslo_concurrency.lock_path": str(tmp_path / "locks"), **overrides})
+    conf = options.new_config(
+        overrides={
+            "target_helper": "chiscsi",
+            "state_path": str(tmp_path / "state"),
+            "target_ip_address": "127.0.0.1",
+            "chiscsi_conf": str(tmp_path / "chiscsi.conf"),
+            "oslo_concurrency.lock_path": str(tmp_path / "locks"),
+            **overrides,
+        }
+    )
     target = registry.get_helper(conf, Executor())
     volume = {"id": "7", "name": "volume-7"}
     model = target.create_export(None, volume, device)
@@ -86,8 +92,9 @@ class IscsiadmRecorder:
         return "", ""
 
     def updates(self) -> dict[str, str]:
-        return {argv[argv.index("-n") + 1]: argv[argv.index("-v") + 1]
-                for argv in self.calls if "update" in argv}
+        return {
+            argv[argv.index("-n") + 1]: argv[argv.index("-v") + 1] for argv in self.calls if "update" in argv
+        }
 
 
 def test_single_path_is_one_target_portal_lun_and_device(env, device):
@@ -97,24 +104,22 @@ def test_single_path_is_one_target_portal_lun_and_device(env, device):
     connector = ISCSIConnector(root_helper="", execute=IscsiadmRecorder())
     iqn = f"{PREFIX}volume-7"
     assert connector._get_all_targets(props) == [("127.0.0.1:3260", iqn, 0)]
-    assert connector._get_device_path(props) == [
-        f"/dev/disk/by-path/ip-127.0.0.1:3260-iscsi-{iqn}-lun-0"]
+    assert connector._get_device_path(props) == [f"/dev/disk/by-path/ip-127.0.0.1:3260-iscsi-{iqn}-lun-0"]
 
 
 def test_multipath_over_ipv4_and_ipv6_portals(env, device):
-    info = connection_info(env, device, multipath=True,
-                           target_secondary_ip_addresses=["::1", "127.0.0.2"])
+    info = connection_info(env, device, multipath=True, target_secondary_ip_addresses=["::1", "127.0.0.2"])
     props = info["data"]
     connector = ISCSIConnector(root_helper="", execute=IscsiadmRecorder(), use_multipath=True)
     iqn = f"{PREFIX}volume-7"
-    expected = [("127.0.0.1:3260", iqn, 0), ("[::1]:3260", iqn, 0),
-                ("127.0.0.2:3260", iqn, 0)]
+    expected = [("127.0.0.1:3260", iqn, 0), ("[::1]:3260", iqn, 0), ("127.0.0.2:3260", iqn, 0)]
     # With target_portals and target_iqns present os-brick needs no discovery at all.
     assert connector._get_ips_iqns_luns(props, discover=False) == expected
     assert connector._get_device_path(props) == [
         f"/dev/disk/by-path/ip-127.0.0.1:3260-iscsi-{iqn}-lun-0",
         f"/dev/disk/by-path/ip-::1:3260-iscsi-{iqn}-lun-0",
-        f"/dev/disk/by-path/ip-127.0.0.2:3260-iscsi-{iqn}-lun-0"]
+        f"/dev/disk/by-path/ip-127.0.0.2:3260-iscsi-{iqn}-lun-0",
+    ]
     # Each per-path property set os-brick iterates over is a complete single path.
     paths = list(connector._iterate_all_targets(props))
     assert [(p["target_portal"], p["target_iqn"], p["target_lun"]) for p in paths] == expected
@@ -138,7 +143,8 @@ def test_chap_credentials_reach_iscsiadm_before_login(env, device, tmp_path):
         "node.session.auth.authmethod": "CHAP",
         "node.session.auth.username": props["auth_username"],
         "node.session.auth.password": props["auth_password"],
-        "node.startup": "automatic"}
+        "node.startup": "automatic",
+    }
     user, secret = props["auth_username"], props["auth_password"]
     assert props["auth_method"] == "CHAP" and len(secret) >= 12 and user
     # Every call addressed our node: -T <our iqn> -p <our portal>.
@@ -161,4 +167,3 @@ def test_a_volume_without_chap_logs_in_without_auth_settings(env, device):
     finally:
         cfg.CONF.clear_override("lock_path", group="os_brick")
     assert not any(k.startswith("node.session.auth") for k in recorder.updates())
-

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from iscsi_helper.lab.emulators.chiscsi import reset
+from iscsi_helper.lab.emulators.chiscsi.cli import main
 from iscsi_helper.lab.emulators.chiscsi.kernel.addr import IPV4_PREFIX
 from iscsi_helper.lab.emulators.chiscsi.kernel.chap import ChapConfig
 from iscsi_helper.lab.emulators.chiscsi.kernel.ebuf import Ebuf
@@ -24,7 +25,6 @@ from iscsi_helper.lab.emulators.chiscsi.kernel.luns import parse_lun
 from iscsi_helper.lab.emulators.chiscsi.kernel.model import Node
 from iscsi_helper.lab.emulators.chiscsi.kernel.portals import TargetPortal
 from iscsi_helper.lab.emulators.chiscsi.state import KernelState
-from iscsi_helper.lab.emulators.chiscsi.cli import main
 from iscsi_helper.lab.emulators.shims import install_shims
 from iscsi_helper.lab.rig import free_port, run_main
 
@@ -62,8 +62,9 @@ class Host:
         return dict(os.environ, PATH=f"{self._bin}{os.pathsep}{os.environ.get('PATH', '')}")
 
     def run_shim(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["iscsictl", *args], env=self.env(), capture_output=True, text=True,
-                              timeout=timeout)
+        return subprocess.run(
+            ["iscsictl", *args], env=self.env(), capture_output=True, text=True, timeout=timeout
+        )
 
     def disk(self, name: str = "disk", size: int = 4 << 20) -> Path:
         path = self.files / name
@@ -81,12 +82,15 @@ class Host:
         """A -f file holding one target block (``body``: key lines)."""
         return self.file(name, header + body)
 
-    def simple(self, n: int | str, device: Path | None = None, extra: str = "",
-               portal: str | None = None) -> Path:
+    def simple(
+        self, n: int | str, device: Path | None = None, extra: str = "", portal: str | None = None
+    ) -> Path:
         """A plain FILE target named iqn(n) on a file of its own."""
         dev = device if device is not None else self.disk(f"disk-{n}")
-        body = (f"\tTargetName={iqn(n)}\n\tTargetDevice={dev},FILE\n"
-                f"\tPortalGroup=1@{portal or f'127.0.0.1:{self.port}'}\n{extra}")
+        body = (
+            f"\tTargetName={iqn(n)}\n\tTargetDevice={dev},FILE\n"
+            f"\tPortalGroup=1@{portal or f'127.0.0.1:{self.port}'}\n{extra}"
+        )
         return self.block(f"vol-{n}", body)
 
     def start(self, n: int | str, **kwargs: object) -> Result:
@@ -116,9 +120,19 @@ def seed_file_targets(state: Path, names: list[str], port: int, device_prefix: s
     nodes = []
     for i, name in enumerate(names):
         node = Node(id=i + 1, name=name)
-        node.session = {"erl": 0, "initial_r2t": 1, "immediate_data": 1, "data_pdu_in_order": 1,
-                        "data_sequence_in_order": 1, "max_conns": 1, "max_r2t": 1, "first_burst": 65536,
-                        "max_burst": 262144, "time2wait": 2, "time2retain": 20}
+        node.session = {
+            "erl": 0,
+            "initial_r2t": 1,
+            "immediate_data": 1,
+            "data_pdu_in_order": 1,
+            "data_sequence_in_order": 1,
+            "max_conns": 1,
+            "max_r2t": 1,
+            "first_burst": 65536,
+            "max_burst": 262144,
+            "time2wait": 2,
+            "time2retain": 20,
+        }
         node.chap = ChapConfig(["CHAP", "None"], False)
         node.portals = [TargetPortal(IPV4_PREFIX + bytes([127, 0, 0, 1]), port, 1, 0, True)]
         node.luns = [parse_lun(f"{device_prefix}-{i},FILE", 0, "", Ebuf())]
@@ -138,8 +152,9 @@ def loop_device(tmp_path: Path) -> Iterator[Path]:
     backing = tmp_path / "loop-backing.img"
     with open(backing, "wb") as handle:
         handle.truncate(8 << 20)
-    made = subprocess.run(["losetup", "--find", "--show", str(backing)], capture_output=True, text=True,
-                          timeout=30)
+    made = subprocess.run(
+        ["losetup", "--find", "--show", str(backing)], capture_output=True, text=True, timeout=30
+    )
     if made.returncode != 0:
         pytest.skip(f"losetup failed: {made.stderr.strip()}")
     device = Path(made.stdout.strip())

@@ -46,11 +46,16 @@ def test_lock_holder_held_by_another_process(host: Host) -> None:
     pidfile = host.state / "iscsictl.pid"
     host.state.mkdir(parents=True, exist_ok=True)
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import fcntl, os, sys, time\n"
-         f"fd = os.open({str(pidfile)!r}, os.O_WRONLY | os.O_CREAT, 0o644)\n"
-         "fcntl.lockf(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(60)\n"],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time\n"
+            f"fd = os.open({str(pidfile)!r}, os.O_WRONLY | os.O_CREAT, 0o644)\n"
+            "fcntl.lockf(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(60)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
         done = host.run_shim("-c", "target=ALL", timeout=20)
@@ -68,8 +73,9 @@ def test_the_pid_file_holds_the_last_runs_pid(host: Host) -> None:
     assert text.endswith("\n") and int(text) > 0
 
 
-def test_pid_file_location_comes_from_the_environment(host: Host, monkeypatch: pytest.MonkeyPatch,
-                                                      tmp_path: Path) -> None:
+def test_pid_file_location_comes_from_the_environment(
+    host: Host, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     other = tmp_path / "elsewhere" / "iscsictl.pid"
     other.parent.mkdir()
     monkeypatch.setenv("CHISCSI_EMULATOR_PIDFILE", str(other))
@@ -138,8 +144,9 @@ def test_x_and_its_operand_are_ignored(host: Host) -> None:
     assert (res.code, res.err) == (255, "Invalid argument: target=ALL.\n")
 
 
-def test_default_file_is_the_products_unless_the_test_overrides_it(host: Host,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_file_is_the_products_unless_the_test_overrides_it(
+    host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
     res = host.run("-S", f"target={iqn(1)}")
     assert res.err == 'Error: File "/etc/chelsio-iscsi/chiscsi.conf" cannot be opened!\n'
     monkeypatch.setenv("CHISCSI_EMULATOR_CONF", str(host.simple(1)))
@@ -148,8 +155,10 @@ def test_default_file_is_the_products_unless_the_test_overrides_it(host: Host,
 
 def test_a_name_missing_from_the_file_exits_237(host: Host) -> None:
     res = host.run("-S", f"target={iqn(2)}", "-f", str(host.simple(1)))
-    assert (res.code, res.err) == (237, f"ERROR: target name {iqn(2)} NOT found.\n"
-                                        f"ERROR: Failed to find target {iqn(2)}!\n")
+    assert (res.code, res.err) == (
+        237,
+        f"ERROR: target name {iqn(2)} NOT found.\nERROR: Failed to find target {iqn(2)}!\n",
+    )
 
 
 def test_no_command_and_k_with_s(host: Host) -> None:
@@ -176,8 +185,10 @@ def test_junk_after_c_segfaults_like_the_product(host: Host) -> None:
 def test_module_not_loaded_without_a_state_directory(host: Host, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CHISCSI_EMULATOR_STATE")
     res = host.run("-c", "target=ALL")
-    assert (res.code, res.err) == (255, "ERR! Unable to find chiscsi, is module loaded?\n"
-                                        "ERROR: cannot find iscsi device!\n")
+    assert (res.code, res.err) == (
+        255,
+        "ERR! Unable to find chiscsi, is module loaded?\nERROR: cannot find iscsi device!\n",
+    )
 
 
 # ---- -g / -G / -F / -r / -W --------------------------------------------------------
@@ -186,17 +197,24 @@ def test_module_not_loaded_without_a_state_directory(host: Host, monkeypatch: py
 def test_global_settings(host: Host) -> None:
     assert host.run("-G", "iscsi_auth_order=ACL").code == 0
     res = host.run("-G", "iscsi_offload_mode=TOE", "nonsense=1")
-    assert (res.code, res.err) == (0, "Invalid TOE, must be AUTO/ULP.\nERROR: Failed to set iscsi_offload_mode=TOE!\n"
-                                      "Unknown variable nonsense.\nERROR: Failed to set nonsense=1!\n")
+    assert (res.code, res.err) == (
+        0,
+        "Invalid TOE, must be AUTO/ULP.\nERROR: Failed to set iscsi_offload_mode=TOE!\n"
+        "Unknown variable nonsense.\nERROR: Failed to set nonsense=1!\n",
+    )
     res = host.run("-g")
-    assert res.out == ("\tiscsi_auth_order=ACL\n\tiscsi_acl_order=CONFIG\n\tiscsi_login_complete_time=300\n"
-                       "\tDISC_AuthMethod=None\n\tDISC_Auth_CHAP_Policy=Oneway\n\tDISC_Auth_CHAP_Target=\n"
-                       "\tDISC_Auth_CHAP_Initiator=\n\tiscsi_chelsio_ini_idstr=cxgb4i\n\n")
+    assert res.out == (
+        "\tiscsi_auth_order=ACL\n\tiscsi_acl_order=CONFIG\n\tiscsi_login_complete_time=300\n"
+        "\tDISC_AuthMethod=None\n\tDISC_Auth_CHAP_Policy=Oneway\n\tDISC_Auth_CHAP_Target=\n"
+        "\tDISC_Auth_CHAP_Initiator=\n\tiscsi_chelsio_ini_idstr=cxgb4i\n\n"
+    )
 
 
 def test_global_block_of_the_file_is_applied_before_the_target(host: Host) -> None:
-    path = host.file("with-global", "global:\n\tiscsi_acl_order=ISNS\n\tiscsi_target_vendor_id=ACME\n"
-                     + host.simple(1).read_text())
+    path = host.file(
+        "with-global",
+        "global:\n\tiscsi_acl_order=ISNS\n\tiscsi_target_vendor_id=ACME\n" + host.simple(1).read_text(),
+    )
     assert host.run("-S", f"target={iqn(1)}", "-f", str(path)).code == 0
     assert "\tiscsi_acl_order=ISNS\n\tiscsi_target_vendor_id=ACME\n" in host.run("-g").out
     # applied even when the named target is not in the file
@@ -209,8 +227,11 @@ def test_flush_and_sessions(host: Host) -> None:
     assert host.start(1).code == 0
     assert host.run("-F").code == 0
     res = host.run("-F", f"target={iqn(9)}")
-    assert (res.code, res.out, res.err) == (255, f"target {iqn(9)} NOT found.\n\n",
-                                            f"ERROR: target {iqn(9)} flush lun failed.\n")
+    assert (res.code, res.out, res.err) == (
+        255,
+        f"target {iqn(9)} NOT found.\n\n",
+        f"ERROR: target {iqn(9)} flush lun failed.\n",
+    )
     res = host.run("-r", f"target={iqn(1)}")
     assert (res.code, res.out, res.err) == (0, "", "")
     res = host.run("-r", f"target={iqn(9)}")

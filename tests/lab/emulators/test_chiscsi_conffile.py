@@ -18,7 +18,7 @@ from .chiscsi_support import Host, iqn
 
 SAMPLE = """#
 # example configuration with one target
-# 
+#\x20
 
 
 # driver settings
@@ -109,26 +109,37 @@ def test_sample_verbatim_is_read_and_fails_only_on_this_hosts_devices_and_addres
         pytest.skip("this host has the sample's addresses")
     sample = host.file("chiscsi.conf", SAMPLE)
     res = host.run("-S", "target=ALL", "-f", str(sample))
-    assert (res.code, res.err) == (255, "failed to start 192.168.1.1:3260.\nfailed to start 192.168.1.2:3260.\n"
-                                        f"{SAMPLE_TARGET}: No valid portal started!\n"
-                                        f"ERROR: Failed to start target {SAMPLE_TARGET}!\n")
+    assert (res.code, res.err) == (
+        255,
+        "failed to start 192.168.1.1:3260.\nfailed to start 192.168.1.2:3260.\n"
+        f"{SAMPLE_TARGET}: No valid portal started!\n"
+        f"ERROR: Failed to start target {SAMPLE_TARGET}!\n",
+    )
     # its global block was applied first
     shown = host.run("-g").out
     assert '\tDISC_Auth_CHAP_Initiator="initiator_id1":"initiator_sec1"\n' in shown
 
 
 def test_sample_is_accepted_with_this_hosts_device_and_addresses(host: Host, loop_device: Path) -> None:
-    text = (SAMPLE.replace("/dev/sdb", str(loop_device)).replace("192.168.1.1:3260", f"127.0.0.1:{host.port}")
-            .replace("192.168.1.2:3260", f"127.0.0.2:{host.port}"))
+    text = (
+        SAMPLE.replace("/dev/sdb", str(loop_device))
+        .replace("192.168.1.1:3260", f"127.0.0.1:{host.port}")
+        .replace("192.168.1.2:3260", f"127.0.0.2:{host.port}")
+    )
     sample = host.file("chiscsi.conf", text)
     res = host.run("-S", f"target={SAMPLE_TARGET}", "-f", str(sample))
     assert (res.code, res.err) == (0, f"target {SAMPLE_TARGET} added.\n")
     out = host.run("-c", f"target={SAMPLE_TARGET}").out
-    for line in ("\tTargetAlias=chiscsit1\n", "\tMaxConnections=4\n", "\tHeaderDigest=None,CRC32C\n",
-                 "\tAuthMethod=None\n", f"\tPortalGroup=1@127.0.0.1:{host.port},timeout=0\n",
-                 f"\tTargetDevice={loop_device},BLK,SYNC,PROD=CHISCSI Target,",
-                 "\tTargetDevice=ramdisk1,MEM,PROD=CHISCSI Target,",
-                 "\tTargetDevice=ramdisk2,MEM,NULLRW,PROD=CHISCSI Target,"):
+    for line in (
+        "\tTargetAlias=chiscsit1\n",
+        "\tMaxConnections=4\n",
+        "\tHeaderDigest=None,CRC32C\n",
+        "\tAuthMethod=None\n",
+        f"\tPortalGroup=1@127.0.0.1:{host.port},timeout=0\n",
+        f"\tTargetDevice={loop_device},BLK,SYNC,PROD=CHISCSI Target,",
+        "\tTargetDevice=ramdisk1,MEM,PROD=CHISCSI Target,",
+        "\tTargetDevice=ramdisk2,MEM,NULLRW,PROD=CHISCSI Target,",
+    ):
         assert line in out
     assert "Auth_CHAP_" not in out  # AuthMethod=None: CHAP is off, its credentials not shown
 
@@ -145,12 +156,16 @@ def test_block_names_are_case_blind_and_only_three() -> None:
     conf = conffile.parse("TARGET:\nTargetName=iqn.x:y\nDefault:\nanything=goes\nGLOBAL:\n", "f")
     assert [b.type for b in conf.blocks] == ["target", "default", "global"]
     conf = conffile.parse("initiator:\n", "f")
-    assert (conf.error, conf.messages) == (True, "f, line 1, invalid format.\nERROR: f, no valid block is found.\n")
+    assert (conf.error, conf.messages) == (
+        True,
+        "f, line 1, invalid format.\nERROR: f, no valid block is found.\n",
+    )
 
 
 def test_key_before_any_block_and_line_without_equals() -> None:
-    assert conffile.parse("TargetName=x\n", "f").messages == ("f, line 1, invalid format.\n"
-                                                             "ERROR: f, no valid block is found.\n")
+    assert conffile.parse("TargetName=x\n", "f").messages == (
+        "f, line 1, invalid format.\nERROR: f, no valid block is found.\n"
+    )
     conf = conffile.parse("target:\n  TargetName iqn.x\n", "f")
     assert (conf.error, conf.messages) == (True, 'f, line 2: "TargetName iqn.x" invalid format!\n')
 
@@ -185,25 +200,36 @@ def test_lines_longer_than_1023_bytes_are_split() -> None:
 def test_empty_file_has_no_block(host: Host) -> None:
     empty = host.file("empty.conf", "# nothing\n\n")
     res = host.run("-S", f"target={iqn(1)}", "-f", str(empty))
-    assert (res.code, res.err) == (237, f"ERROR: {empty}, no valid block is found.\n"
-                                        f"ERROR: target name {iqn(1)} NOT found.\n"
-                                        f"ERROR: Failed to find target {iqn(1)}!\n")
+    assert (res.code, res.err) == (
+        237,
+        f"ERROR: {empty}, no valid block is found.\n"
+        f"ERROR: target name {iqn(1)} NOT found.\n"
+        f"ERROR: Failed to find target {iqn(1)}!\n",
+    )
     assert host.run("-S", "target=ALL", "-f", str(empty)).code == 0
 
 
 def test_sibling_blocks_are_not_validated(host: Host) -> None:
-    path = host.file("two", host.simple(1).read_text()
-                     + "target:\n\tTargetName=iqn.2010-10.org.openstack:broken\n\tNoSuchKey=1\n")
+    path = host.file(
+        "two",
+        host.simple(1).read_text()
+        + "target:\n\tTargetName=iqn.2010-10.org.openstack:broken\n\tNoSuchKey=1\n",
+    )
     assert host.run("-S", f"target={iqn(1)}", "-f", str(path)).err == f"target {iqn(1)} added.\n"
 
 
 def test_all_starts_every_target_block_and_reports_the_last(host: Host) -> None:
-    path = host.file("two", host.simple(1).read_text()
-                     + "target:\n\tTargetName=iqn.2010-10.org.openstack:broken\n\tNoSuchKey=1\n")
+    path = host.file(
+        "two",
+        host.simple(1).read_text()
+        + "target:\n\tTargetName=iqn.2010-10.org.openstack:broken\n\tNoSuchKey=1\n",
+    )
     res = host.run("-S", "target=ALL", "-f", str(path))
     assert res.code == 255
-    assert res.err == (f"target {iqn(1)} added.\n"
-                       "unrecognized key NoSuchKey.\nERROR: Failed to start target iqn.2010-10.org.openstack:broken!\n")
+    assert res.err == (
+        f"target {iqn(1)} added.\n"
+        "unrecognized key NoSuchKey.\nERROR: Failed to start target iqn.2010-10.org.openstack:broken!\n"
+    )
     path = host.file("nameless", host.simple(2).read_text() + "target:\n\tTargetDevice=/x\n")
     res = host.run("-S", "target=ALL", "-f", str(path))
     assert res.err.endswith("ERROR: Missing target name\n") and res.code == 255

@@ -11,28 +11,48 @@ from iscsi_helper.lab.emulators.chiscsi.kernel.keys import decode_range, text_to
 from iscsi_helper.lab.emulators.chiscsi.kernel.luns import generate_string, parse_lun
 
 
-@pytest.mark.parametrize(("text", "base", "expected"), [
-    ("3260", 10, (3260, 4)), ("3260x", 10, (3260, 4)), ("", 10, (0, 0)), (" 1", 10, (0, 0)),
-    ("-1", 10, (0, 0)), ("010", 0, (8, 3)), ("08", 0, (0, 1)), ("0x1f", 0, (31, 4)), ("0x", 0, (0, 1)),
-    ("0x1f", 16, (31, 4)), ("18446744073709551617", 10, (1, 20)),
-])
+@pytest.mark.parametrize(
+    ("text", "base", "expected"),
+    [
+        ("3260", 10, (3260, 4)),
+        ("3260x", 10, (3260, 4)),
+        ("", 10, (0, 0)),
+        (" 1", 10, (0, 0)),
+        ("-1", 10, (0, 0)),
+        ("010", 0, (8, 3)),
+        ("08", 0, (0, 1)),
+        ("0x1f", 0, (31, 4)),
+        ("0x", 0, (0, 1)),
+        ("0x1f", 16, (31, 4)),
+        ("18446744073709551617", 10, (1, 20)),
+    ],
+)
 def test_simple_strtoul_is_linuxs(text: str, base: int, expected: tuple[int, int]) -> None:
     assert simple_strtoul(text, base) == expected
 
 
-@pytest.mark.parametrize(("text", "shown"), [
-    ("10.9.8.7", "10.9.8.7"), ("010.0.0.1", "8.0.0.1"), ("256.1.1.1", "0.1.1.1"), ("1.2.3.4;", "1.2.3.4"),
-])
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("10.9.8.7", "10.9.8.7"),
+        ("010.0.0.1", "8.0.0.1"),
+        ("256.1.1.1", "0.1.1.1"),
+        ("1.2.3.4;", "1.2.3.4"),
+    ],
+)
 def test_ipv4_parts_are_or_ed_without_range_checks(text: str, shown: str) -> None:
     assert addr.format_ip(addr.string_to_ipv4(text, Ebuf())) == shown
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("0.0.0.0", "ERR! 0.0.0.0: all zero IP address.\n"),
-    ("1.2.3", "ERR! 1.2.3: invalid IP address format.\n"),
-    ("1..2.3", "ERR! 1..2.3: invalid IP address format.\n"),
-    ("host.example.com", "ERR! host.example.com: invalid IP address format.\n"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("0.0.0.0", "ERR! 0.0.0.0: all zero IP address.\n"),
+        ("1.2.3", "ERR! 1.2.3: invalid IP address format.\n"),
+        ("1..2.3", "ERR! 1..2.3: invalid IP address format.\n"),
+        ("host.example.com", "ERR! host.example.com: invalid IP address format.\n"),
+    ],
+)
 def test_ipv4_refusals(text: str, message: str) -> None:
     ebuf = Ebuf()
     with pytest.raises(KernelError):
@@ -41,8 +61,10 @@ def test_ipv4_refusals(text: str, message: str) -> None:
 
 
 def test_ipv6_printed_in_full_and_scope_refused() -> None:
-    assert addr.format_endpoint(addr.string_to_ipv6("[fd00::1]", Ebuf()), 3260) == \
-        "[fd00:0000:0000:0000:0000:0000:0000:0001]:3260"
+    assert (
+        addr.format_endpoint(addr.string_to_ipv6("[fd00::1]", Ebuf()), 3260)
+        == "[fd00:0000:0000:0000:0000:0000:0000:0001]:3260"
+    )
     with pytest.raises(KernelError):
         addr.string_to_ipv6("fe80::1%eth0", Ebuf())
 
@@ -50,8 +72,12 @@ def test_ipv6_printed_in_full_and_scope_refused() -> None:
 def test_generated_identifiers_match_cinders_fixture() -> None:
     """Cinder's CxtAdm test fixture (a real listing) shows these for LUN 0 and no alias."""
     lun = parse_lun("/dev/vg/volume-1", 0, "", Ebuf())
-    assert (lun.lclass, lun.sn, lun.scsi_id, lun.wwn) == ("BLK", "0N0743000000000", "0D074300000000000000000",
-                                                          ":W00743000000000")
+    assert (lun.lclass, lun.sn, lun.scsi_id, lun.wwn) == (
+        "BLK",
+        "0N0743000000000",
+        "0D074300000000000000000",
+        ":W00743000000000",
+    )
     assert lun.prod == "CHISCSI Target"
 
 
@@ -100,7 +126,9 @@ def test_acl_rw_flags_accumulate_across_entries() -> None:
 def test_portal_display_groups_and_redirect_marker() -> None:
     values = portals.decode_portalgroup("7@10.0.0.1:3260,10.0.0.2,timeout=9", Ebuf())
     assert [(addr.format_endpoint(v.ip, v.port), v.tag, v.timeout) for v in values] == [
-        ("10.0.0.1:3260", 7, 9), ("10.0.0.2:3260", 7, 9)]
+        ("10.0.0.1:3260", 7, 9),
+        ("10.0.0.2:3260", 7, 9),
+    ]
     listed = [portals.TargetPortal(v.ip, v.port, v.tag, v.timeout, True) for v in values]
     assert portals.display(listed) == "\tPortalGroup=7@10.0.0.1:3260,10.0.0.2:3260,timeout=9\n"
 

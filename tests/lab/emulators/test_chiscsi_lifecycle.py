@@ -65,8 +65,9 @@ def test_failed_reconfigure_leaves_the_old_configuration(host: Host) -> None:
 def test_reconfigure_may_not_change_ro(host: Host) -> None:
     disk = host.disk("shared")
     assert host.start(1, device=disk).code == 0
-    path = host.block("ro", f"\tTargetName={iqn(1)}\n\tTargetDevice={disk},FILE,RO\n"
-                            f"\tPortalGroup=1@127.0.0.1:{host.port}\n")
+    path = host.block(
+        "ro", f"\tTargetName={iqn(1)}\n\tTargetDevice={disk},FILE,RO\n\tPortalGroup=1@127.0.0.1:{host.port}\n"
+    )
     res = host.run("-S", f"target={iqn(1)}", "-f", str(path))
     assert res.err == f"{disk} RO change prohibited.\nERROR: Failed to start target {iqn(1)}!\n"
 
@@ -178,8 +179,11 @@ def test_block_device_is_held_exclusively(host: Host, loop_device: Path, tmp_pat
     assert host.start(1, device=loop_device).code == 0
     res = host.start(2, device=alias)
     assert res.err == f"attach {alias} failed -16.\nERROR: Failed to start target {iqn(2)}!\n"
-    nonexcl = host.block("nonexcl", f"\tTargetName={iqn(3)}\n\tTargetDevice={alias},FILE,NONEXCL\n"
-                                    f"\tPortalGroup=1@127.0.0.1:{host.port}\n")
+    nonexcl = host.block(
+        "nonexcl",
+        f"\tTargetName={iqn(3)}\n\tTargetDevice={alias},FILE,NONEXCL\n"
+        f"\tPortalGroup=1@127.0.0.1:{host.port}\n",
+    )
     assert host.run("-S", f"target={iqn(3)}", "-f", str(nonexcl)).code == 0  # a shared open is allowed
     assert host.run("-s", f"target={iqn(3)}").code == 0
     assert host.run("-s", f"target={iqn(1)}").code == 0

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from .chiscsi_support import Host, iqn, seed_file_targets
 
 IDS = "PROD=CHISCSI Target,SN=0N0743000000000,ID=0D074300000000000000000,WWN=:W00743000000000"
 
 
 def summary(name: str, tid: int, port: int, disk: Path) -> str:
-    return (f"\nTARGET: {name}, id={tid}, login_ip=0\n\tPortalGroup=1@127.0.0.1:{port},timeout=0\n"
-            f"\tTargetDevice={disk},FILE,{IDS}\n\n")
+    return (
+        f"\nTARGET: {name}, id={tid}, login_ip=0\n\tPortalGroup=1@127.0.0.1:{port},timeout=0\n"
+        f"\tTargetDevice={disk},FILE,{IDS}\n\n"
+    )
 
 
 def test_all_listing_is_the_summary_layout(host: Host) -> None:
@@ -27,8 +28,10 @@ def test_all_listing_is_the_summary_layout(host: Host) -> None:
     assert host.start(2).code == 0
     res = host.run("-c", "target=ALL")
     assert res.code == 0 and res.err == ""
-    assert res.out == (summary(iqn(1), 1, host.port, host.disk("disk-1"))
-                       + summary(iqn(2), 3, host.port, host.disk("disk-2")))
+    assert res.out == (
+        summary(iqn(1), 1, host.port, host.disk("disk-1"))
+        + summary(iqn(2), 3, host.port, host.disk("disk-2"))
+    )
 
 
 def test_empty_listing_prints_nothing(host: Host) -> None:
@@ -51,21 +54,26 @@ def test_named_target_is_the_detailed_layout_without_id(host: Host) -> None:
         "\tAuth_CHAP_Policy=Oneway\n\tAuth_CHAP_ChallengeLength=16\n\tACL_Enable=No\n\tRegisteriSNS=Yes\n"
         "\tShadowMode=No\n\tTargetSessionMaxCmd=128\n"
         '\tAuth_CHAP_Initiator="user1":"********"\n'
-        f"\tPortalGroup=1@127.0.0.1:{host.port},timeout=0\n\tTargetDevice={disk},FILE,{IDS}\n\n")
+        f"\tPortalGroup=1@127.0.0.1:{host.port},timeout=0\n\tTargetDevice={disk},FILE,{IDS}\n\n"
+    )
     assert "TARGET:" not in res.out and "id=" not in res.out
     assert "secretsecret1" not in res.out
 
 
 def test_acl_and_target_secret_lines_in_the_detailed_layout(host: Host) -> None:
-    extra = ('\tACL_Enable=Yes\n\tACL=iname=iqn.1993-08.org.debian:01:a,iqn.1993-08.org.debian:01:b;lun=ALL:R\n'
-             '\tAuth_CHAP_Policy=Mutual\n\tAuth_CHAP_Target="tgt":"targetsecret99"\n'
-             '\tAuth_CHAP_Initiator="ini":"initsecret123"\n')
+    extra = (
+        "\tACL_Enable=Yes\n\tACL=iname=iqn.1993-08.org.debian:01:a,iqn.1993-08.org.debian:01:b;lun=ALL:R\n"
+        '\tAuth_CHAP_Policy=Mutual\n\tAuth_CHAP_Target="tgt":"targetsecret99"\n'
+        '\tAuth_CHAP_Initiator="ini":"initsecret123"\n'
+    )
     assert host.start(1, extra=extra).code == 0
     out = host.run("-c", f"target={iqn(1)}").out
-    assert ("\tTargetSessionMaxCmd=128\n"
-            "\tACL=iname=iqn.1993-08.org.debian:01:a,iqn.1993-08.org.debian:01:b;lun=ALL:R\n"
-            '\tAuth_CHAP_Target="tgt":"********"\n\tAuth_CHAP_Initiator="ini":"********"\n'
-            "\tPortalGroup=") in out
+    assert (
+        "\tTargetSessionMaxCmd=128\n"
+        "\tACL=iname=iqn.1993-08.org.debian:01:a,iqn.1993-08.org.debian:01:b;lun=ALL:R\n"
+        '\tAuth_CHAP_Target="tgt":"********"\n\tAuth_CHAP_Initiator="ini":"********"\n'
+        "\tPortalGroup="
+    ) in out
 
 
 def test_missing_target_is_not_found_on_stdout_exit_255(host: Host) -> None:
@@ -86,19 +94,22 @@ def test_bare_c_prints_statistics_then_the_listing(host: Host) -> None:
     assert host.start(1).code == 0
     res = host.run("-c")
     assert res.code == 0
-    assert res.out == ("sess=0 conn=0 sbuf_rx=0 sbuf_tx=0 mem=0 mempg=0 gl=0 \n"
-                       + summary(iqn(1), 1, host.port, host.disk("disk-1")))
+    assert res.out == (
+        "sess=0 conn=0 sbuf_rx=0 sbuf_tx=0 mem=0 mempg=0 gl=0 \n"
+        + summary(iqn(1), 1, host.port, host.disk("disk-1"))
+    )
 
 
 def test_short_last_name_merges_with_the_one_before(host: Host) -> None:
     """The split scans only the first strlen-7 bytes of "target=..." (iscsictl_cmd.c 1105-1121)."""
     assert host.start(1).code == 0
-    short = host.block("short", f"\tTargetName=all1\n\tTargetDevice={host.disk('s')},FILE\n"
-                                f"\tPortalGroup=1@127.0.0.1:{host.port}\n")
+    short = host.block(
+        "short",
+        f"\tTargetName=all1\n\tTargetDevice={host.disk('s')},FILE\n\tPortalGroup=1@127.0.0.1:{host.port}\n",
+    )
     assert host.run("-S", "target=all1", "-f", str(short)).code == 0
     res = host.run("-c", "target=ALL")
     assert (res.code, res.out) == (255, f"target {iqn(1)},all1 NOT found.\n\n")
-
 
 
 def test_all_listing_is_cut_at_128_kib_of_names(host: Host) -> None:
@@ -132,6 +143,6 @@ def test_cut_on_a_name_boundary_is_silent(host: Host) -> None:
     seed_file_targets(host.state, names, host.port, str(host.files / "d"))
     res = host.run("-c", "target=ALL")
     listed = [line.split()[1].rstrip(",") for line in res.out.splitlines() if line.startswith("TARGET: ")]
-    assert listed == names[:length // (n + 1)]
+    assert listed == names[: length // (n + 1)]
     assert (res.code, res.err) == (0, "")
     assert "NOT found" not in res.out

@@ -40,8 +40,12 @@ def wired(host: Host, monkeypatch: pytest.MonkeyPatch) -> Iterator[Host]:
 
 def inq(host: Host, name: str, initiator: str, secret: str | None = None) -> subprocess.CompletedProcess[str]:
     auth = f"user1%{secret}@" if secret else ""
-    return subprocess.run(["iscsi-inq", "-i", initiator, f"iscsi://{auth}127.0.0.1:{host.port}/{name}/0"],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        ["iscsi-inq", "-i", initiator, f"iscsi://{auth}127.0.0.1:{host.port}/{name}/0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def wait_for(condition, what: str, limit: float = 30.0) -> None:  # type: ignore[no-untyped-def]
@@ -56,10 +60,17 @@ class Holder:
     """qemu-io logged in through libiscsi, idle until told to quit: a session that stays."""
 
     def __init__(self, host: Host, name: str, initiator: str) -> None:
-        opts = (f"driver=iscsi,transport=tcp,portal=127.0.0.1:{host.port},target={name},lun=0,"
-                f"initiator-name={initiator}")
-        self.proc = subprocess.Popen(["qemu-io", "--image-opts", opts], stdin=subprocess.PIPE,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+        opts = (
+            f"driver=iscsi,transport=tcp,portal=127.0.0.1:{host.port},target={name},lun=0,"
+            f"initiator-name={initiator}"
+        )
+        self.proc = subprocess.Popen(
+            ["qemu-io", "--image-opts", opts],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -78,8 +89,10 @@ def test_chap_enforced_and_acl_ignored_without_acl_enable(wired: Host) -> None:
 
 def test_acl_enforced_with_acl_enable(wired: Host) -> None:
     host = wired
-    extra = ('\tAuthMethod=CHAP\n\tAuth_CHAP_Initiator="user1":"secretsecret1"\n\tACL_Enable=Yes\n'
-             f"\tACL=iname={ALLOWED}\n")
+    extra = (
+        '\tAuthMethod=CHAP\n\tAuth_CHAP_Initiator="user1":"secretsecret1"\n\tACL_Enable=Yes\n'
+        f"\tACL=iname={ALLOWED}\n"
+    )
     assert host.start(1, extra=extra).code == 0
     assert inq(host, iqn(1), ALLOWED, "secretsecret1").returncode == 0
     assert inq(host, iqn(1), STRANGER, "secretsecret1").returncode != 0
@@ -94,8 +107,10 @@ def test_acl_enable_without_acl_lets_nobody_in(wired: Host) -> None:
 def test_reconfigure_changes_the_secret_and_keeps_the_id(wired: Host) -> None:
     host = wired
     assert host.start(1, extra='\tAuth_CHAP_Initiator="user1":"secretsecret1"\n').code == 0
-    assert host.start(1, extra='\tAuth_CHAP_Initiator="user1":"secretsecret2"\n').err == \
-        f"target {iqn(1)} updated.\n"
+    assert (
+        host.start(1, extra='\tAuth_CHAP_Initiator="user1":"secretsecret2"\n').err
+        == f"target {iqn(1)} updated.\n"
+    )
     assert inq(host, iqn(1), ALLOWED, "secretsecret1").returncode != 0
     assert inq(host, iqn(1), ALLOWED, "secretsecret2").returncode == 0
     view = live.live_target(host.state, iqn(1))
@@ -141,14 +156,22 @@ def test_ramdisk_lun_is_served(wired: Host) -> None:
     host = wired
     body = f"\tTargetName={iqn(1)}\n\tTargetDevice=ram1,MEM,size=2MB\n\tPortalGroup=1@127.0.0.1:{host.port}\n"
     assert host.run("-S", f"target={iqn(1)}", "-f", str(host.block("mem", body))).code == 0
-    done = subprocess.run(["iscsi-readcapacity16", f"iscsi://127.0.0.1:{host.port}/{iqn(1)}/0"],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        ["iscsi-readcapacity16", f"iscsi://127.0.0.1:{host.port}/{iqn(1)}/0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0 and "Total size:2097152" in done.stdout
 
 
 def test_serial_numbers_reach_the_initiator(wired: Host, tmp_path: Path) -> None:
     host = wired
     assert host.start(1).code == 0
-    done = subprocess.run(["iscsi-inq", "-e", "1", "-c", "128", f"iscsi://127.0.0.1:{host.port}/{iqn(1)}/0"],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        ["iscsi-inq", "-e", "1", "-c", "128", f"iscsi://127.0.0.1:{host.port}/{iqn(1)}/0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0 and "Unit Serial Number:[0N0743000000000]" in done.stdout

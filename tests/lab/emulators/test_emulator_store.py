@@ -76,8 +76,7 @@ def test_corrupt_counter_file_is_named_not_reset(tmp_path: Path) -> None:
 def test_concurrent_processes_lose_no_count(tmp_path: Path) -> None:
     """The flock serialises processes: every increment of every process is kept."""
     context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_count_up, args=(str(tmp_path), STEPS))
-               for _ in range(PROCESSES)]
+    workers = [context.Process(target=_count_up, args=(str(tmp_path), STEPS)) for _ in range(PROCESSES)]
     for worker in workers:
         worker.start()
     for worker in workers:
@@ -127,8 +126,9 @@ def test_write_atomic_replaces_whole_with_the_mode_asked(tmp_path: Path) -> None
     assert os.listdir(tmp_path) == ["record.json"]  # no temp file left behind
 
 
-def test_a_failed_write_leaves_the_old_file_and_no_temp(tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_write_leaves_the_old_file_and_no_temp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "record.json"
     store.write_atomic(path, "old")
 

@@ -28,7 +28,9 @@ def _conf(tmp_path: Path, text: str) -> Path:
 
 def test_start_loads_every_block_in_file_order_with_accounts_luns_and_keys(env, tmp_path, capsys):
     a, b = _disk(tmp_path, "a.img"), _disk(tmp_path, "b.img")
-    conf = _conf(tmp_path, f"""# ietd.conf of the host
+    conf = _conf(
+        tmp_path,
+        f"""# ietd.conf of the host
 IncomingUser discovery-user discoverysecret1
 iSNSServer 192.0.2.1
 
@@ -41,7 +43,8 @@ Target {IQN}b
 target {IQN}a
     incominguser user-a secret-a-12345
     lun 0 Path={a},Type=fileio,IOMode=wb
-""")
+""",
+    )
     assert boot.main(["--start-ietd", f"--config={conf}"]) == 0
     assert capsys.readouterr().out == f"ietd: 2 targets loaded from {conf}\n"
     state = State(env)
@@ -77,8 +80,11 @@ def test_keys_outside_a_block_other_than_accounts_are_refused(env, tmp_path, cap
 
 def test_a_refused_lun_is_reported_with_its_line_and_the_rest_is_loaded(env, tmp_path, capsys):
     b = _disk(tmp_path, "b.img")
-    conf = _conf(tmp_path, f"Target {IQN}a\n\tLun 0 Path={tmp_path}/gone.img,Type=fileio\n"
-                           f"Target {IQN}b\n\tLun 0 Path={b},Type=fileio\n")
+    conf = _conf(
+        tmp_path,
+        f"Target {IQN}a\n\tLun 0 Path={tmp_path}/gone.img,Type=fileio\n"
+        f"Target {IQN}b\n\tLun 0 Path={b},Type=fileio\n",
+    )
     assert boot.main(["--start-ietd", f"--config={conf}"]) == 1
     captured = capsys.readouterr()
     assert f"{conf}:2:" in captured.err and "2 targets loaded" in captured.out
@@ -88,8 +94,11 @@ def test_a_refused_lun_is_reported_with_its_line_and_the_rest_is_loaded(env, tmp
 
 def test_a_refused_target_skips_its_block_only(env, tmp_path, capsys):
     b = _disk(tmp_path, "b.img")
-    conf = _conf(tmp_path, f"Target {IQN}a\nTarget {IQN}A\n\tLun 0 Path={b},Type=fileio\n"
-                           f"Target {IQN}c\n\tLun 0 Path={b},Type=fileio\n")
+    conf = _conf(
+        tmp_path,
+        f"Target {IQN}a\nTarget {IQN}A\n\tLun 0 Path={b},Type=fileio\n"
+        f"Target {IQN}c\n\tLun 0 Path={b},Type=fileio\n",
+    )
     assert boot.main(["--start-ietd", f"--config={conf}"]) == 1
     assert f"{conf}:2: duplicated target" in capsys.readouterr().err
     state = State(env)
@@ -115,8 +124,12 @@ def test_module_entry_point(tmp_path):
     a = _disk(tmp_path, "a.img")
     conf = _conf(tmp_path, f"Target {IQN}a\n\tLun 0 Path={a},Type=fileio\n")
     environ = dict(os.environ, IET_EMULATOR_STATE=str(tmp_path / "s"))
-    done = subprocess.run([sys.executable, "-m", "iscsi_helper.lab.emulators.iet", "--start-ietd",
-                           f"--config={conf}"], env=environ, capture_output=True, text=True,
-                          check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "iscsi_helper.lab.emulators.iet", "--start-ietd", f"--config={conf}"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert f"tid:1 name:{IQN}a" in (tmp_path / "s" / "proc" / "volume").read_text()

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from iscsi_helper.lab.emulators.shims import install_shims
 from iscsi_helper.lab.emulators.iet import cli, proc, serving
 from iscsi_helper.lab.emulators.iet.inject import inject_session
 from iscsi_helper.lab.emulators.iet.state import State
+from iscsi_helper.lab.emulators.shims import install_shims
 
 IQN = "iqn.2010-10.org.openstack:volume-"
 INITIATOR = "iqn.1994-05.com.redhat:5a6894679665"
@@ -95,8 +95,15 @@ def test_delete_target_refused_while_sessions_exist(env: Path) -> None:
 def test_update_and_show_target_params(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert new_target(0, "a") == 0
     capsys.readouterr()
-    assert run("--op", "update", "--tid=1", "--params=MaxRecvDataSegmentLength=65536,"
-               "ImmediateData=No,HeaderDigest=CRC32C|None,Wthreads=4") == 0
+    assert (
+        run(
+            "--op",
+            "update",
+            "--tid=1",
+            "--params=MaxRecvDataSegmentLength=65536,ImmediateData=No,HeaderDigest=CRC32C|None,Wthreads=4",
+        )
+        == 0
+    )
     assert run("--op", "show", "--tid=1") == 0
     out = capsys.readouterr().out
     assert "MaxRecvDataSegmentLength=65536\n" in out
@@ -113,11 +120,22 @@ def test_update_and_show_target_params(env: Path, capsys: pytest.CaptureFixture[
 
 def test_new_lun_layout_and_239_when_it_exists(env: Path, disk: Path) -> None:
     assert new_target(0, "a") == 0
-    assert run("--op", "new", "--tid=1", "--lun=0", "--params",
-               f"Path={disk},Type=fileio,ScsiId=abc,ScsiSN=sn1") == 0
+    assert (
+        run("--op", "new", "--tid=1", "--lun=0", "--params", f"Path={disk},Type=fileio,ScsiId=abc,ScsiSN=sn1")
+        == 0
+    )
     assert run("--op", "new", "--tid=1", "--lun=0", "--params", f"Path={disk},Type=fileio") == 239
-    assert run("--op", "new", "--tid=1", "--lun=1", "--params",
-               f"Path={disk},Type=fileio,IOMode=ro,BlockSize=4096") == 0
+    assert (
+        run(
+            "--op",
+            "new",
+            "--tid=1",
+            "--lun=1",
+            "--params",
+            f"Path={disk},Type=fileio,IOMode=ro,BlockSize=4096",
+        )
+        == 0
+    )
     assert volume(env) == (
         f"tid:1 name:{IQN}a\n"
         f"\tlun:0 state:0 iotype:fileio iomode:wt blocks:16384 blocksize:512 path:{disk}\n"
@@ -155,12 +173,11 @@ def test_delete_lun(env: Path, disk: Path) -> None:
 
 def test_accounts_new_show_delete(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert new_target(0, "a") == 0
-    assert run("--op", "new", "--tid=1", "--user",
-               "--params=IncomingUser=alice,Password=secretAAAA1234") == 0
-    assert run("--op", "new", "--tid=1", "--user",
-               "--params=OutgoingUser=tgt,Password=secretBBBB1234") == 0
-    assert run("--op", "new", "--tid=1", "--user",
-               "--params=OutgoingUser=tgt2,Password=secretCCCC1234") == 0  # replaces
+    assert run("--op", "new", "--tid=1", "--user", "--params=IncomingUser=alice,Password=secretAAAA1234") == 0
+    assert run("--op", "new", "--tid=1", "--user", "--params=OutgoingUser=tgt,Password=secretBBBB1234") == 0
+    assert (
+        run("--op", "new", "--tid=1", "--user", "--params=OutgoingUser=tgt2,Password=secretCCCC1234") == 0
+    )  # replaces
     capsys.readouterr()
     assert run("--op", "show", "--tid=1", "--user") == 0
     listing = capsys.readouterr().out
@@ -171,10 +188,8 @@ def test_accounts_new_show_delete(env: Path, capsys: pytest.CaptureFixture[str])
     assert run("--op", "delete", "--tid=1", "--user", "--params=IncomingUser=alice") == 0
     assert run("--op", "delete", "--tid=1", "--user", "--params=IncomingUser=alice") == 254
     assert run("--op", "new", "--tid=1", "--user", "--params=IncomingUser=bob") == 234
-    assert run("--op", "new", "--tid=1", "--user",
-               "--params=IncomingUser=bob,Password=x,Realm=y") == 234
-    assert run("--op", "new", "--tid=4", "--user",
-               "--params=IncomingUser=bob,Password=secretDDDD1234") == 254
+    assert run("--op", "new", "--tid=1", "--user", "--params=IncomingUser=bob,Password=x,Realm=y") == 234
+    assert run("--op", "new", "--tid=4", "--user", "--params=IncomingUser=bob,Password=secretDDDD1234") == 254
 
 
 def test_discovery_accounts_without_tid(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -188,8 +203,7 @@ def test_discovery_accounts_without_tid(env: Path, capsys: pytest.CaptureFixture
 def test_state_files_are_private_and_proc_has_no_secrets(env: Path, disk: Path) -> None:
     assert new_target(0, "a") == 0
     assert run("--op", "new", "--tid=1", "--lun=0", "--params", f"Path={disk}") == 0
-    assert run("--op", "new", "--tid=1", "--user",
-               "--params=IncomingUser=alice,Password=verysecret123") == 0
+    assert run("--op", "new", "--tid=1", "--user", "--params=IncomingUser=alice,Password=verysecret123") == 0
     for path in env.rglob("*"):
         if path.parent.name == "proc" or path.name == "proc":
             continue
@@ -259,8 +273,7 @@ def test_strict_syntax(env: Path) -> None:
     assert run("--op", "show", "--tid=1", "stray") == 255
     assert run("--op", "show", "--tid=x1") == 234
     assert run("--op", "show", "--user=1") == 255
-    assert run("--op", "new", "--tid=1", "--user", "--lun=0",
-               "--params=IncomingUser=a,Password=b") == 234
+    assert run("--op", "new", "--tid=1", "--user", "--lun=0", "--params=IncomingUser=a,Password=b") == 234
 
 
 def test_getopt_forms_short_prefix_and_separate(env: Path) -> None:
@@ -270,8 +283,9 @@ def test_getopt_forms_short_prefix_and_separate(env: Path) -> None:
     assert volume(env).count("tid:") == 3
 
 
-def test_missing_state_env_is_a_clear_error(monkeypatch: pytest.MonkeyPatch,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_state_env_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.delenv("IET_EMULATOR_STATE", raising=False)
     assert run("--op", "show", "--tid=1") == 255
     assert "IET_EMULATOR_STATE" in capsys.readouterr().err
@@ -311,8 +325,7 @@ def _ietadm(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
     environ = dict(os.environ, IET_EMULATOR_STATE=str(state))
     bin_dir = install_shims(state.parent / "bin")
     environ["PATH"] = f"{bin_dir}{os.pathsep}{environ.get('PATH', '')}"
-    return subprocess.run(["ietadm", *args], env=environ, capture_output=True, text=True,
-                          check=False)
+    return subprocess.run(["ietadm", *args], env=environ, capture_output=True, text=True, check=False)
 
 
 def test_executable_named_ietadm_on_path(tmp_path: Path, disk: Path) -> None:
@@ -330,18 +343,31 @@ def test_module_entry_and_inject_session(tmp_path: Path) -> None:
     state = tmp_path / "s"
     environ = dict(os.environ, IET_EMULATOR_STATE=str(state))
     module = [sys.executable, "-m", "iscsi_helper.lab.emulators.iet"]
-    done = subprocess.run([*module, "--op", "new", "--tid=0", "--params", f"Name={IQN}a"],
-                          env=environ, capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [*module, "--op", "new", "--tid=0", "--params", f"Name={IQN}a"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
-    injected = subprocess.run([*module, "--inject-session", "--tid=1", f"--initiator={INITIATOR}",
-                               "--ip=127.0.0.1"], env=environ, capture_output=True, text=True,
-                              check=False)
+    injected = subprocess.run(
+        [*module, "--inject-session", "--tid=1", f"--initiator={INITIATOR}", "--ip=127.0.0.1"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert injected.returncode == 0, injected.stderr
     sid = int(injected.stdout)
     assert f"\tsid:{sid} initiator:{INITIATOR}\n" in (state / "proc" / "session").read_text()
-    missing = subprocess.run([*module, "--inject-session", "--tid=9", f"--initiator={INITIATOR}",
-                              "--ip=127.0.0.1"], env=environ, capture_output=True, text=True,
-                             check=False)
+    missing = subprocess.run(
+        [*module, "--inject-session", "--tid=9", f"--initiator={INITIATOR}", "--ip=127.0.0.1"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert missing.returncode == 254
 
 
@@ -349,8 +375,7 @@ def _make_targets(args: tuple[str, int, int]) -> list[int]:
     state, worker, count = args
     codes = []
     for i in range(count):
-        done = _ietadm(Path(state), "--op", "new", "--tid=0", "--params",
-                       f"Name={IQN}w{worker}-{i}")
+        done = _ietadm(Path(state), "--op", "new", "--tid=0", "--params", f"Name={IQN}w{worker}-{i}")
         codes.append(done.returncode)
     return codes
 
@@ -364,8 +389,7 @@ def test_concurrent_processes_get_distinct_tids(tmp_path: Path) -> None:
     tids = [int(line.split()[0][4:]) for line in text.splitlines() if line.startswith("tid:")]
     assert sorted(tids) == list(range(1, 81))
     assert len(set(text.splitlines())) == 80
-    assert sorted(p.name for p in (state / "targets").iterdir()) == sorted(
-        f"{t}.json" for t in range(1, 81))
+    assert sorted(p.name for p in (state / "targets").iterdir()) == sorted(f"{t}.json" for t in range(1, 81))
 
 
 # -- data path hook (no wire daemon needed) --------------------------------
@@ -373,18 +397,47 @@ def test_concurrent_processes_get_distinct_tids(tmp_path: Path) -> None:
 
 def test_serving_maps_target_to_wire_arguments() -> None:
     record = {
-        "tid": 1, "name": f"{IQN}a", "seq": 1, "params": {}, "sessions": [],
+        "tid": 1,
+        "name": f"{IQN}a",
+        "seq": 1,
+        "params": {},
+        "sessions": [],
         "luns": [
-            {"lun": 0, "path": "/d0", "type": "fileio", "iomode": "ro", "blocks": 1,
-             "blocksize": 4096, "scsi_id": "id0", "scsi_sn": "sn0"},
-            {"lun": 2, "path": "/d2", "type": "fileio", "iomode": "wt", "blocks": 1,
-             "blocksize": 512, "scsi_id": None, "scsi_sn": None},
+            {
+                "lun": 0,
+                "path": "/d0",
+                "type": "fileio",
+                "iomode": "ro",
+                "blocks": 1,
+                "blocksize": 4096,
+                "scsi_id": "id0",
+                "scsi_sn": "sn0",
+            },
+            {
+                "lun": 2,
+                "path": "/d2",
+                "type": "fileio",
+                "iomode": "wt",
+                "blocks": 1,
+                "blocksize": 512,
+                "scsi_id": None,
+                "scsi_sn": None,
+            },
         ],
-        "incoming": [["alice", "secretA"]], "outgoing": [["tgt", "secretT"]],
+        "incoming": [["alice", "secretA"]],
+        "outgoing": [["tgt", "secretT"]],
     }
     luns = serving.served_luns(record)  # type: ignore[arg-type]
-    assert luns == [{"path": "/d0", "read_only": True, "serial": "sn0", "device_id": "id0",
-                     "wwn": None, "block_size": 4096}]
+    assert luns == [
+        {
+            "path": "/d0",
+            "read_only": True,
+            "serial": "sn0",
+            "device_id": "id0",
+            "wwn": None,
+            "block_size": 4096,
+        }
+    ]
     portals = serving.parse_portals("127.0.0.1:3260,[::1]:3261")
     assert portals == [("127.0.0.1", 3260), ("::1", 3261)]
     kwargs = serving.wire_target_args(record, portals)  # type: ignore[arg-type]
@@ -395,15 +448,15 @@ def test_serving_maps_target_to_wire_arguments() -> None:
         serving.parse_portals("::1:3260")
 
 
-def test_wire_disabled_means_no_import(env: Path, disk: Path,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wire_disabled_means_no_import(env: Path, disk: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "iscsi_helper.lab.wire.control", None)  # import would fail
     assert new_target(0, "a") == 0
     assert run("--op", "new", "--tid=1", "--lun=0", "--params", f"Path={disk}") == 0
 
 
-def test_wire_enabled_without_wire_module_fails_loudly(env: Path, disk: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wire_enabled_without_wire_module_fails_loudly(
+    env: Path, disk: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setitem(sys.modules, "iscsi_helper.lab.wire.control", None)
     monkeypatch.setenv("IET_EMULATOR_WIRE", "1")
     assert new_target(0, "a") == 0  # no LUN: nothing to serve, nothing imported

@@ -12,8 +12,9 @@ import pytest
 from iscsi_helper.lab.emulators.shims import install_shims
 
 
-def test_shim_with_interpreter_path_too_long_for_shebang(tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_shim_with_interpreter_path_too_long_for_shebang(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Linux cuts #! lines at 127 bytes: a long interpreter path goes through /bin/sh instead."""
     deep = tmp_path / ("d" * 60) / ("e" * 60)
     deep.mkdir(parents=True)
@@ -26,7 +27,8 @@ def test_shim_with_interpreter_path_too_long_for_shebang(tmp_path: Path,
     script = (bin_dir / "iscsictl").read_text()
     assert script.startswith("#!/bin/sh\n")
     env = dict(os.environ, CHISCSI_EMULATOR_STATE=str(tmp_path / "s"))
-    res = subprocess.run([str(bin_dir / "iscsictl"), "-c", "target=nope"], env=env,
-                         capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [str(bin_dir / "iscsictl"), "-c", "target=nope"], env=env, capture_output=True, text=True, timeout=60
+    )
     # chiscsi's answer for a missing name (private/ulib/iscsictl_cmd.c): stdout, exit 255
     assert (res.returncode, res.stdout) == (255, "target nope NOT found.\n\n")

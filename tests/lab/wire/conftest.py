@@ -41,11 +41,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
-def run(*args: str, timeout: float = 30.0, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, timeout: float = 30.0, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     full_env = dict(os.environ)
     full_env.update(env or {})
-    return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, env=full_env,
-                          check=False)
+    return subprocess.run(
+        list(args), capture_output=True, text=True, timeout=timeout, env=full_env, check=False
+    )
 
 
 def make_image(path: Path, size: int) -> str:
@@ -102,8 +105,14 @@ class Targets:
         self.name = name
         self.published: list[str] = []
 
-    def add(self, suffix: str = "t", size: int = 8 << 20, portals: list[tuple[str, int]] | None = None,
-            luns: list[WireLun] | None = None, **kwargs: object) -> WireTarget:
+    def add(
+        self,
+        suffix: str = "t",
+        size: int = 8 << 20,
+        portals: list[tuple[str, int]] | None = None,
+        luns: list[WireLun] | None = None,
+        **kwargs: object,
+    ) -> WireTarget:
         iqn = f"iqn.2024-01.org.example:{self.name}-{suffix}".lower().replace("_", "-")
         if luns is None:
             luns = [WireLun(make_image(self.directory / f"{self.name}-{suffix}.img", size))]
@@ -122,7 +131,9 @@ class Targets:
 
 
 @pytest.fixture
-def targets(service: WireService, tmp_path: Path, port: int, request: pytest.FixtureRequest) -> Iterator[Targets]:
+def targets(
+    service: WireService, tmp_path: Path, port: int, request: pytest.FixtureRequest
+) -> Iterator[Targets]:
     t = Targets(service, tmp_path, port, request.node.name[:40])
     try:
         yield t

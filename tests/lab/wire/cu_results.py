@@ -36,13 +36,13 @@ def parse(output: str) -> dict[str, Outcome]:
             suite = head.group("suite")
             continue
         end = heads[i + 1].start() if i + 1 < len(heads) else len(output)
-        block = output[head.end():end]
+        block = output[head.end() : end]
         verdict = _VERDICT.search(block)
         name = f"{suite}.{head.group('test')}"
         if verdict is None:
             results[name] = Outcome("unfinished", log=block)
             continue
-        before = block[:verdict.start()]
+        before = block[: verdict.start()]
         reasons = [r.strip() for r in _SKIP.findall(before)]
         if verdict.group(1) == "FAILED":
             results[name] = Outcome("failed", reasons, block)

@@ -12,8 +12,9 @@ import struct
 import crc32c
 
 
-def pdu(opcode: int, flags: int, data: bytes = b"", itt: int = 1, fields: bytes = b"",
-        announce: int | None = None) -> bytes:
+def pdu(
+    opcode: int, flags: int, data: bytes = b"", itt: int = 1, fields: bytes = b"", announce: int | None = None
+) -> bytes:
     """BHS (+ padded data). ``fields`` fills bytes 8..47; ``announce`` lies about the data length."""
     length = len(data) if announce is None else announce
     bhs = bytes([opcode, flags, 0, 0, 0]) + length.to_bytes(3, "big") + fields.ljust(40, b"\0")[:40]
@@ -28,7 +29,9 @@ def text(pairs: dict[str, str]) -> bytes:
 def login_pdu(keys: dict[str, str], cont: bool = False, transit: bool = True) -> bytes:
     isid = bytes([0x80, 0, 0, 0, 0, 1])
     flags = (0x80 if transit else 0) | (0x40 if cont else 0) | (1 << 2) | (3 if transit else 0)
-    fields = isid + bytes(2) + bytes(4) + bytes(4) + struct.pack(">II", 0, 0)  # ITT set by pdu(); CID, CmdSN, ExpStatSN
+    fields = (
+        isid + bytes(2) + bytes(4) + bytes(4) + struct.pack(">II", 0, 0)
+    )  # ITT set by pdu(); CID, CmdSN, ExpStatSN
     return pdu(0x43, flags, text(keys), itt=0, fields=fields)
 
 
@@ -57,10 +60,19 @@ class RawSession:
         return out
 
     def login(self, target: str, extra: dict[str, str] | None = None) -> dict[str, str]:
-        keys = {"InitiatorName": "iqn.2024-01.org.example:raw", "TargetName": target, "SessionType": "Normal",
-                "ImmediateData": "Yes", "InitialR2T": "No", "MaxBurstLength": "262144",
-                "FirstBurstLength": "262144", "MaxRecvDataSegmentLength": "262144",
-                "HeaderDigest": "None", "DataDigest": "None", **(extra or {})}
+        keys = {
+            "InitiatorName": "iqn.2024-01.org.example:raw",
+            "TargetName": target,
+            "SessionType": "Normal",
+            "ImmediateData": "Yes",
+            "InitialR2T": "No",
+            "MaxBurstLength": "262144",
+            "FirstBurstLength": "262144",
+            "MaxRecvDataSegmentLength": "262144",
+            "HeaderDigest": "None",
+            "DataDigest": "None",
+            **(extra or {}),
+        }
         self.sock.sendall(login_pdu(keys))
         bhs, data = self.recv_pdu()
         status = int.from_bytes(bhs[36:38], "big")
@@ -73,8 +85,12 @@ class RawSession:
     def scsi(self, cdb: bytes, edtl: int, write: bool, data: bytes = b"", final: bool = True) -> int:
         self.itt += 1
         flags = (0x80 if final else 0) | (0x20 if write else 0x40) | 0x01
-        fields = bytes(8) + struct.pack(">I", 0) + struct.pack(">III", edtl, self.cmd_sn, self.exp_stat_sn) \
+        fields = (
+            bytes(8)
+            + struct.pack(">I", 0)
+            + struct.pack(">III", edtl, self.cmd_sn, self.exp_stat_sn)
             + cdb.ljust(16, b"\0")
+        )
         self.sock.sendall(pdu(0x01, flags, data, itt=self.itt, fields=fields))
         self.cmd_sn += 1
         return self.itt
@@ -82,7 +98,11 @@ class RawSession:
     def nop(self, data: bytes, digest: bool = False) -> bytes:
         """NOP-Out with a ping payload; returns the NOP-In's data. ``digest``: CRC32C data digest."""
         self.itt += 1
-        fields = bytes(8) + struct.pack(">I", 0) + struct.pack(">IIII", 0xFFFFFFFF, self.cmd_sn, self.exp_stat_sn, 0)
+        fields = (
+            bytes(8)
+            + struct.pack(">I", 0)
+            + struct.pack(">IIII", 0xFFFFFFFF, self.cmd_sn, self.exp_stat_sn, 0)
+        )
         raw = pdu(0x40 | 0x00, 0x80, data, itt=self.itt, fields=fields)
         if digest:
             padded = raw[48:]

@@ -51,14 +51,47 @@ EXPECTED_SKIPS = {
 # Suites that must be present and pass (the families this target implements),
 # so that a suite vanishing from the run is noticed too.
 REQUIRED_SUITES = [
-    "Inquiry", "Mandatory", "NoMedia", "TestUnitReady", "ReadCapacity10", "ReadCapacity16",
-    "Read6", "Read10", "Read12", "Read16", "Write10", "Write12", "Write16",
-    "WriteVerify10", "WriteVerify12", "WriteVerify16", "Verify10", "Verify12", "Verify16",
-    "CompareAndWrite", "OrWrite", "GetLBAStatus", "ModeSense6", "Unmap", "WriteSame10", "WriteSame16",
-    "Prefetch10", "Prefetch16", "ReportSupportedOpcodes", "MultipathIO",
-    "PrinReadKeys", "PrinReportCapabilities", "PrinServiceactionRange", "ProutRegister",
-    "ProutReserve", "ProutClear", "ProutPreempt", "Reserve6",
-    "iSCSIResiduals", "iSCSITMF", "iSCSIcmdsn",
+    "Inquiry",
+    "Mandatory",
+    "NoMedia",
+    "TestUnitReady",
+    "ReadCapacity10",
+    "ReadCapacity16",
+    "Read6",
+    "Read10",
+    "Read12",
+    "Read16",
+    "Write10",
+    "Write12",
+    "Write16",
+    "WriteVerify10",
+    "WriteVerify12",
+    "WriteVerify16",
+    "Verify10",
+    "Verify12",
+    "Verify16",
+    "CompareAndWrite",
+    "OrWrite",
+    "GetLBAStatus",
+    "ModeSense6",
+    "Unmap",
+    "WriteSame10",
+    "WriteSame16",
+    "Prefetch10",
+    "Prefetch16",
+    "ReportSupportedOpcodes",
+    "MultipathIO",
+    "PrinReadKeys",
+    "PrinReportCapabilities",
+    "PrinServiceactionRange",
+    "ProutRegister",
+    "ProutReserve",
+    "ProutClear",
+    "ProutPreempt",
+    "Reserve6",
+    "iSCSIResiduals",
+    "iSCSITMF",
+    "iSCSIcmdsn",
 ]
 
 
@@ -75,8 +108,16 @@ def results(service: WireService, port: int, module_dir: Path) -> Iterator[dict[
     try:
         url, url6 = t.url(scratch), t.url(scratch, host="::1")
         outcomes: dict[str, Outcome] = {}
-        scsi = run("iscsi-test-cu", "--dataloss", "-i", "iqn.2024-01.org.example:cu-1", "--test=SCSI", url, url6,
-                   timeout=600)
+        scsi = run(
+            "iscsi-test-cu",
+            "--dataloss",
+            "-i",
+            "iqn.2024-01.org.example:cu-1",
+            "--test=SCSI",
+            url,
+            url6,
+            timeout=600,
+        )
         outcomes.update(parse(scsi.stdout + scsi.stderr))
         for family in ("iSCSI.iSCSIResiduals", "iSCSI.iSCSITMF", "iSCSI.iSCSIcmdsn"):
             out = run("iscsi-test-cu", "--dataloss", f"--test={family}", url, timeout=120)
@@ -114,13 +155,18 @@ def test_expected_skips_skip_for_the_stated_reason(results: dict[str, Outcome]) 
         if reason is None:
             continue
         if outcome.verdict != "skipped" or not any(reason in r for r in outcome.skip_reasons):
-            wrong.append(f"{name}: {outcome.verdict} {outcome.skip_reasons} (listed as skipped for {reason!r})")
+            wrong.append(
+                f"{name}: {outcome.verdict} {outcome.skip_reasons} (listed as skipped for {reason!r})"
+            )
     assert not wrong, "\n".join(wrong)
 
 
 def test_no_unlisted_test_is_skipped_or_failed(results: dict[str, Outcome]) -> None:
-    bad = {name: (o.verdict, o.skip_reasons) for name, o in results.items()
-           if o.verdict != "passed" and expected_skip(name) is None}
+    bad = {
+        name: (o.verdict, o.skip_reasons)
+        for name, o in results.items()
+        if o.verdict != "passed" and expected_skip(name) is None
+    }
     assert not bad, bad
 
 
@@ -133,6 +179,7 @@ def test_read_only_lun(service: WireService, port: int, module_dir: Path) -> Non
         t.cleanup()
     outcome = parse(out.stdout + out.stderr).get("ReadOnly.ReadOnlySBC")
     assert outcome is not None, out.stdout[-2000:]
-    # It runs (no "not write-protected" skip); only UNMAP, not offered on a read-only LUN, is skipped inside it.
+    # It runs (no "not write-protected" skip); only UNMAP, not offered on a read-only LUN,
+    # is skipped inside it.
     assert outcome.verdict in ("passed", "skipped"), outcome.log
     assert all("UNMAP" in r for r in outcome.skip_reasons), outcome.skip_reasons

@@ -26,14 +26,20 @@ def _target(tmp_path: Path, name: str, port: int, **kwargs: object) -> WireTarge
     image = tmp_path / "shared.img"
     if not image.exists():
         make_image(image, 2 << 20)
-    return WireTarget(f"iqn.2024-01.org.example:{name}", [WireLun(str(image))], [("127.0.0.1", port)],
-                      **kwargs)  # type: ignore[arg-type]
+    return WireTarget(
+        f"iqn.2024-01.org.example:{name}", [WireLun(str(image))], [("127.0.0.1", port)], **kwargs
+    )  # type: ignore[arg-type]
 
 
 def _daemons_for(run_dir: Path) -> list[int]:
-    out = subprocess.run(["ps", "-ww", "-eo", "pid=,args="], capture_output=True, text=True, check=True).stdout
-    return [int(line.split()[0]) for line in out.splitlines()
-            if "iscsi_helper.lab.wire" in line and str(run_dir) in line]
+    out = subprocess.run(
+        ["ps", "-ww", "-eo", "pid=,args="], capture_output=True, text=True, check=True
+    ).stdout
+    return [
+        int(line.split()[0])
+        for line in out.splitlines()
+        if "iscsi_helper.lab.wire" in line and str(run_dir) in line
+    ]
 
 
 def test_publish_starts_a_detached_daemon_and_stop_ends_it(own: WireService, tmp_path: Path) -> None:
@@ -94,9 +100,14 @@ def test_concurrent_publishers_share_one_daemon(own: WireService, tmp_path: Path
         "[('127.0.0.1', int(sys.argv[4]))]))\n"
     )
     names = [f"iqn.2024-01.org.example:conc-{i}" for i in range(6)]
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(own.run_dir), name,
-                               str(tmp_path / "shared.img"), str(port)], stderr=subprocess.PIPE, text=True)
-             for name in names]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(own.run_dir), name, str(tmp_path / "shared.img"), str(port)],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in names
+    ]
     for p in procs:
         _, err = p.communicate(timeout=60)
         assert p.returncode == 0, err
@@ -127,7 +138,9 @@ def test_three_hundred_targets_are_served_and_listed(own: WireService, tmp_path:
 
 def test_bad_target_is_refused_with_a_clear_error(own: WireService, tmp_path: Path) -> None:
     port = free_dual_stack_port()
-    t = WireTarget("iqn.2024-01.org.example:missing", [WireLun(str(tmp_path / "nope.img"))], [("127.0.0.1", port)])
+    t = WireTarget(
+        "iqn.2024-01.org.example:missing", [WireLun(str(tmp_path / "nope.img"))], [("127.0.0.1", port)]
+    )
     with pytest.raises(WireServiceError, match="nope.img"):
         own.publish(t)
     assert own.served() == []
@@ -168,7 +181,8 @@ def test_a_daemon_that_does_not_answer_times_out(tmp_path: Path) -> None:
 
 
 def test_a_publish_that_needs_every_portal_fails_on_a_port_another_program_holds(
-        own: WireService, tmp_path: Path) -> None:
+    own: WireService, tmp_path: Path
+) -> None:
     """The emulators' case: nothing changes, and the other program keeps its port."""
     port = free_dual_stack_port()
     holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -187,7 +201,8 @@ def test_a_publish_that_needs_every_portal_fails_on_a_port_another_program_holds
         assert own.served() == sorted([served.iqn, taken.iqn])
         holder.close()
         own.publish(_target(tmp_path, "later", port), every_portal=True)
-        assert run("iscsi-inq", f"iscsi://127.0.0.1:{port}/iqn.2024-01.org.example:later/0"
-                   ).returncode == 0, "the refused publish left no listener behind on the port"
+        assert (
+            run("iscsi-inq", f"iscsi://127.0.0.1:{port}/iqn.2024-01.org.example:later/0").returncode == 0
+        ), "the refused publish left no listener behind on the port"
     finally:
         holder.close()

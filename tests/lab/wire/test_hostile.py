@@ -41,7 +41,9 @@ def still_served(targets: Targets, url: str) -> None:
     assert cap.returncode == 0, cap.stderr
 
 
-def test_oversized_login_segments_are_refused_before_they_are_read(service: WireService, targets: Targets) -> None:
+def test_oversized_login_segments_are_refused_before_they_are_read(
+    service: WireService, targets: Targets
+) -> None:
     """60 login PDUs announcing 4 MiB each took the daemon from 61 to 353 MiB once."""
     t = targets.add("bigtext")
     before = rss(service)
@@ -73,8 +75,9 @@ def test_continued_login_text_is_capped(service: WireService, targets: Targets) 
         filler = {"X-junk": "y" * 200}
         status = None
         for _ in range(400):  # 400 * 8 KiB would be 3 MiB without the cap
-            s.sock.sendall(login_pdu({**{f"X-k{i}": "v" * 200 for i in range(36)}, **filler}, cont=True,
-                                     transit=False))
+            s.sock.sendall(
+                login_pdu({**{f"X-k{i}": "v" * 200 for i in range(36)}, **filler}, cont=True, transit=False)
+            )
             bhs, _ = s.recv_pdu()
             status = int.from_bytes(bhs[36:38], "big")
             if status:

@@ -10,16 +10,24 @@ from iscsi_helper.lab.wire.negotiation import SessionParams, parse_text
 
 
 def _target(**kwargs: object) -> WireTarget:
-    base: dict[str, object] = {"iqn": "iqn.2010-10.org.openstack:volume-1",
-                                   "luns": [WireLun("/dev/null", serial="SN1", wwn="5000c50000000001")],
-                                   "portals": [("10.0.0.1", 3260), ("[fd00::1]", 3261)]}
+    base: dict[str, object] = {
+        "iqn": "iqn.2010-10.org.openstack:volume-1",
+        "luns": [WireLun("/dev/null", serial="SN1", wwn="5000c50000000001")],
+        "portals": [("10.0.0.1", 3260), ("[fd00::1]", 3261)],
+    }
     base.update(kwargs)
     return WireTarget(**base)  # type: ignore[arg-type]
 
 
 def test_json_round_trip_keeps_every_field() -> None:
-    t = _target(auth_method="CHAP", chap_policy="Mutual", initiator_credentials=[("u1", "s1"), ("u2", "s2")],
-                target_credential=("tu", "ts"), acl=["iqn.1994-05.com.redhat:host1"], tpgt=7)
+    t = _target(
+        auth_method="CHAP",
+        chap_policy="Mutual",
+        initiator_credentials=[("u1", "s1"), ("u2", "s2")],
+        target_credential=("tu", "ts"),
+        acl=["iqn.1994-05.com.redhat:host1"],
+        tpgt=7,
+    )
     back = WireTarget.from_json(t.to_json())
     assert back == t
     assert back.portals == [("10.0.0.1", 3260), ("fd00::1", 3261)]  # brackets stripped once
@@ -32,15 +40,18 @@ def test_repr_hides_chap_secrets() -> None:
     assert t.secrets() == ["topsecret-1", "topsecret-2"]
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"auth_method": "Kerberos"}, "auth_method"),
-    ({"chap_policy": "Sometimes"}, "chap_policy"),
-    ({"auth_method": "CHAP"}, "initiator credential"),
-    ({"chap_policy": "Mutual", "initiator_credentials": [("u", "s")]}, "target_credential"),
-    ({"iqn": "volume 1"}, "target name"),
-    ({"portals": [("127.0.0.1", 0)]}, "portal"),
-    ({"luns": [WireLun("/x", block_size=999)]}, "block_size"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"auth_method": "Kerberos"}, "auth_method"),
+        ({"chap_policy": "Sometimes"}, "chap_policy"),
+        ({"auth_method": "CHAP"}, "initiator credential"),
+        ({"chap_policy": "Mutual", "initiator_credentials": [("u", "s")]}, "target_credential"),
+        ({"iqn": "volume 1"}, "target name"),
+        ({"portals": [("127.0.0.1", 0)]}, "portal"),
+        ({"luns": [WireLun("/x", block_size=999)]}, "block_size"),
+    ],
+)
 def test_validation_rejects_bad_definitions(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         _target(**kwargs).validate()
@@ -53,6 +64,7 @@ def test_ipv6_portals_are_bracketed_for_sendtargets() -> None:
 
 def test_chap_md5_matches_rfc1994_construction() -> None:
     import hashlib
+
     challenge = bytes(range(16))
     expected = hashlib.md5(b"\x07" + b"secret" + challenge).digest()
     assert chap.response(7, "secret", challenge) == expected
@@ -60,6 +72,7 @@ def test_chap_md5_matches_rfc1994_construction() -> None:
     assert not chap.check(7, challenge, "user", expected, [("user", "wrong")])
     assert chap.decode_binary("0x" + expected.hex()) == expected
     import base64
+
     assert chap.decode_binary("0b" + base64.b64encode(expected).decode()) == expected
     with pytest.raises(chap.ChapFormatError):
         chap.decode_binary("abcd")
@@ -123,6 +136,10 @@ def test_libiscsi_output_parser_tells_skipped_and_failed_from_passed() -> None:
     )
     results = parse(sample)
     assert {k: v.verdict for k, v in results.items()} == {
-        "Unmap.Simple": "passed", "Unmap.VPD": "skipped", "Unmap.Zero": "failed",
-        "Reserve6.LUNReset": "passed", "Reserve6.Cut": "unfinished"}
+        "Unmap.Simple": "passed",
+        "Unmap.VPD": "skipped",
+        "Unmap.Zero": "failed",
+        "Reserve6.LUNReset": "passed",
+        "Reserve6.Cut": "unfinished",
+    }
     assert results["Unmap.VPD"].skip_reasons == ["UNMAP is not implemented."]

@@ -23,7 +23,9 @@ from iscsi_helper.lab.wire.scsi import naa_from_wwn
 
 from .conftest import Targets, make_image, run
 
-needs_qemu_io = pytest.mark.skipif(shutil.which("qemu-io") is None, reason="qemu-io (qemu-utils) not installed")
+needs_qemu_io = pytest.mark.skipif(
+    shutil.which("qemu-io") is None, reason="qemu-io (qemu-utils) not installed"
+)
 
 
 def test_discovery_lists_only_targets_on_the_connected_portal(targets: Targets, port: int) -> None:
@@ -48,8 +50,13 @@ def test_discovery_hides_targets_the_initiator_may_not_use(targets: Targets, por
 
 
 def test_inquiry_reports_identity_and_vpd_pages(targets: Targets, tmp_path: Path) -> None:
-    lun = WireLun(make_image(tmp_path / "id.img", 4 << 20), serial="0N0743000000000",
-                  device_id="0D0743000000000000000000", wwn="5000c50015ea71ab", product="CHISCSI Target")
+    lun = WireLun(
+        make_image(tmp_path / "id.img", 4 << 20),
+        serial="0N0743000000000",
+        device_id="0D0743000000000000000000",
+        wwn="5000c50015ea71ab",
+        product="CHISCSI Target",
+    )
     t = targets.add("inq", luns=[lun])
     url = targets.url(t)
     std = run("iscsi-inq", url)
@@ -71,7 +78,10 @@ def test_inquiry_reports_identity_and_vpd_pages(targets: Targets, tmp_path: Path
 
 
 def test_second_lun_and_missing_lun(targets: Targets, tmp_path: Path) -> None:
-    luns = [WireLun(make_image(tmp_path / "l0.img", 1 << 20)), WireLun(make_image(tmp_path / "l1.img", 3 << 20))]
+    luns = [
+        WireLun(make_image(tmp_path / "l0.img", 1 << 20)),
+        WireLun(make_image(tmp_path / "l1.img", 3 << 20)),
+    ]
     t = targets.add("twoluns", luns=luns)
     cap = run("iscsi-readcapacity16", targets.url(t, lun=1))
     assert "Total size:3145728" in cap.stdout, cap.stdout + cap.stderr
@@ -97,14 +107,28 @@ def test_written_pattern_reads_back_and_lands_in_the_file(targets: Targets, tmp_
     t = targets.add("rw", luns=[WireLun(path)])
     url = targets.url(t)
     # 1 MiB crosses several R2T bursts; 300 KiB at an odd offset exercises immediate + unsolicited data.
-    out = run("qemu-io", "-f", "raw", "-c", "write -P 0xab 4096 1M", "-c", "write -P 0x5c 3000k 300k",
-              "-c", "read -P 0xab 4096 1M", "-c", "read -P 0x5c 3000k 300k", "-c", "read -P 0 0 4096", url)
+    out = run(
+        "qemu-io",
+        "-f",
+        "raw",
+        "-c",
+        "write -P 0xab 4096 1M",
+        "-c",
+        "write -P 0x5c 3000k 300k",
+        "-c",
+        "read -P 0xab 4096 1M",
+        "-c",
+        "read -P 0x5c 3000k 300k",
+        "-c",
+        "read -P 0 0 4096",
+        url,
+    )
     assert out.returncode == 0, out.stderr
     assert "Pattern verification failed" not in out.stdout + out.stderr
     with open(path, "rb") as f:
         data = f.read()
-    assert data[4096:4096 + (1 << 20)] == b"\xab" * (1 << 20)
-    assert data[3000 * 1024:3300 * 1024] == b"\x5c" * (300 * 1024)
+    assert data[4096 : 4096 + (1 << 20)] == b"\xab" * (1 << 20)
+    assert data[3000 * 1024 : 3300 * 1024] == b"\x5c" * (300 * 1024)
     assert data[:4096] == bytes(4096)
     # A wrong expectation must be detected, or the checks above prove nothing.
     bad = run("qemu-io", "-f", "raw", "-c", "read -P 0xac 4096 4096", url)
@@ -126,8 +150,11 @@ def test_read_only_lun_refuses_writes(targets: Targets, tmp_path: Path) -> None:
 
 
 def test_chap_oneway(targets: Targets) -> None:
-    t = targets.add("chap", auth_method="CHAP", initiator_credentials=[("alice", "alice-secret-1"),
-                                                                        ("bob", "bob-secret-22")])
+    t = targets.add(
+        "chap",
+        auth_method="CHAP",
+        initiator_credentials=[("alice", "alice-secret-1"), ("bob", "bob-secret-22")],
+    )
     ok = run("iscsi-inq", targets.url(t, cred="bob%bob-secret-22"))
     assert ok.returncode == 0, ok.stderr
     wrong = run("iscsi-inq", targets.url(t, cred="bob%alice-secret-1"))
@@ -145,8 +172,13 @@ def test_none_or_chap_accepts_both(targets: Targets) -> None:
 
 
 def test_mutual_chap(targets: Targets) -> None:
-    t = targets.add("mutual", auth_method="CHAP", chap_policy="Mutual",
-                    initiator_credentials=[("ini", "ini-secret-123")], target_credential=("tgt", "tgt-secret-456"))
+    t = targets.add(
+        "mutual",
+        auth_method="CHAP",
+        chap_policy="Mutual",
+        initiator_credentials=[("ini", "ini-secret-123")],
+        target_credential=("tgt", "tgt-secret-456"),
+    )
     base = targets.url(t, cred="ini%ini-secret-123")
     ok = run("iscsi-inq", base + "?target_user=tgt&target_password=tgt-secret-456")
     assert ok.returncode == 0, ok.stderr
@@ -183,19 +215,29 @@ def test_ipv6_portal(targets: Targets) -> None:
 
 
 def _established(port: int) -> int:
-    out = subprocess.run(["ss", "-Htn", "state", "established", f"( sport = :{port} )"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["ss", "-Htn", "state", "established", f"( sport = :{port} )"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return len([line for line in out.splitlines() if line.strip()])
 
 
 @needs_qemu_io
 @pytest.mark.skipif(shutil.which("ss") is None, reason="ss (iproute2) not installed")
-def test_withdraw_drops_sessions_and_refuses_logins(service: WireService, targets: Targets, tmp_path: Path) -> None:
+def test_withdraw_drops_sessions_and_refuses_logins(
+    service: WireService, targets: Targets, tmp_path: Path
+) -> None:
     t = targets.add("gone", portals=[("127.0.0.1", targets.port)])
     keep = targets.add("keep", portals=[("127.0.0.1", targets.port)])
     # An interactive qemu-io holds a session open until its stdin closes.
-    proc = subprocess.Popen(["qemu-io", "-f", "raw", targets.url(t)], stdin=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        ["qemu-io", "-f", "raw", targets.url(t)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 10
         while _established(targets.port) < 1 and time.monotonic() < deadline:
@@ -225,7 +267,9 @@ def test_unbindable_portal_is_skipped(targets: Targets, port: int) -> None:
     assert "192.0.2.77" not in listing  # only portals that really listen are advertised
 
 
-def test_secrets_never_reach_the_log_and_target_files_are_private(service: WireService, targets: Targets) -> None:
+def test_secrets_never_reach_the_log_and_target_files_are_private(
+    service: WireService, targets: Targets
+) -> None:
     secret = "never-log-this-7f3a"
     t = targets.add("secret", auth_method="CHAP", initiator_credentials=[("dave", secret)])
     run("iscsi-inq", targets.url(t, cred=f"dave%{secret}x"))

@@ -26,15 +26,19 @@ class ScriptedExecutor(Executor):
     def reply(self, exit_code: int, stdout: str = "", stderr: str = "") -> None:
         self.replies.append((exit_code, stdout, stderr))
 
-    def run(self, *argv: str, ok_codes: Sequence[int] = (0,), stdin: str | None = None,
-            secrets: Sequence[str] = ()) -> CommandResult:
+    def run(
+        self,
+        *argv: str,
+        ok_codes: Sequence[int] = (0,),
+        stdin: str | None = None,
+        secrets: Sequence[str] = (),
+    ) -> CommandResult:
         self.argvs.append(argv)
         self.secrets.append(tuple(secrets))
         exit_code, stdout, stderr = self.replies.pop(0) if self.replies else (0, "", "")
         if exit_code in ok_codes:
             return CommandResult(argv, exit_code, stdout, stderr)
-        raise CommandFailed(command=" ".join(argv[:2]), exit_code=exit_code, stdout=stdout,
-                            stderr=stderr)
+        raise CommandFailed(command=" ".join(argv[:2]), exit_code=exit_code, stdout=stdout, stderr=stderr)
 
 
 @pytest.fixture

@@ -16,11 +16,17 @@ from pathlib import Path
 import pytest
 
 from iscsi_helper.adapters import iscsictl
-from iscsi_helper.adapters.iscsictl import (LOCK_REFUSAL, NAMES_BUFFER_BYTES, Iscsictl,
-                                            StartOutcome, StopOutcome, name_batches,
-                                            parse_details, parse_summaries)
-from iscsi_helper.exception import (CommandFailed, CommandLockBusy, InvalidInput,
-                                    ToolOutputError)
+from iscsi_helper.adapters.iscsictl import (
+    LOCK_REFUSAL,
+    NAMES_BUFFER_BYTES,
+    Iscsictl,
+    StartOutcome,
+    StopOutcome,
+    name_batches,
+    parse_details,
+    parse_summaries,
+)
+from iscsi_helper.exception import CommandFailed, CommandLockBusy, InvalidInput, ToolOutputError
 from iscsi_helper.executor import CommandResult, Executor
 from iscsi_helper.formats import Portal
 
@@ -32,31 +38,40 @@ SESSION_AND_CONN_KEYS = (
     "\tDataSequenceInOrder=Yes\n\tMaxConnections=1\n\tMaxOutstandingR2T=1\n"
     "\tFirstBurstLength=65536\n\tMaxBurstLength=262144\n\tDefaultTime2Wait=2\n"
     "\tDefaultTime2Retain=20\n\tHeaderDigest=None\n\tDataDigest=None\n"
-    "\tMaxRecvDataSegmentLength=8192\n")
+    "\tMaxRecvDataSegmentLength=8192\n"
+)
 
 
 def detail_block(iqn: str, *, acl: bool = False, mutual: bool = False) -> str:
-    text = (f"\ntarget:\n\tTargetName={iqn}\n" + SESSION_AND_CONN_KEYS
-            + "\tAuthMethod=CHAP\n\tAuth_CHAP_Policy=" + ("Mutual" if mutual else "Oneway")
-            + "\n\tAuth_CHAP_ChallengeLength=16\n"
-            + f"\tACL_Enable={'Yes' if acl else 'No'}\n\tRegisteriSNS=No\n\tShadowMode=No\n"
-            + "\tTargetSessionMaxCmd=64\n")
+    text = (
+        f"\ntarget:\n\tTargetName={iqn}\n"
+        + SESSION_AND_CONN_KEYS
+        + "\tAuthMethod=CHAP\n\tAuth_CHAP_Policy="
+        + ("Mutual" if mutual else "Oneway")
+        + "\n\tAuth_CHAP_ChallengeLength=16\n"
+        + f"\tACL_Enable={'Yes' if acl else 'No'}\n\tRegisteriSNS=No\n\tShadowMode=No\n"
+        + "\tTargetSessionMaxCmd=64\n"
+    )
     if acl:
         text += "\tACL=iname=iqn.1993-08.org.debian:01:a,iqn.1993-08.org.debian:01:b;lun=ALL:RW\n"
     if mutual:
         text += '\tAuth_CHAP_Target="tgtuser":"********"\n'
-    text += ('\tAuth_CHAP_Initiator="user1":"********"\n'
-             "\tPortalGroup=1@127.0.0.1:3260,[0000:0000:0000:0000:0000:0000:0000:0001]:3260,"
-             "timeout=0\n"
-             "\tTargetDevice=/srv/disk.img,FILE,PROD=CHISCSI Target,SN=0123456789abcdef,"
-             "ID=0D0743000000000000000000,WWN=:W007430000000000\n")
+    text += (
+        '\tAuth_CHAP_Initiator="user1":"********"\n'
+        "\tPortalGroup=1@127.0.0.1:3260,[0000:0000:0000:0000:0000:0000:0000:0001]:3260,"
+        "timeout=0\n"
+        "\tTargetDevice=/srv/disk.img,FILE,PROD=CHISCSI Target,SN=0123456789abcdef,"
+        "ID=0D0743000000000000000000,WWN=:W007430000000000\n"
+    )
     return text + "\n"
 
 
 def summary_block(iqn: str, node_id: int) -> str:
-    return (f"\nTARGET: {iqn}, id={node_id}, login_ip=0\n"
-            "\tPortalGroup=1@10.9.8.7:3260,timeout=0\n"
-            f"\tTargetDevice=/dev/vg/{iqn[-9:]},BLK,PROD=CHISCSI Target,SN=0N0743000000000\n\n")
+    return (
+        f"\nTARGET: {iqn}, id={node_id}, login_ip=0\n"
+        "\tPortalGroup=1@10.9.8.7:3260,timeout=0\n"
+        f"\tTargetDevice=/dev/vg/{iqn[-9:]},BLK,PROD=CHISCSI Target,SN=0N0743000000000\n\n"
+    )
 
 
 def test_detail_output_is_read_exactly():
@@ -86,19 +101,22 @@ def test_a_named_list_answers_each_name_in_order_missing_ones_included():
     assert shown[IQN2] is None and shown["iqn.2010-10.org.x:y"] is not None
 
 
-@pytest.mark.parametrize("out", [
-    "TARGET: iqn.2010-10.org.openstack:volume-1, id=1, login_ip=0\n",  # a summary is not a detail
-    "\ttarget:\n",
-    "\ntarget:\n\tErrorRecoveryLevel=0\n",  # no TargetName
-    "\ntarget:\n\tTargetName=a\nstray line\n",
-    '\ntarget:\n\tTargetName=a\n\tAuth_CHAP_Initiator=user:secret\n',
-])
+@pytest.mark.parametrize(
+    "out",
+    [
+        "TARGET: iqn.2010-10.org.openstack:volume-1, id=1, login_ip=0\n",  # a summary is not a detail
+        "\ttarget:\n",
+        "\ntarget:\n\tErrorRecoveryLevel=0\n",  # no TargetName
+        "\ntarget:\n\tTargetName=a\nstray line\n",
+        "\ntarget:\n\tTargetName=a\n\tAuth_CHAP_Initiator=user:secret\n",
+    ],
+)
 def test_detail_output_that_is_not_chiscsi_layout_is_an_error(out):
     with pytest.raises(ToolOutputError):
         detail = parse_details(out)
         for shown in detail.values():  # CHAP names are read on demand
             assert shown is not None
-            shown.chap_initiator_users
+            _ = shown.chap_initiator_users
 
 
 def test_summary_listing_gives_ids_portals_devices_and_the_names_byte_count():
@@ -125,16 +143,17 @@ def kernel_names_buffer(names: list[str]) -> str:
         if len(buf) > NAMES_BUFFER_BYTES:
             break
     if len(buf) > NAMES_BUFFER_BYTES:
-        buf = buf[:NAMES_BUFFER_BYTES - 1]
+        buf = buf[: NAMES_BUFFER_BYTES - 1]
     return buf[:-1] if buf.endswith(",") else buf
 
 
 def listing_output(names: list[str]) -> str:
     """What ``-c target=ALL`` prints for those targets: each name in the buffer looked up."""
-    shown = kernel_names_buffer(names)[len("target="):].split(",")
+    shown = kernel_names_buffer(names)[len("target=") :].split(",")
     whole = set(names)
-    return "".join(summary_block(n, i) if n in whole else f"target {n} NOT found.\n\n"
-                   for i, n in enumerate(shown, 1))
+    return "".join(
+        summary_block(n, i) if n in whole else f"target {n} NOT found.\n\n" for i, n in enumerate(shown, 1)
+    )
 
 
 @pytest.mark.parametrize("count,cut", [(1000, False), (2400, False), (2600, True), (5000, True)])
@@ -159,13 +178,16 @@ def test_a_complete_listing_just_under_the_mark_is_not_taken_for_a_cut_one():
     assert len(listing.targets) == len(names) and not listing.may_be_cut
 
 
-@pytest.mark.parametrize("out", [
-    "\tPortalGroup=1@10.9.8.7:3260,timeout=0\n",  # detail line before any target
-    "TARGET: iqn.a:b, id=x, login_ip=0\n",
-    "TARGET: iqn.a:b id=1 login_ip=0\n",
-    "\nTARGET: iqn.a:b, id=1, login_ip=0\n\tSomething=else\n",
-    "\nTARGET: iqn.a:b, id=1, login_ip=0\n\tPortalGroup=1@10.9.8:3260,timeout=0\n",
-])
+@pytest.mark.parametrize(
+    "out",
+    [
+        "\tPortalGroup=1@10.9.8.7:3260,timeout=0\n",  # detail line before any target
+        "TARGET: iqn.a:b, id=x, login_ip=0\n",
+        "TARGET: iqn.a:b id=1 login_ip=0\n",
+        "\nTARGET: iqn.a:b, id=1, login_ip=0\n\tSomething=else\n",
+        "\nTARGET: iqn.a:b, id=1, login_ip=0\n\tPortalGroup=1@10.9.8:3260,timeout=0\n",
+    ],
+)
 def test_summary_output_that_is_not_chiscsi_layout_is_an_error(out):
     with pytest.raises(ToolOutputError):
         parse_summaries(out)
@@ -176,9 +198,11 @@ def test_name_batches_stay_under_the_buffer_and_keep_every_name_once():
     batches = list(name_batches(names))
     assert len(batches) == -(-(len("target=") + sum(len(n) + 1 for n in names)) // NAMES_BUFFER_BYTES)
     assert all(len(b) <= NAMES_BUFFER_BYTES - 1 and b.startswith("target=") for b in batches)
-    assert [n for b in batches for n in b[len("target="):].split(",")] == names
+    assert [n for b in batches for n in b[len("target=") :].split(",")] == names
     assert list(name_batches(names[:3], budget=len("target=") + 2 * len(names[0]) + 1)) == [
-        f"target={names[0]},{names[1]}", f"target={names[2]}"]
+        f"target={names[0]},{names[1]}",
+        f"target={names[2]}",
+    ]
 
 
 @pytest.mark.parametrize("bad", ["", "ALL", "iqn.a:b,c"])
@@ -198,8 +222,13 @@ class ScriptedExecutor(Executor):
         self.answers = answers
         self.argvs: list[tuple[str, ...]] = []
 
-    def run(self, *argv: str, ok_codes: Sequence[int] = (0,), stdin: str | None = None,
-            secrets: Sequence[str] = ()) -> CommandResult:
+    def run(
+        self,
+        *argv: str,
+        ok_codes: Sequence[int] = (0,),
+        stdin: str | None = None,
+        secrets: Sequence[str] = (),
+    ) -> CommandResult:
         self.argvs.append(argv)
         code, out, err = self.answers.pop(0)
         assert code in ok_codes
@@ -216,8 +245,9 @@ class FakeClock:
         self.now += seconds
 
 
-def tool(answers: list[tuple[int, str, str]], timeout: float = 5.0,
-         locks: list[str] | None = None) -> tuple[Iscsictl, ScriptedExecutor, FakeClock]:
+def tool(
+    answers: list[tuple[int, str, str]], timeout: float = 5.0, locks: list[str] | None = None
+) -> tuple[Iscsictl, ScriptedExecutor, FakeClock]:
     executor, clock = ScriptedExecutor(answers), FakeClock()
 
     @contextlib.contextmanager
@@ -228,8 +258,18 @@ def tool(answers: list[tuple[int, str, str]], timeout: float = 5.0,
         if locks is not None:
             locks.append("released")
 
-    return (Iscsictl(executor, host_lock, "/etc/chelsio-iscsi/chiscsi.conf", timeout,
-                     sleep=clock.sleep, clock=lambda: clock.now), executor, clock)
+    return (
+        Iscsictl(
+            executor,
+            host_lock,
+            "/etc/chelsio-iscsi/chiscsi.conf",
+            timeout,
+            sleep=clock.sleep,
+            clock=lambda: clock.now,
+        ),
+        executor,
+        clock,
+    )
 
 
 REFUSED = (3, "", LOCK_REFUSAL + "\n")
@@ -240,10 +280,17 @@ def test_a_lock_refusal_is_retried_with_growing_delays_under_one_host_lock():
     t, executor, clock = tool([REFUSED] * 4 + [(0, "", f"target {IQN} added.\n")], locks=locks)
     assert t.start(IQN, Path("/v/cxt/volume-1")) is StartOutcome.ADDED
     assert len(executor.argvs) == 5 and len(set(executor.argvs)) == 1
-    assert executor.argvs[0] == ("iscsictl", "-S", f"target={IQN}", "-f", "/v/cxt/volume-1",
-                                 "-x", "/etc/chelsio-iscsi/chiscsi.conf")
+    assert executor.argvs[0] == (
+        "iscsictl",
+        "-S",
+        f"target={IQN}",
+        "-f",
+        "/v/cxt/volume-1",
+        "-x",
+        "/etc/chelsio-iscsi/chiscsi.conf",
+    )
     assert len(clock.slept) == 4
-    assert all(b > a for a, b in zip(clock.slept, clock.slept[1:]))  # each range doubles
+    assert all(b > a for a, b in zip(clock.slept, clock.slept[1:], strict=False))  # each range doubles
     assert locks == ["taken", "released"], "one hold of the host lock across the retries"
 
 
@@ -265,11 +312,14 @@ def test_a_refusal_is_recognised_whatever_the_exit_status():
     assert t.stop(IQN) is StopOutcome.REMOVED and len(executor.argvs) == 2
 
 
-@pytest.mark.parametrize("stderr,outcome", [
-    (f"{IQN} removed.\n", StopOutcome.REMOVED),
-    (f"{IQN} busy.\n", StopOutcome.BUSY),
-    (f"{IQN} is not found.\n", StopOutcome.NOT_FOUND),
-])
+@pytest.mark.parametrize(
+    "stderr,outcome",
+    [
+        (f"{IQN} removed.\n", StopOutcome.REMOVED),
+        (f"{IQN} busy.\n", StopOutcome.BUSY),
+        (f"{IQN} is not found.\n", StopOutcome.NOT_FOUND),
+    ],
+)
 def test_stop_says_what_chiscsi_said_even_with_exit_status_0(stderr, outcome):
     t, _, _ = tool([(0, "", stderr)])
     assert t.stop(IQN) is outcome
@@ -281,11 +331,14 @@ def test_stop_of_volume_1_is_not_fooled_by_volume_10():
         t.stop(IQN)
 
 
-@pytest.mark.parametrize("code,stderr", [
-    (0, ""),  # success status without chiscsi's statement
-    (255, f"ERR! chap secret needs to be 12 ~ 16 characters.\nERROR: Failed to start target {IQN}!\n"),
-    (0, f"target {IQN2} added.\n"),
-])
+@pytest.mark.parametrize(
+    "code,stderr",
+    [
+        (0, ""),  # success status without chiscsi's statement
+        (255, f"ERR! chap secret needs to be 12 ~ 16 characters.\nERROR: Failed to start target {IQN}!\n"),
+        (0, f"target {IQN2} added.\n"),
+    ],
+)
 def test_start_is_a_failure_unless_chiscsi_says_added_or_updated(code, stderr):
     t, _, _ = tool([(code, "", stderr)])
     with pytest.raises(CommandFailed) as raised:
@@ -299,9 +352,8 @@ def test_show_batches_names_and_maps_every_answer():
     batches = list(name_batches(names))
     answers = []
     for batch in batches:
-        asked = batch[len("target="):].split(",")
-        out = "".join(detail_block(n) if i % 2 else f"target {n} NOT found.\n\n"
-                      for i, n in enumerate(asked))
+        asked = batch[len("target=") :].split(",")
+        out = "".join(detail_block(n) if i % 2 else f"target {n} NOT found.\n\n" for i, n in enumerate(asked))
         answers.append((255 if len(asked) % 2 else 0, out, ""))  # status of the last name only
     t, executor, _ = tool(answers)
     shown = t.show(names)
@@ -327,11 +379,14 @@ def test_a_tool_that_cannot_reach_the_kernel_fails_loudly():
 def test_session_count_reads_iscsi_node_get_session_output():
     """``-r target=<iqn>``: ``<iqn>: session=N, login_ip=M.`` then a SESS: block per session
     (iscsi_node.c ~817-873); nothing at all without sessions."""
-    text = (f"{IQN}: session=2, login_ip=0.\n\nSESS: isid=0x023d00000001 tsih=1\n"
-            f"\tCONN 0: \n\tip=192.0.2.5\n\nSESS: isid=0x023d00000002 tsih=2\n")
+    text = (
+        f"{IQN}: session=2, login_ip=0.\n\nSESS: isid=0x023d00000001 tsih=1\n"
+        f"\tCONN 0: \n\tip=192.0.2.5\n\nSESS: isid=0x023d00000002 tsih=2\n"
+    )
     assert iscsictl.parse_session_count(text, IQN) == 2
     assert iscsictl.parse_session_count("", IQN) == 0
-    assert iscsictl.parse_session_count(f"{IQN2}: session=5, login_ip=0.\n", IQN) == 0, \
+    assert iscsictl.parse_session_count(f"{IQN2}: session=5, login_ip=0.\n", IQN) == 0, (
         "another target's line (volume-10 is not volume-1)"
+    )
     with pytest.raises(ToolOutputError):
         iscsictl.parse_session_count(f"{IQN}: session=many, login_ip=0.\n", IQN)

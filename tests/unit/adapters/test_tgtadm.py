@@ -5,8 +5,14 @@ from __future__ import annotations
 import pytest
 
 from iscsi_helper.adapters.tgtadm import WRITE_CACHE_OFF_MODE_PAGE, Tgtadm, parse_show
-from iscsi_helper.exception import (AlreadyPresent, CommandFailed, NoSuchAccount, NoSuchAclRule,
-                                    NoSuchTarget, ToolOutputError)
+from iscsi_helper.exception import (
+    AlreadyPresent,
+    CommandFailed,
+    NoSuchAccount,
+    NoSuchAclRule,
+    NoSuchTarget,
+    ToolOutputError,
+)
 from iscsi_helper.formats import ChapCredentials
 
 IQN = "iqn.2010-10.org.openstack:volume-1"
@@ -61,8 +67,11 @@ def test_parse_show_reads_luns_sizes_accounts_and_acl_per_target():
     ours = shown[IQN]
     assert (ours.tid, ours.luns, ours.sizes) == (1, ((1, "/srv/volume-1.img"),), ((0, 0), (1, 3)))
     assert ours.devices == ("/srv/volume-1.img",) and ours.lun_path(1) == "/srv/volume-1.img"
-    assert (ours.accounts, ours.outgoing, ours.acl) == (("alice",), ("tgtside",),
-                                                        ("iqn.1993-08.org.debian:01:a",))
+    assert (ours.accounts, ours.outgoing, ours.acl) == (
+        ("alice",),
+        ("tgtside",),
+        ("iqn.1993-08.org.debian:01:a",),
+    )
     other = shown["iqn.2001-04.com.example:other"]
     assert (other.tid, other.luns, other.sizes, other.accounts, other.acl) == (7, (), (), (), ("ALL",))
     assert other.portals is None, "tgtd shows no portals per target"
@@ -89,43 +98,85 @@ def test_calls_carry_the_control_port_and_lld_and_build_tgtadm_argv(executor):
     tgtadm.account_bind(2, "alice", outgoing=True)
     tgtadm.account_unbind(2, "alice", outgoing=False)
     head = ("tgtadm", "-C", "4321", "--lld", "iser")
-    assert executor.argvs == [head + tail for tail in [
-        ("--mode", "target", "--op", "new", "--tid", "2", "-T", IQN),
-        ("--mode", "target", "--op", "delete", "--force", "--tid", "2"),
-        ("--mode", "logicalunit", "--op", "new", "--tid", "2", "--lun", "1", "-b", "/srv/d.img",
-         "--bsoflags", "direct"),
-        ("--mode", "logicalunit", "--op", "update", "--tid", "2", "--lun", "1",
-         "--params", WRITE_CACHE_OFF_MODE_PAGE),
-        ("--mode", "logicalunit", "--op", "delete", "--tid", "2", "--lun", "1"),
-        ("--mode", "target", "--op", "bind", "--tid", "2", "-I", "ALL"),
-        ("--mode", "target", "--op", "unbind", "--tid", "2", "-Q", "iqn.1993-08.org.debian:01:a"),
-        ("--mode", "account", "--op", "delete", "--user", "alice"),
-        ("--mode", "account", "--op", "bind", "--tid", "2", "--user", "alice", "--outgoing"),
-        ("--mode", "account", "--op", "unbind", "--tid", "2", "--user", "alice"),
-    ]]
+    assert executor.argvs == [
+        head + tail
+        for tail in [
+            ("--mode", "target", "--op", "new", "--tid", "2", "-T", IQN),
+            ("--mode", "target", "--op", "delete", "--force", "--tid", "2"),
+            (
+                "--mode",
+                "logicalunit",
+                "--op",
+                "new",
+                "--tid",
+                "2",
+                "--lun",
+                "1",
+                "-b",
+                "/srv/d.img",
+                "--bsoflags",
+                "direct",
+            ),
+            (
+                "--mode",
+                "logicalunit",
+                "--op",
+                "update",
+                "--tid",
+                "2",
+                "--lun",
+                "1",
+                "--params",
+                WRITE_CACHE_OFF_MODE_PAGE,
+            ),
+            ("--mode", "logicalunit", "--op", "delete", "--tid", "2", "--lun", "1"),
+            ("--mode", "target", "--op", "bind", "--tid", "2", "-I", "ALL"),
+            ("--mode", "target", "--op", "unbind", "--tid", "2", "-Q", "iqn.1993-08.org.debian:01:a"),
+            ("--mode", "account", "--op", "delete", "--user", "alice"),
+            ("--mode", "account", "--op", "bind", "--tid", "2", "--user", "alice", "--outgoing"),
+            ("--mode", "account", "--op", "unbind", "--tid", "2", "--user", "alice"),
+        ]
+    ]
 
 
 def test_without_a_control_port_the_default_tgtd_is_addressed(executor):
     Tgtadm(executor, lld="iscsi", control_port=None).lun_new(1, 1, "/d")
-    assert executor.argvs == [("tgtadm", "--lld", "iscsi", "--mode", "logicalunit", "--op", "new",
-                               "--tid", "1", "--lun", "1", "-b", "/d")]
+    assert executor.argvs == [
+        (
+            "tgtadm",
+            "--lld",
+            "iscsi",
+            "--mode",
+            "logicalunit",
+            "--op",
+            "new",
+            "--tid",
+            "1",
+            "--lun",
+            "1",
+            "-b",
+            "/d",
+        )
+    ]
 
 
 def test_the_account_secret_is_declared_for_masking(executor):
-    Tgtadm(executor, lld="iscsi", control_port=None).account_new(
-        ChapCredentials("alice", "secretsecret12"))
+    Tgtadm(executor, lld="iscsi", control_port=None).account_new(ChapCredentials("alice", "secretsecret12"))
     assert executor.argvs[0][-4:] == ("--user", "alice", "--password", "secretsecret12")
     assert executor.secrets == [("secretsecret12",)]
 
 
-@pytest.mark.parametrize("stderr,refusal", [  # tgtadm_strerror's texts, exit 22 for each
-    ("tgtadm: this target already exists\n", AlreadyPresent),
-    ("tgtadm: this account already exists\n", AlreadyPresent),
-    ("tgtadm: this access control rule already exists\n", AlreadyPresent),
-    ("tgtadm: can't find the target\n", NoSuchTarget),
-    ("tgtadm: can't find the account\n", NoSuchAccount),
-    ("tgtadm: this access control rule does not exist\n", NoSuchAclRule),
-])
+@pytest.mark.parametrize(
+    "stderr,refusal",
+    [  # tgtadm_strerror's texts, exit 22 for each
+        ("tgtadm: this target already exists\n", AlreadyPresent),
+        ("tgtadm: this account already exists\n", AlreadyPresent),
+        ("tgtadm: this access control rule already exists\n", AlreadyPresent),
+        ("tgtadm: can't find the target\n", NoSuchTarget),
+        ("tgtadm: can't find the account\n", NoSuchAccount),
+        ("tgtadm: this access control rule does not exist\n", NoSuchAclRule),
+    ],
+)
 def test_refusals_are_told_apart_by_tgtds_text(executor, stderr, refusal):
     executor.reply(22, stderr=stderr)
     with pytest.raises(refusal) as raised:
@@ -141,16 +192,21 @@ def test_any_other_failure_stays_a_plain_command_failure(executor):
 
 
 def test_parse_show_counts_the_sessions_of_each_target():
-    with_sessions = SHOW.replace("    I_T nexus information:\n", (
-        "    I_T nexus information:\n"
-        "        I_T nexus: 3\n"
-        "            Initiator: iqn.1993-08.org.debian:01:a alias: host-a\n"
-        "            Connection: 0\n"
-        "                IP Address: 192.0.2.5\n"
-        "        I_T nexus: 4\n"
-        "            Initiator: iqn.1993-08.org.debian:01:b alias: host-b\n"
-        "            Connection: 0\n"
-        "                IP Address: 192.0.2.6\n"), 1)
+    with_sessions = SHOW.replace(
+        "    I_T nexus information:\n",
+        (
+            "    I_T nexus information:\n"
+            "        I_T nexus: 3\n"
+            "            Initiator: iqn.1993-08.org.debian:01:a alias: host-a\n"
+            "            Connection: 0\n"
+            "                IP Address: 192.0.2.5\n"
+            "        I_T nexus: 4\n"
+            "            Initiator: iqn.1993-08.org.debian:01:b alias: host-b\n"
+            "            Connection: 0\n"
+            "                IP Address: 192.0.2.6\n"
+        ),
+        1,
+    )
     shown = parse_show(with_sessions)
     assert shown[IQN].sessions == 2
     assert shown["iqn.2001-04.com.example:other"].sessions == 0

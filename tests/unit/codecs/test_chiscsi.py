@@ -20,9 +20,16 @@ INITIATORS = ("iqn.1993-08.org.debian:01:a", "iqn.1993-08.org.debian:01:b")
 
 def spec(**changes: object) -> ExportSpec:
     values: dict[str, object] = dict(
-        volume_id="1", volume_name="volume-1", iqn=IQN, device_path="/dev/vg/volume-1", lun=0,
-        portals=(Portal("10.0.0.1", 3260), Portal("fd00::1", 3260)), chap=CHAP,
-        target_chap=None, initiators=())
+        volume_id="1",
+        volume_name="volume-1",
+        iqn=IQN,
+        device_path="/dev/vg/volume-1",
+        lun=0,
+        portals=(Portal("10.0.0.1", 3260), Portal("fd00::1", 3260)),
+        chap=CHAP,
+        target_chap=None,
+        initiators=(),
+    )
     values.update(changes)
     return ExportSpec(**values)  # type: ignore[arg-type]
 
@@ -41,7 +48,8 @@ def test_the_block_is_cxtadm_layout_with_class_serial_and_no_acl_gate_without_in
         "\tPortalGroup=1@10.0.0.1:3260,[fd00::1]:3260\n"
         "\tAuthMethod=CHAP\n"
         "\tAuth_CHAP_Policy=Oneway\n"
-        '\tAuth_CHAP_Initiator="initiatoruser":"secret-of-16-chr"\n')
+        '\tAuth_CHAP_Initiator="initiatoruser":"secret-of-16-chr"\n'
+    )
 
 
 def test_initiators_are_written_behind_acl_enable_yes():
@@ -52,11 +60,13 @@ def test_initiators_are_written_behind_acl_enable_yes():
         '\tAuth_CHAP_Target="targetuser":"other-secret-16c"\n'
         "\tACL_Enable=Yes\n"
         f"\tACL=iname={INITIATORS[0]}\n"
-        f"\tACL=iname={INITIATORS[1]}\n")
+        f"\tACL=iname={INITIATORS[1]}\n"
+    )
 
 
-@pytest.mark.parametrize("changes", [{}, {"initiators": INITIATORS},
-                                     {"target_chap": TARGET_CHAP}, {"chap": None}])
+@pytest.mark.parametrize(
+    "changes", [{}, {"initiators": INITIATORS}, {"target_chap": TARGET_CHAP}, {"chap": None}]
+)
 def test_what_is_written_reads_back_the_same(changes):
     written = spec(**changes)
     block = parse(codec.render(written, codec.FILE, "s"))
@@ -65,42 +75,49 @@ def test_what_is_written_reads_back_the_same(changes):
 
 
 def test_a_cxtadm_block_reads_with_chiscsi_s_default_class_and_no_acl():
-    block = parse("\n              target:\n"
-                  f"                       TargetName={IQN}\n"
-                  "                       TargetDevice=/dev/vg/volume-1\n"
-                  "                       PortalGroup=1@10.0.0.1:3260\n"
-                  "                       AuthMethod=CHAP\n"
-                  "                       Auth_CHAP_Policy=Oneway\n"
-                  '                       Auth_CHAP_Initiator="u":"cxtsecret-1234"\n'
-                  "                 ")
+    block = parse(
+        "\n              target:\n"
+        f"                       TargetName={IQN}\n"
+        "                       TargetDevice=/dev/vg/volume-1\n"
+        "                       PortalGroup=1@10.0.0.1:3260\n"
+        "                       AuthMethod=CHAP\n"
+        "                       Auth_CHAP_Policy=Oneway\n"
+        '                       Auth_CHAP_Initiator="u":"cxtsecret-1234"\n'
+        "                 "
+    )
     assert block.device_class == codec.BLK == codec.DEFAULT_CLASS
     assert not block.acl_enabled and block.spec.chap == ChapCredentials("u", "cxtsecret-1234")
 
 
-@pytest.mark.parametrize("line,why", [
-    ("\tACL=sip=10.0.0.9", "ACL other than iname"),
-    ("\tACL_Enable=maybe", "ACL_Enable"),
-    ("\tShadowMode=Yes", "unexpected"),
-    ('\tAuth_CHAP_Initiator="u":"secret#123456"', "'#'"),
-    ("\tTargetName=iqn.2010-10.org.openstack:Volume-2", "TargetName"),
-])
+@pytest.mark.parametrize(
+    "line,why",
+    [
+        ("\tACL=sip=10.0.0.9", "ACL other than iname"),
+        ("\tACL_Enable=maybe", "ACL_Enable"),
+        ("\tShadowMode=Yes", "unexpected"),
+        ('\tAuth_CHAP_Initiator="u":"secret#123456"', "'#'"),
+        ("\tTargetName=iqn.2010-10.org.openstack:Volume-2", "TargetName"),
+    ],
+)
 def test_a_block_someone_else_edited_is_not_taken_for_ours(line, why):
     text = codec.render(spec(), codec.FILE, "s") + line + "\n"
     with pytest.raises(PersistenceError, match=why):
         parse(text)
 
 
-@pytest.mark.parametrize("changes,field,rule", [
-    ({"chap": ChapCredentials("u", "seventeen-chars-x")}, r"CHAP secret \(initiator\)", "12 to 16"),
-    ({"chap": ChapCredentials("u", "has#hash-1234")}, r"CHAP secret \(initiator\)", "comment"),
-    ({"chap": ChapCredentials("user#1", "secret-of-16-chr")}, r"CHAP username", "comment"),
-    ({"target_chap": ChapCredentials("t", "x" * 255)}, r"CHAP secret \(target\)", "12 to 16"),
-    ({"target_chap": ChapCredentials("t", CHAP.password)}, r"CHAP secret \(target\)",
-     "same secret"),
-    ({"iqn": "eui.02004567A425678D"}, "target IQN", "lower-cases"),
-    ({"portals": (Portal("0.0.0.0", 3260),)}, "portal address", "all-zero"),
-    ({"portals": (Portal("10.0.0.1", 3260), Portal("::", 3260))}, "portal address", "all-zero"),
-])
+@pytest.mark.parametrize(
+    "changes,field,rule",
+    [
+        ({"chap": ChapCredentials("u", "seventeen-chars-x")}, r"CHAP secret \(initiator\)", "12 to 16"),
+        ({"chap": ChapCredentials("u", "has#hash-1234")}, r"CHAP secret \(initiator\)", "comment"),
+        ({"chap": ChapCredentials("user#1", "secret-of-16-chr")}, r"CHAP username", "comment"),
+        ({"target_chap": ChapCredentials("t", "x" * 255)}, r"CHAP secret \(target\)", "12 to 16"),
+        ({"target_chap": ChapCredentials("t", CHAP.password)}, r"CHAP secret \(target\)", "same secret"),
+        ({"iqn": "eui.02004567A425678D"}, "target IQN", "lower-cases"),
+        ({"portals": (Portal("0.0.0.0", 3260),)}, "portal address", "all-zero"),
+        ({"portals": (Portal("10.0.0.1", 3260), Portal("::", 3260))}, "portal address", "all-zero"),
+    ],
+)
 def test_values_chiscsi_refuses_are_refused_naming_the_rule(changes, field, rule):
     with pytest.raises(InvalidInput, match=field) as raised:
         codec.check_values(spec(**changes))
@@ -116,15 +133,19 @@ def test_values_chiscsi_takes_pass():
 
 def test_generated_credentials_always_satisfy_chiscsi():
     for _ in range(200):
-        codec.check_values(spec(chap=ChapCredentials.generate(),
-                                target_chap=ChapCredentials.generate()))
+        codec.check_values(spec(chap=ChapCredentials.generate(), target_chap=ChapCredentials.generate()))
 
 
-@pytest.mark.parametrize("iotype,is_block,expected", [
-    ("fileio", False, codec.FILE), ("fileio", True, codec.FILE),
-    ("auto", False, codec.FILE), ("auto", True, codec.BLK),
-    ("blockio", True, codec.BLK),
-])
+@pytest.mark.parametrize(
+    "iotype,is_block,expected",
+    [
+        ("fileio", False, codec.FILE),
+        ("fileio", True, codec.FILE),
+        ("auto", False, codec.FILE),
+        ("auto", True, codec.BLK),
+        ("blockio", True, codec.BLK),
+    ],
+)
 def test_the_device_class_follows_iscsi_iotype(iotype, is_block, expected):
     assert codec.device_class_for(iotype, is_block, "/d") == expected
 

@@ -17,8 +17,11 @@ PATH = Path("/var/lib/cinder/volumes/iet/volume-1")
 
 
 def test_a_record_round_trips_with_its_helper_facts(spec):
-    full = replace(spec, target_chap=ChapCredentials("target-1", "target-secret-1"),
-                   initiators=("iqn.1993-08.org.debian:01:a",))
+    full = replace(
+        spec,
+        target_chap=ChapCredentials("target-1", "target-secret-1"),
+        initiators=("iqn.1993-08.org.debian:01:a",),
+    )
     text = render_record(ExportRecord(full, tid=12, device_size=4 << 20))
     assert parse_record(text, PATH, "volume-1") == ExportRecord(full, 12, 4 << 20, text)
     assert render_record(ExportRecord(full, tid=12, device_size=4 << 20)) == text, "stable text"
@@ -39,11 +42,14 @@ def test_an_index_record_written_before_initiators_were_kept_still_reads(spec):
     assert record.spec == spec and record.tid == 3 and record.device_size is None
 
 
-@pytest.mark.parametrize("text,reason", [
-    ("not json", "not an export record"),
-    ("[]", "not an export record"),
-    ('{"volume_id": "1"}', "not an export record"),
-])
+@pytest.mark.parametrize(
+    "text,reason",
+    [
+        ("not json", "not an export record"),
+        ("[]", "not an export record"),
+        ('{"volume_id": "1"}', "not an export record"),
+    ],
+)
 def test_what_is_not_a_record_is_refused_naming_the_file(text, reason):
     with pytest.raises(PersistenceError, match=reason) as raised:
         parse_record(text, PATH)

@@ -32,13 +32,22 @@ tid:1 name:iqn.2001-04.com.example:other
 def test_parse_volume_gives_each_target_its_tid_and_luns_in_lun_order():
     assert parse_volume(VOLUME) == {
         "iqn.2010-10.org.openstack:volume-3": LiveTarget(
-            "iqn.2010-10.org.openstack:volume-3", 3, None, (), lun_paths=()),
+            "iqn.2010-10.org.openstack:volume-3", 3, None, (), lun_paths=()
+        ),
         "iqn.2010-10.org.openstack:volume-2": LiveTarget(
-            "iqn.2010-10.org.openstack:volume-2", 2, None, ("/srv/a.img", "/dev/vg/b"),
-            lun_paths=((0, "/srv/a.img"), (1, "/dev/vg/b"))),
+            "iqn.2010-10.org.openstack:volume-2",
+            2,
+            None,
+            ("/srv/a.img", "/dev/vg/b"),
+            lun_paths=((0, "/srv/a.img"), (1, "/dev/vg/b")),
+        ),
         "iqn.2001-04.com.example:other": LiveTarget(
-            "iqn.2001-04.com.example:other", 1, None, ("/srv/with space.img",),
-            lun_paths=((0, "/srv/with space.img"),)),
+            "iqn.2001-04.com.example:other",
+            1,
+            None,
+            ("/srv/with space.img",),
+            lun_paths=((0, "/srv/with space.img"),),
+        ),
     }
 
 
@@ -47,8 +56,7 @@ def test_parse_volume_of_an_empty_or_missing_file_is_empty():
 
 
 def test_parse_sessions_lists_the_connections_of_one_target_only():
-    assert parse_sessions(SESSION, 2) == [(562949957419520, 0), (562949957419520, 1),
-                                          (562949957419521, 0)]
+    assert parse_sessions(SESSION, 2) == [(562949957419520, 0), (562949957419520, 1), (562949957419521, 0)]
     assert parse_sessions(SESSION, 1) == [(7, 0)]
     assert parse_sessions(SESSION, 9) == []
 

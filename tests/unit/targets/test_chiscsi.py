@@ -30,10 +30,10 @@ from iscsi_helper.executor import Executor
 from iscsi_helper.formats import ChapCredentials, Portal
 from iscsi_helper.lab.emulators import chiscsi as emulator
 from iscsi_helper.lab.emulators.chiscsi import cli as emulator_cli
-from tests.support.devices import make_device
-from tests.support.emulators import use_chiscsi_emulator
 from iscsi_helper.lab.rig import InProcessExecutor, run_main
 from iscsi_helper.model import ExportSpec
+from tests.support.devices import make_device
+from tests.support.emulators import use_chiscsi_emulator
 
 PREFIX = "iqn.2010-10.org.openstack:"
 
@@ -56,16 +56,23 @@ def env(tmp_path, monkeypatch):
 
 
 def conf_of(tmp_path, **overrides):
-    return options.new_config(overrides={
-        "target_helper": "chiscsi", "state_path": str(tmp_path / "state"),
-        "target_ip_address": "127.0.0.1", "chiscsi_conf": str(tmp_path / "chiscsi.conf"),
-        "oslo_concurrency.lock_path": str(tmp_path / "locks"), **overrides})
+    return options.new_config(
+        overrides={
+            "target_helper": "chiscsi",
+            "state_path": str(tmp_path / "state"),
+            "target_ip_address": "127.0.0.1",
+            "chiscsi_conf": str(tmp_path / "chiscsi.conf"),
+            "oslo_concurrency.lock_path": str(tmp_path / "locks"),
+            **overrides,
+        }
+    )
 
 
 def make_target(tmp_path, calls=None, executor=None, **overrides):
     conf = conf_of(tmp_path, **overrides)
-    return registry.get_helper(conf, executor or Executor(
-        observers=[calls.append] if calls is not None else []))
+    return registry.get_helper(
+        conf, executor or Executor(observers=[calls.append] if calls is not None else [])
+    )
 
 
 def iscsictl(*args: str) -> tuple[int, str, str]:
@@ -103,7 +110,8 @@ def test_the_persisted_file_is_one_target_block_and_private(env, device):
         "\tPortalGroup=1@127.0.0.1:3260\n"
         "\tAuthMethod=CHAP\n"
         "\tAuth_CHAP_Policy=Oneway\n"
-        f'\tAuth_CHAP_Initiator="{user}":"{secret}"\n')
+        f'\tAuth_CHAP_Initiator="{user}":"{secret}"\n'
+    )
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert not [n for n in os.listdir(path.parent) if n != "volume-1"], "no temp file left"
 
@@ -150,9 +158,17 @@ def test_a_record_with_acl_lines_but_no_acl_enable_is_rewritten_not_adopted(env,
     """Files an older version wrote had ACL= without ACL_Enable=Yes: chiscsi ignored them."""
     records = env / "state" / "volumes" / "cxt"
     records.mkdir(parents=True)
-    spec = ExportSpec("1", "volume-1", PREFIX + "volume-1", device, 0, (Portal("127.0.0.1", 3260),),
-                      ChapCredentials("olduser", "old-secret-1234"), None,
-                      ("iqn.1993-08.org.debian:01:a",))
+    spec = ExportSpec(
+        "1",
+        "volume-1",
+        PREFIX + "volume-1",
+        device,
+        0,
+        (Portal("127.0.0.1", 3260),),
+        ChapCredentials("olduser", "old-secret-1234"),
+        None,
+        ("iqn.1993-08.org.debian:01:a",),
+    )
     text = codec.render(spec, codec.FILE, "s").replace("\tACL_Enable=Yes\n", "")
     (records / "volume-1").write_text(text)
     report = make_target(env).restore_exports()
@@ -173,8 +189,11 @@ def failing_iscsictl(env, script: str):
 
 
 def test_a_failed_start_leaves_no_file_no_target_and_no_device_claim(env, device, monkeypatch):
-    failing = failing_iscsictl(env, "#!/bin/sh\ncase \"$1\" in -S) echo 'iscsictl: cannot start' >&2; "
-                                    f"exit 3;; esac\nexec {env / 'bin' / 'iscsictl'} \"$@\"\n")
+    failing = failing_iscsictl(
+        env,
+        "#!/bin/sh\ncase \"$1\" in -S) echo 'iscsictl: cannot start' >&2; "
+        f'exit 3;; esac\nexec {env / "bin" / "iscsictl"} "$@"\n',
+    )
     monkeypatch.setenv("PATH", f"{failing}:{os.environ['PATH']}")
     with pytest.raises(TargetCreateFailed, match="cannot start"):
         make_target(env).create_export(None, vol(1), device)
@@ -202,14 +221,17 @@ def test_a_start_chiscsi_reports_but_that_is_not_what_was_asked_is_rolled_back(e
     """The tool says 'added' for a block that lost its CHAP line on the way: the detailed
     output shows it, so the create fails and nothing stays."""
     real = env / "bin" / "iscsictl"
-    failing = failing_iscsictl(env, textwrap.dedent(f"""\
+    failing = failing_iscsictl(
+        env,
+        textwrap.dedent(f"""\
         #!/bin/sh
         if [ "$1" = -S ]; then
             grep -v Auth_CHAP "$4" | sed 's/AuthMethod=CHAP/AuthMethod=None/' > "$4.lossy"
             exec {real} "$1" "$2" -f "$4.lossy" -x "$6"
         fi
         exec {real} "$@"
-        """))
+        """),
+    )
     monkeypatch.setenv("PATH", f"{failing}:{os.environ['PATH']}")
     with pytest.raises(TargetCreateFailed, match="initiator CHAP accounts"):
         make_target(env).create_export(None, vol(1), device)
@@ -221,29 +243,46 @@ def test_a_start_chiscsi_reports_but_that_is_not_what_was_asked_is_rolled_back(e
 
 
 REFUSED = [
-    ("secret-17", lambda env: (vol(1, provider_auth="CHAP user1 seventeen-chars-x"), disk(env, "a")),
-     {}, "12 to 16"),
-    ("secret-hash", lambda env: (vol(1, provider_auth="CHAP user1 secret#1234567"), disk(env, "a")),
-     {}, "comment"),
-    ("configured-secret", lambda env: (vol(1), disk(env, "a")),
-     {"use_chap_auth": True, "chap_username": "u", "chap_password": "a-very-long-secret-20"},
-     "12 to 16"),
-    ("blockio-file", lambda env: (vol(1), disk(env, "a")), {"iscsi_iotype": "blockio"},
-     "BLK class"),
+    (
+        "secret-17",
+        lambda env: (vol(1, provider_auth="CHAP user1 seventeen-chars-x"), disk(env, "a")),
+        {},
+        "12 to 16",
+    ),
+    (
+        "secret-hash",
+        lambda env: (vol(1, provider_auth="CHAP user1 secret#1234567"), disk(env, "a")),
+        {},
+        "comment",
+    ),
+    (
+        "configured-secret",
+        lambda env: (vol(1), disk(env, "a")),
+        {"use_chap_auth": True, "chap_username": "u", "chap_password": "a-very-long-secret-20"},
+        "12 to 16",
+    ),
+    ("blockio-file", lambda env: (vol(1), disk(env, "a")), {"iscsi_iotype": "blockio"}, "BLK class"),
     ("zero-size", lambda env: (vol(1), disk(env, "a", size=0)), {}, "size 0"),
     ("taken-device", lambda env: (vol(1), disk(env, "kept")), {}, "already exported by volume-5"),
     # Every helper refuses it now, as no initiator could dial it (issue 13).
-    ("all-zero-portal", lambda env: (vol(1), disk(env, "a")), {"target_ip_address": "0.0.0.0"},
-     "unspecified address"),
+    (
+        "all-zero-portal",
+        lambda env: (vol(1), disk(env, "a")),
+        {"target_ip_address": "0.0.0.0"},
+        "unspecified address",
+    ),
     # A valid EUI name is upper-case hex: chiscsi would lower-case it and never find it again.
-    ("upper-case-iqn", lambda env: ({"id": "1", "name": "1"}, disk(env, "a")),
-     {"target_prefix": "eui.02004567A425678", "volume_name_template": "%s"}, "lower-cases"),
+    (
+        "upper-case-iqn",
+        lambda env: ({"id": "1", "name": "1"}, disk(env, "a")),
+        {"target_prefix": "eui.02004567A425678", "volume_name_template": "%s"},
+        "lower-cases",
+    ),
 ]
 
 
 @pytest.mark.parametrize("case,make,overrides,rule", REFUSED, ids=[c[0] for c in REFUSED])
-def test_values_chiscsi_refuses_are_refused_before_anything_is_written(env, case, make, overrides,
-                                                                       rule):
+def test_values_chiscsi_refuses_are_refused_before_anything_is_written(env, case, make, overrides, rule):
     make_target(env).create_export(None, vol(5), disk(env, "kept"))
     volume, device = make(env)
     snapshot = {p: p.read_bytes() for p in (env / "state").rglob("*") if p.is_file()}
@@ -282,12 +321,10 @@ def test_iscsictl_calls_per_create_and_remove_do_not_grow_with_exports(env, exis
     calls: list[tuple[str, ...]] = []
     target = make_target(env, calls)
     target.create_export(None, vol(1), disk(env, "measured"))
-    assert [c[1:3] for c in calls] == [("-S", f"target={PREFIX}volume-1"),
-                                       ("-c", f"target={PREFIX}volume-1")]
+    assert [c[1:3] for c in calls] == [("-S", f"target={PREFIX}volume-1"), ("-c", f"target={PREFIX}volume-1")]
     calls.clear()
     target.remove_export(None, vol(1))
-    assert [c[1:] for c in calls] == [("-s", f"target={PREFIX}volume-1"),
-                                      ("-c", f"target={PREFIX}volume-1")]
+    assert [c[1:] for c in calls] == [("-s", f"target={PREFIX}volume-1"), ("-c", f"target={PREFIX}volume-1")]
     stopped = [f"volume-{1000 + n}" for n in range(min(existing, 3))]
     for name in stopped:  # a partial outage: a few targets lost, the rest live
         assert iscsictl("-s", f"target={PREFIX}{name}")[0] == 0
@@ -297,8 +334,9 @@ def test_iscsictl_calls_per_create_and_remove_do_not_grow_with_exports(env, exis
     assert len(report.unchanged) == existing - len(stopped)
     assert calls[0][1:] == ("-c", "target=ALL")
     assert calls[-1][1:] == ("-c", "target=ALL")
-    assert len(calls) == len(stopped) + 2, ("one listing, one start per missing export, and one "
-                                            "listing to confirm they are live")
+    assert len(calls) == len(stopped) + 2, (
+        "one listing, one start per missing export, and one listing to confirm they are live"
+    )
 
 
 # ------------------------------------------------------------ CxtAdm's files
@@ -345,9 +383,21 @@ def test_no_secret_on_any_command_line_or_log_line(env, device, caplog):
 
 
 def test_cli_main_job_on_the_emulator(env, device):
-    base = [sys.executable, "-m", "iscsi_helper", "--target-helper", "chiscsi",
-            "--state-path", str(env / "state"), "--lock-path", str(env / "locks"),
-            "--target-ip-address", "127.0.0.1", "--chiscsi-conf", str(env / "chiscsi.conf")]
+    base = [
+        sys.executable,
+        "-m",
+        "iscsi_helper",
+        "--target-helper",
+        "chiscsi",
+        "--state-path",
+        str(env / "state"),
+        "--lock-path",
+        str(env / "locks"),
+        "--target-ip-address",
+        "127.0.0.1",
+        "--chiscsi-conf",
+        str(env / "chiscsi.conf"),
+    ]
     done = subprocess.run(base + ["export", "1", device], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "127.0.0.1:3260,1 iqn.2010-10.org.openstack:volume-1 0" in done.stdout
@@ -361,13 +411,32 @@ def test_cli_main_job_on_the_emulator(env, device):
 
 
 def test_missing_iscsictl_is_one_clear_line(tmp_path, device):
-    done = subprocess.run([sys.executable, "-m", "iscsi_helper", "--target-helper", "chiscsi",
-                           "--state-path", str(tmp_path / "s"), "--lock-path", str(tmp_path / "l"),
-                           "--target-ip-address", "127.0.0.1", "export", "1", device],
-                          capture_output=True, text=True, env={**os.environ, "PATH": "/usr/bin:/bin"})
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "iscsi_helper",
+            "--target-helper",
+            "chiscsi",
+            "--state-path",
+            str(tmp_path / "s"),
+            "--lock-path",
+            str(tmp_path / "l"),
+            "--target-ip-address",
+            "127.0.0.1",
+            "export",
+            "1",
+            device,
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": "/usr/bin:/bin"},
+    )
     assert done.returncode == 1
-    assert done.stderr.strip() == ("iscsi-helper: error: iscsictl not found on PATH; install Chelsio's "
-                                   "chiscsi target (or put its emulator first on PATH)")
+    assert done.stderr.strip() == (
+        "iscsi-helper: error: iscsictl not found on PATH; install Chelsio's "
+        "chiscsi target (or put its emulator first on PATH)"
+    )
     assert not (tmp_path / "s" / "volumes" / "cxt" / "volume-1").exists()
 
 
@@ -385,19 +454,31 @@ EXPORTER = textwrap.dedent("""
 
 def config_file(env, **extra) -> str:
     path = env / "iscsi-helper.conf"
-    lines = ["[DEFAULT]", "target_helper = chiscsi", f"state_path = {env / 'state'}",
-             "target_ip_address = 127.0.0.1", f"chiscsi_conf = {env / 'chiscsi.conf'}",
-             *(f"{k} = {v}" for k, v in extra.items()),
-             "[oslo_concurrency]", f"lock_path = {env / 'locks'}"]
+    lines = [
+        "[DEFAULT]",
+        "target_helper = chiscsi",
+        f"state_path = {env / 'state'}",
+        "target_ip_address = 127.0.0.1",
+        f"chiscsi_conf = {env / 'chiscsi.conf'}",
+        *(f"{k} = {v}" for k, v in extra.items()),
+        "[oslo_concurrency]",
+        f"lock_path = {env / 'locks'}",
+    ]
     path.write_text("\n".join(lines) + "\n")
     return str(path)
 
 
 def test_eight_processes_exporting_different_volumes_at_once_all_succeed(env):
     config = config_file(env)
-    procs = [subprocess.Popen([sys.executable, "-c", EXPORTER, config, str(n), disk(env, f"v{n}")],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for n in range(8)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", EXPORTER, config, str(n), disk(env, f"v{n}")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(8)
+    ]
     results = {}
     for n, proc in enumerate(procs):
         out, err = proc.communicate(timeout=300)
@@ -426,8 +507,12 @@ def pid_file(env):
 def outside_iscsictl(env):
     """Another program's iscsictl holding chiscsi's host lock until the block's caller lets go."""
     (env / "chiscsi-state").mkdir(exist_ok=True)
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, pid_file(env)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, pid_file(env)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline() == "held\n"
         yield holder
@@ -481,14 +566,19 @@ def test_restore_past_the_listing_cut_starts_only_what_is_missing_and_duplicates
     prefix = "iqn.2010-10.org.openstack." + "x" * 175 + ":"  # 212-byte IQNs
     count = 700
     calls: list[tuple[str, ...]] = []
-    target = make_target(env, calls, executor=InProcessExecutor(emulator_cli.main, observers=[calls.append]),
-                         target_prefix=prefix)
+    target = make_target(
+        env,
+        calls,
+        executor=InProcessExecutor(emulator_cli.main, observers=[calls.append]),
+        target_prefix=prefix,
+    )
     for n in range(count):
         target.create_export(None, vol(n), disk(env, f"v{n}", size=4096))
     listing = parse_summaries(iscsictl("-c", "target=ALL")[1])
     assert listing.may_be_cut and len(listing.targets) < count - 50, "the listing really is cut"
-    hidden = sorted(int(i.rsplit("-", 1)[1]) for i in {f"{prefix}volume-{n}" for n in range(count)}
-                    - set(listing.targets))
+    hidden = sorted(
+        int(i.rsplit("-", 1)[1]) for i in {f"{prefix}volume-{n}" for n in range(count)} - set(listing.targets)
+    )
     stopped = [0, 1, hidden[0], hidden[len(hidden) // 2], hidden[-1]]  # before and past the cut
     for n in stopped:
         assert iscsictl("-s", f"target={prefix}volume-{n}")[0] == 0
@@ -503,8 +593,9 @@ def test_restore_past_the_listing_cut_starts_only_what_is_missing_and_duplicates
     # missing, one to confirm that what was started is live.
     alls = [n for n, c in enumerate(lookups) if c[2] == "target=ALL"]
     assert len(alls) == 2 and alls[0] == 0 and 2 < len(lookups) <= 6, lookups
-    every = parse_details(iscsictl("-c", "target=" + ",".join(
-        f"{prefix}volume-{n}" for n in range(count)))[1])
+    every = parse_details(
+        iscsictl("-c", "target=" + ",".join(f"{prefix}volume-{n}" for n in range(count)))[1]
+    )
     assert all(every[f"{prefix}volume-{n}"] is not None for n in range(count))
     assert {d.state for d in target.reconcile()} == {"ok"}
     assert all(s.live for s in target.list_exports())
@@ -529,12 +620,18 @@ class QemuSession:
         fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(props["auth_password"])
-        options = (f"driver=iscsi,transport=tcp,portal={portal},target={props['target_iqn']},"
-                   f"lun={props['target_lun']},initiator-name={INITIATOR},"
-                   f"user={props['auth_username']},password-secret=chap0")
+        options = (
+            f"driver=iscsi,transport=tcp,portal={portal},target={props['target_iqn']},"
+            f"lun={props['target_lun']},initiator-name={INITIATOR},"
+            f"user={props['auth_username']},password-secret=chap0"
+        )
         self.proc = subprocess.Popen(
             ["qemu-io", "--object", f"secret,id=chap0,file={secret_file}", "--image-opts", options],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
 
     def read(self) -> str:
         """One 512-byte read over the session; qemu-io's answer line."""
@@ -558,14 +655,16 @@ class QemuSession:
                 self.proc.wait()
 
 
-needs_qemu = pytest.mark.skipif(not shutil.which("qemu-io"),
-                                reason="needs qemu-utils (scripts/setup.sh installs it)")
+needs_qemu = pytest.mark.skipif(
+    not shutil.which("qemu-io"), reason="needs qemu-utils (scripts/setup.sh installs it)"
+)
 
 
 @pytest.fixture
 def wire(env, monkeypatch):
     """The emulator serving its targets through the embedded wire target, on a free port."""
     from iscsi_helper.lab.rig import free_port
+
     monkeypatch.setenv("CHISCSI_EMULATOR_WIRE", "1")
     monkeypatch.setenv("CHISCSI_EMULATOR_STOP_WAIT", "2")  # chiscsi waits 30 s
     return free_port()
@@ -574,6 +673,7 @@ def wire(env, monkeypatch):
 def logged_in(env, n=1) -> list[str]:
     """Initiators the emulator's wire target has sessions from on volume-<n>'s target."""
     from iscsi_helper.lab.emulators.chiscsi import serving
+
     return list(serving.sessions(env / "chiscsi-state", f"{PREFIX}volume-{n}")["served"])
 
 
@@ -607,6 +707,7 @@ def test_a_remove_while_a_real_initiator_stays_logged_in_is_reported_busy(env, w
     reports it, keeps the record, and the export is live again as recorded."""
     from iscsi_helper.exception import TargetBusy
     from iscsi_helper.lab.emulators.chiscsi import sessions
+
     target, volume, props = attached(env, wire)
     record = env / "state" / "volumes" / "cxt" / "volume-1"
     before = record.read_bytes()
@@ -635,6 +736,7 @@ def test_every_iscsictl_call_holds_the_hosts_iscsictl_lock(env, device, monkeypa
     import socket
 
     from iscsi_helper import locking
+
     held: list[str] = []
     during_calls: list[tuple[str, ...]] = []
     real_lock = locking.named_lock
@@ -662,5 +764,6 @@ def test_every_iscsictl_call_holds_the_hosts_iscsictl_lock(env, device, monkeypa
     host_lock = f"iscsictl-{socket.gethostname()}"
     assert len(during_calls) >= 6
     assert all(locks.count(host_lock) == 1 for locks in during_calls), during_calls
-    assert between_calls and not any(host_lock in locks for locks in between_calls), \
+    assert between_calls and not any(host_lock in locks for locks in between_calls), (
         "released after each call, never held across an operation"
+    )

@@ -50,8 +50,13 @@ class ScriptedChiscsi(Executor):
     def _find(self, name: str) -> Node | None:
         return next((n for n in self.nodes if n.name == name and not n.offline), None)
 
-    def run(self, *argv: str, ok_codes: Sequence[int] = (0,), stdin: str | None = None,
-            secrets: Sequence[str] = ()) -> CommandResult:
+    def run(
+        self,
+        *argv: str,
+        ok_codes: Sequence[int] = (0,),
+        stdin: str | None = None,
+        secrets: Sequence[str] = (),
+    ) -> CommandResult:
         self.argvs.append(argv)
         option, value = argv[1], argv[2].removeprefix("target=")
         out, err, code = "", "", 0
@@ -59,8 +64,11 @@ class ScriptedChiscsi(Executor):
             path = Path(argv[4])
             block = codec.parse(path.read_text(), path, path.name, path.name, 0)
             node = self._find(value)
-            taken = [n for n in self.nodes if not n.offline and n.name != value
-                     and n.block.spec.device_path == block.spec.device_path]
+            taken = [
+                n
+                for n in self.nodes
+                if not n.offline and n.name != value and n.block.spec.device_path == block.spec.device_path
+            ]
             if taken:
                 err, code = f"{taken[0].name} already has device {block.spec.device_path}.\n", 255
             elif node:
@@ -88,16 +96,18 @@ class ScriptedChiscsi(Executor):
                 if len(buffer) > self.names_buffer:
                     break
             if len(buffer) > self.names_buffer:
-                buffer = buffer[:self.names_buffer - 1]
-            for name in buffer[len("target="):].rstrip(",").split(","):
+                buffer = buffer[: self.names_buffer - 1]
+            for name in buffer[len("target=") :].rstrip(",").split(","):
                 node = self._find(name) if name else None
                 if node is None:
                     out += f"target {name} NOT found.\n\n" if name else ""
                     continue
-                out += (f"\nTARGET: {name}, id={node.node_id}, login_ip=0\n"
-                        f"\tPortalGroup=1@{node.block.spec.portals[0]},timeout=0\n"
-                        f"\tTargetDevice={node.block.spec.device_path},"
-                        f"{node.block.device_class},PROD=CHISCSI Target\n\n")
+                out += (
+                    f"\nTARGET: {name}, id={node.node_id}, login_ip=0\n"
+                    f"\tPortalGroup=1@{node.block.spec.portals[0]},timeout=0\n"
+                    f"\tTargetDevice={node.block.spec.device_path},"
+                    f"{node.block.device_class},PROD=CHISCSI Target\n\n"
+                )
         else:
             for name in value.split(","):
                 node = self._find(name)
@@ -105,13 +115,16 @@ class ScriptedChiscsi(Executor):
                     out, code = out + f"target {name} NOT found.\n\n", 255
                     continue
                 spec, code = node.block.spec, 0
-                out += (f"\ntarget:\n\tTargetName={name}\n\tAuthMethod=CHAP\n"
-                        f"\tACL_Enable={'Yes' if node.block.acl_enabled else 'No'}\n"
-                        + "".join(f"\tACL=iname={i};lun=ALL:RW\n" for i in spec.initiators
-                                  if node.block.acl_enabled)
-                        + f'\tAuth_CHAP_Initiator="{spec.chap.username}":"********"\n'
-                        f"\tPortalGroup=1@{spec.portals[0]},timeout=0\n"
-                        f"\tTargetDevice={spec.device_path},{node.block.device_class}\n\n")
+                out += (
+                    f"\ntarget:\n\tTargetName={name}\n\tAuthMethod=CHAP\n"
+                    f"\tACL_Enable={'Yes' if node.block.acl_enabled else 'No'}\n"
+                    + "".join(
+                        f"\tACL=iname={i};lun=ALL:RW\n" for i in spec.initiators if node.block.acl_enabled
+                    )
+                    + f'\tAuth_CHAP_Initiator="{spec.chap.username}":"********"\n'
+                    f"\tPortalGroup=1@{spec.portals[0]},timeout=0\n"
+                    f"\tTargetDevice={spec.device_path},{node.block.device_class}\n\n"
+                )
         assert code in ok_codes
         return CommandResult(argv, code, out, err)
 
@@ -125,10 +138,16 @@ def kernel() -> ScriptedChiscsi:
 
 
 def helper(tmp_path, kernel, **overrides):
-    conf = options.new_config(overrides={
-        "target_helper": "chiscsi", "state_path": str(tmp_path / "state"),
-        "target_ip_address": "127.0.0.1", "chiscsi_conf": str(tmp_path / "chiscsi.conf"),
-        "oslo_concurrency.lock_path": str(tmp_path / "locks"), **overrides})
+    conf = options.new_config(
+        overrides={
+            "target_helper": "chiscsi",
+            "state_path": str(tmp_path / "state"),
+            "target_ip_address": "127.0.0.1",
+            "chiscsi_conf": str(tmp_path / "chiscsi.conf"),
+            "oslo_concurrency.lock_path": str(tmp_path / "locks"),
+            **overrides,
+        }
+    )
     return registry.get_helper(conf, kernel)
 
 
@@ -170,6 +189,7 @@ def test_a_busy_remove_whose_restart_fails_says_the_target_is_left_offline(tmp_p
         if argv[1] == "-S":
             return CommandResult(argv, 255, "", "ERROR: Failed to start target!\n")
         return real_run(*argv, **kwargs)
+
     kernel.run = no_restart  # type: ignore[method-assign]
     with pytest.raises(TargetBusy, match="left the target offline.*record is kept.*ensure"):
         target.remove_export(None, vol(1))
@@ -196,12 +216,18 @@ def populate(tmp_path, kernel, count: int) -> None:
     records.mkdir(parents=True)
     chap = ChapCredentials("populateuser", "populate-secret1")
     for n in range(count):
-        spec = ExportSpec(str(n), f"volume-{n}", f"{LONG_PREFIX}volume-{n}",
-                                disk(tmp_path, n), 0, (Portal("127.0.0.1", 3260),), chap)
+        spec = ExportSpec(
+            str(n),
+            f"volume-{n}",
+            f"{LONG_PREFIX}volume-{n}",
+            disk(tmp_path, n),
+            0,
+            (Portal("127.0.0.1", 3260),),
+            chap,
+        )
         text = codec.render(spec, codec.FILE, "s")
         (records / spec.volume_name).write_text(text)
-        kernel.nodes.append(Node(spec.iqn, n + 1, codec.parse(text, Path("r"), spec.volume_name,
-                                                               str(n), 0)))
+        kernel.nodes.append(Node(spec.iqn, n + 1, codec.parse(text, Path("r"), spec.volume_name, str(n), 0)))
 
 
 @pytest.mark.parametrize("count", [500, 700])
@@ -251,11 +277,13 @@ CXTADM_BLOCK = """
 
 
 @pytest.mark.parametrize("block_device", [True, False])
-def test_a_cxtadm_block_is_adopted_untouched_only_where_chiscsi_can_load_it(tmp_path, kernel,
-                                                                            monkeypatch, block_device):
+def test_a_cxtadm_block_is_adopted_untouched_only_where_chiscsi_can_load_it(
+    tmp_path, kernel, monkeypatch, block_device
+):
     """CxtAdm names no class, so chiscsi reads BLK: right for an LV (a block device), refused
     for a regular file, where the block is rewritten with FILE and its credentials kept."""
     import iscsi_helper.targets.chiscsi as helper_module
+
     monkeypatch.setattr(helper_module, "is_block_device", lambda path: block_device)
     records = tmp_path / "state" / "volumes" / "cxt"
     records.mkdir(parents=True)

@@ -19,14 +19,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from iscsi_helper import options, registry
+from iscsi_helper.codecs.ietd_conf import iter_blocks, replace_block
+from iscsi_helper.exception import TargetCreateFailed
+from iscsi_helper.executor import Executor
+from iscsi_helper.formats import ProviderLocation, parse_provider_auth
 from iscsi_helper.lab.emulators.iet import cli as emulator_cli
 from iscsi_helper.lab.emulators.iet.state import PROC_ENV, STATE_ENV, State
 from iscsi_helper.lab.emulators.shims import install_shims
 from iscsi_helper.lab.rig import InProcessExecutor, run_main
-from iscsi_helper.exception import TargetCreateFailed
-from iscsi_helper.executor import Executor
-from iscsi_helper.formats import ProviderLocation, parse_provider_auth
-from iscsi_helper.codecs.ietd_conf import iter_blocks, replace_block
 from iscsi_helper.targets.iet import IetHelper
 from tests.support.devices import make_device
 
@@ -70,13 +70,20 @@ def env(tmp_path, monkeypatch):
     return tmp_path
 
 
-def make_target(tmp_path: Path, calls: list | None = None, executor: Executor | None = None,
-                **overrides: object) -> IetHelper:
-    conf = options.new_config(overrides={
-        "target_helper": "iet", "state_path": str(tmp_path / "state"),
-        "target_ip_address": "127.0.0.1", "iet_conf": str(tmp_path / "etc" / "ietd.conf"),
-        "iet_proc_dir": str(tmp_path / "proc"),
-        "oslo_concurrency.lock_path": str(tmp_path / "locks"), **overrides})
+def make_target(
+    tmp_path: Path, calls: list | None = None, executor: Executor | None = None, **overrides: object
+) -> IetHelper:
+    conf = options.new_config(
+        overrides={
+            "target_helper": "iet",
+            "state_path": str(tmp_path / "state"),
+            "target_ip_address": "127.0.0.1",
+            "iet_conf": str(tmp_path / "etc" / "ietd.conf"),
+            "iet_proc_dir": str(tmp_path / "proc"),
+            "oslo_concurrency.lock_path": str(tmp_path / "locks"),
+            **overrides,
+        }
+    )
     if executor is None:
         executor = Executor(observers=[calls.append] if calls is not None else [])
     target = registry.get_helper(conf, executor)
@@ -103,6 +110,7 @@ def emulator(tmp_path: Path) -> State:
 
 def reboot(tmp_path: Path) -> None:
     import shutil
+
     shutil.rmtree(tmp_path / "iet-state")
     shutil.rmtree(tmp_path / "proc")
 
@@ -137,9 +145,9 @@ def test_ietd_conf_block_layout_and_private_files(env):
     result = target.create_export(None, vol(1), dev)
     user, secret = result["auth"].split()[1:]
     conf = env / "etc" / "ietd.conf"
-    assert conf.read_text() == (f"Target {PREFIX}volume-1\n"
-                                f"\tIncomingUser {user} {secret}\n"
-                                f"\tLun 0 Path={dev},Type=fileio\n")
+    assert conf.read_text() == (
+        f"Target {PREFIX}volume-1\n\tIncomingUser {user} {secret}\n\tLun 0 Path={dev},Type=fileio\n"
+    )
     index = env / "state" / "volumes" / "iet" / "volume-1"
     record = json.loads(index.read_text())
     assert record["tid"] == ProviderLocation.parse(result["location"]).tid
@@ -185,10 +193,20 @@ def test_replace_block_matches_the_exact_name_only():
     assert replace_block("Alias x", PREFIX + "volume-1", new) == "Alias x\n" + new
 
 
-_CONF_LINES = [f"Target {PREFIX}volume-1\n", f"target  {PREFIX}volume-1 \r\n", "\tLun 0 Path=/a\n",
-               f"# {PREFIX}volume-1 in a comment\n", "\n", f"Target {PREFIX}volume-10\n",
-               "  IncomingUser someone secretsecret1\n", f"Target {PREFIX}volume-2\n", "\r",
-               f"Alias {PREFIX}volume-1\n", "\x0c", f"Target {PREFIX}volume-1"]
+_CONF_LINES = [
+    f"Target {PREFIX}volume-1\n",
+    f"target  {PREFIX}volume-1 \r\n",
+    "\tLun 0 Path=/a\n",
+    f"# {PREFIX}volume-1 in a comment\n",
+    "\n",
+    f"Target {PREFIX}volume-10\n",
+    "  IncomingUser someone secretsecret1\n",
+    f"Target {PREFIX}volume-2\n",
+    "\r",
+    f"Alias {PREFIX}volume-1\n",
+    "\x0c",
+    f"Target {PREFIX}volume-1",
+]
 
 
 @given(st.lists(st.sampled_from(_CONF_LINES), max_size=10))
@@ -202,7 +220,8 @@ def test_replace_block_changes_only_the_blocks_of_that_name(pieces):
         lines = t.splitlines(keepends=True)
         ours = {i for name, start, end in iter_blocks(lines) if name == iqn for i in range(start, end)}
         return [line for i, line in enumerate(lines) if i not in ours], len(
-            [1 for name, _s, _e in iter_blocks(lines) if name == iqn])
+            [1 for name, _s, _e in iter_blocks(lines) if name == iqn]
+        )
 
     others, _ = split(text)
     removed = replace_block(text, iqn, None)
@@ -215,6 +234,7 @@ def test_replace_block_changes_only_the_blocks_of_that_name(pieces):
     assert count == 1
     assert "".join(kept).rstrip("\n") == "".join(others).rstrip("\n")
     assert replace_block(replaced, iqn, new) == replaced  # idempotent
+
 
 def test_cinder_written_block_is_listed_adopted_with_its_chap_and_not_duplicated(env):
     dev = make_device(env, "d7")
@@ -231,8 +251,12 @@ def test_cinder_written_block_is_listed_adopted_with_its_chap_and_not_duplicated
     # Cinder had the target live too (IetAdm created it with tid 0 -> 1).
     assert ietadm("--op", "new", "--tid=0", "--params", f"Name={PREFIX}volume-7")[0] == 0
     assert ietadm("--op", "new", "--tid=1", "--lun=0", "--params", f"Path={dev},Type=fileio")[0] == 0
-    assert ietadm("--op", "new", "--tid=1", "--user",
-                  "--params=IncomingUser=cinderuser7,Password=cindersecret7xyz")[0] == 0
+    assert (
+        ietadm(
+            "--op", "new", "--tid=1", "--user", "--params=IncomingUser=cinderuser7,Password=cindersecret7xyz"
+        )[0]
+        == 0
+    )
     result = target.create_export(None, vol(7), dev)
     assert result["auth"] == "CHAP cinderuser7 cindersecret7xyz"
     assert ProviderLocation.parse(result["location"]).tid == 1
@@ -262,8 +286,12 @@ def test_ensure_when_ietd_reloaded_the_conf_with_other_tids_answers_234_and_239_
     assert ietadm("--op", "new", "--tid=0", "--params", f"Name={PREFIX}volume-1")[0] == 0
     new_tid = old_tid + 1
     assert ietadm("--op", "new", f"--tid={new_tid}", "--lun=0", "--params", f"Path={dev},Type=fileio")[0] == 0
-    assert ietadm("--op", "new", f"--tid={new_tid}", "--user",
-                  f"--params=IncomingUser={user},Password={secret}")[0] == 0
+    assert (
+        ietadm(
+            "--op", "new", f"--tid={new_tid}", "--user", f"--params=IncomingUser={user},Password={secret}"
+        )[0]
+        == 0
+    )
     calls: list[tuple[str, ...]] = []
     stored = vol(1, provider_auth=created["auth"], provider_location=created["location"])
     make_target(env, calls).ensure_export(None, stored, dev)
@@ -285,6 +313,7 @@ def test_restore_after_ietd_reloaded_the_conf_calls_nothing_and_keeps_ops_consta
     finds its target at the recorded tid instead of reading the proc file.
     """
     from iscsi_helper.lab.emulators.iet.boot import start_ietd
+
     dev = make_device(env, "d1")
     target = make_target(env)
     for n in (1, 2, 3, 4):
@@ -307,12 +336,15 @@ def test_restore_after_ietd_reloaded_the_conf_calls_nothing_and_keeps_ops_consta
     assert {f"volume-{n}": _record_tid(env, f"volume-{n}") for n in (1, 2, 3, 4)} == live
     proc_reads: list[str] = []
     original = IetHelper._list_live
-    monkeypatch.setattr(IetHelper, "_list_live",
-                        lambda self: proc_reads.append("volume") or original(self))
+    monkeypatch.setattr(IetHelper, "_list_live", lambda self: proc_reads.append("volume") or original(self))
     calls.clear()
     make_target(env, calls).remove_export(None, vol(3))
-    assert ietadm_ops(calls) == ["show tid user IncomingUser", "delete tid lun", "delete tid",
-                                 "show tid user IncomingUser"]  # gone? (the exit code is no proof)
+    assert ietadm_ops(calls) == [
+        "show tid user IncomingUser",
+        "delete tid lun",
+        "delete tid",
+        "show tid user IncomingUser",
+    ]  # gone? (the exit code is no proof)
     assert f"--tid={live['volume-3']}" in calls[-1] and proc_reads == []
     assert f"name:{PREFIX}volume-3" not in proc_volume(env)
     assert f"name:{PREFIX}volume-2" in proc_volume(env)
@@ -333,13 +365,15 @@ def test_ensure_finishes_a_half_created_target_lun_exists_239(env):
     assert live["incoming"] == [created["auth"].split()[1:]]
     assert len(live["luns"]) == 1
     shapes = ietadm_ops(calls)
-    assert shapes == ["show tid user IncomingUser",  # lookup: account gone, so not live
-                      "show tid user IncomingUser",  # realise: is the recorded tid ours? no
-                      "new tid Name",  # 234: the name exists (the proc file says where)
-                      "show tid user IncomingUser",  # account absent
-                      "new tid user IncomingUser",  # the one call with the secret
-                      "new tid lun Path",  # 239: LUN 0 is there
-                      "show tid user IncomingUser"]  # confirm: live and ours now
+    assert shapes == [
+        "show tid user IncomingUser",  # lookup: account gone, so not live
+        "show tid user IncomingUser",  # realise: is the recorded tid ours? no
+        "new tid Name",  # 234: the name exists (the proc file says where)
+        "show tid user IncomingUser",  # account absent
+        "new tid user IncomingUser",  # the one call with the secret
+        "new tid lun Path",  # 239: LUN 0 is there
+        "show tid user IncomingUser",
+    ]  # confirm: live and ours now
 
 
 def test_ensure_finishes_a_target_killed_between_account_and_lun(env):
@@ -353,10 +387,12 @@ def test_ensure_finishes_a_target_killed_between_account_and_lun(env):
     calls: list[tuple[str, ...]] = []
     make_target(env, calls).ensure_export(None, vol(1, provider_auth=created["auth"]), dev)
     assert [lun["path"] for lun in emulator(env).load_target(tid)["luns"]] == [dev]
-    assert ietadm_ops(calls) == ["show tid user IncomingUser",  # lookup: ours, LUN unknown
-                                 "show tid user IncomingUser",  # realise: ours
-                                 "new tid lun Path",  # the LUN, back
-                                 "show tid user IncomingUser"]  # confirm
+    assert ietadm_ops(calls) == [
+        "show tid user IncomingUser",  # lookup: ours, LUN unknown
+        "show tid user IncomingUser",  # realise: ours
+        "new tid lun Path",  # the LUN, back
+        "show tid user IncomingUser",
+    ]  # confirm
     assert make_target(env).reconcile()[0].state == "ok"
 
 
@@ -392,9 +428,21 @@ def test_remove_force_closes_an_open_session(env):
     target = make_target(env)
     target.create_export(None, vol(1), dev)
     tid = _record_tid(env, "volume-1")
-    out = subprocess.run([sys.executable, "-m", "iscsi_helper.lab.emulators.iet", "--inject-session",
-                          f"--tid={tid}", f"--initiator={INITIATOR}", "--ip=192.0.2.10"],
-                         capture_output=True, text=True, check=True, env=os.environ)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "iscsi_helper.lab.emulators.iet",
+            "--inject-session",
+            f"--tid={tid}",
+            f"--initiator={INITIATOR}",
+            "--ip=192.0.2.10",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=os.environ,
+    )
     sid = int(out.stdout)
     assert f"sid:{sid} initiator:{INITIATOR}" in (env / "proc" / "session").read_text()
     calls: list[tuple[str, ...]] = []
@@ -455,26 +503,32 @@ def test_ietadm_calls_per_create_and_remove_do_not_grow_with_exports(env, existi
     assert proc_volume(env).count("tid:") == existing
     proc_reads: list[str] = []
     original = IetHelper._list_live
-    monkeypatch.setattr(IetHelper, "_list_live",
-                        lambda self: proc_reads.append("volume") or original(self))
+    monkeypatch.setattr(IetHelper, "_list_live", lambda self: proc_reads.append("volume") or original(self))
     calls: list[tuple[str, ...]] = []
     target = make_target(env, calls)
     dev = make_device(env, "d1")
     target.create_export(None, vol(1), dev)
-    assert ietadm_ops(calls) == ["new tid Name",  # explicit tid from our counter
-                                 "new tid user IncomingUser",  # CHAP account, before any disk
-                                 "new tid lun Path",
-                                 "show tid user IncomingUser"]  # lookup: that account, ours?
+    assert ietadm_ops(calls) == [
+        "new tid Name",  # explicit tid from our counter
+        "new tid user IncomingUser",  # CHAP account, before any disk
+        "new tid lun Path",
+        "show tid user IncomingUser",
+    ]  # lookup: that account, ours?
     calls.clear()
     target.create_export(None, vol(1), dev)  # again (Cinder calls it on every attach)
-    assert ietadm_ops(calls) == ["show tid user IncomingUser",  # ours, at the recorded tid
-                                 "new tid lun Path",  # 239: there (re-added if it was lost)
-                                 "show tid user IncomingUser"]  # lookup
+    assert ietadm_ops(calls) == [
+        "show tid user IncomingUser",  # ours, at the recorded tid
+        "new tid lun Path",  # 239: there (re-added if it was lost)
+        "show tid user IncomingUser",
+    ]  # lookup
     calls.clear()
     target.remove_export(None, vol(1))
-    assert ietadm_ops(calls) == ["show tid user IncomingUser",  # is the recorded tid ours?
-                                 "delete tid lun", "delete tid",
-                                 "show tid user IncomingUser"]  # gone? (exit codes are no proof)
+    assert ietadm_ops(calls) == [
+        "show tid user IncomingUser",  # is the recorded tid ours?
+        "delete tid lun",
+        "delete tid",
+        "show tid user IncomingUser",
+    ]  # gone? (exit codes are no proof)
     assert proc_reads == [], "no single-export operation reads the proc file"
 
 

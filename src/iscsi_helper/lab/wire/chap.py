@@ -47,8 +47,9 @@ def new_challenge() -> tuple[int, bytes]:
     return secrets.randbelow(256), secrets.token_bytes(CHALLENGE_LEN)
 
 
-def check(identifier: int, challenge: bytes, name: str, answer: bytes,
-          credentials: list[tuple[str, str]]) -> bool:
+def check(
+    identifier: int, challenge: bytes, name: str, answer: bytes, credentials: list[tuple[str, str]]
+) -> bool:
     """True if ``answer`` proves knowledge of the secret of any credential named ``name``.
 
     Several initiator credentials may be configured (chiscsi allows repeated

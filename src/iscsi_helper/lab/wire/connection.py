@@ -36,8 +36,13 @@ def sn_le(a: int, b: int) -> bool:
 
 
 class ConnectionState:
-    def __init__(self, registry: TargetRegistry, portal: Portal,
-                 reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self,
+        registry: TargetRegistry,
+        portal: Portal,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
         self.registry = registry
         self.portal = portal
         self.stream = PDUStream(reader, writer)

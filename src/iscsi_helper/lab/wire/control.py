@@ -86,8 +86,9 @@ class WireService:
             request["every_portal"] = True
         reply = self._request_running(request)
         if reply.get("unbound"):
-            LOG.warning("target %s: portals not bound on this node: %s", target.iqn,
-                        ", ".join(reply["unbound"]))
+            LOG.warning(
+                "target %s: portals not bound on this node: %s", target.iqn, ", ".join(reply["unbound"])
+            )
 
     def withdraw(self, iqn: str, keep: list[str] | None = None) -> None:
         """Stop serving ``iqn`` and drop its sessions (but those of initiators in
@@ -194,7 +195,8 @@ class WireService:
                 except BlockingIOError:
                     if time.monotonic() > deadline:
                         raise WireServiceError(
-                            f"timed out waiting for {self.run_dir / START_LOCK_FILE}") from None
+                            f"timed out waiting for {self.run_dir / START_LOCK_FILE}"
+                        ) from None
                     time.sleep(0.02)
             yield
         finally:
@@ -216,10 +218,21 @@ class WireService:
                 # Early failures (before logging is set up) still land in the log.
                 with open(self.run_dir / LOG_FILE, "ab") as log:
                     proc = subprocess.Popen(
-                        [sys.executable, "-m", "iscsi_helper.lab.wire",
-                         "--run-dir", str(self.run_dir), "--detach"],
-                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
-                        start_new_session=True, close_fds=True, cwd="/")
+                        [
+                            sys.executable,
+                            "-m",
+                            "iscsi_helper.lab.wire",
+                            "--run-dir",
+                            str(self.run_dir),
+                            "--detach",
+                        ],
+                        stdin=subprocess.DEVNULL,
+                        stdout=subprocess.DEVNULL,
+                        stderr=log,
+                        start_new_session=True,
+                        close_fds=True,
+                        cwd="/",
+                    )
                 try:
                     proc.wait(timeout=self.start_timeout)
                 except subprocess.TimeoutExpired:
@@ -233,7 +246,8 @@ class WireService:
                 time.sleep(0.05)
             raise WireServiceError(
                 f"wire daemon did not become ready within {self.start_timeout:.0f}s; "
-                f"see {self.run_dir / LOG_FILE}: {self._log_tail()}")
+                f"see {self.run_dir / LOG_FILE}: {self._log_tail()}"
+            )
 
     def _ping(self) -> bool:
         try:
@@ -270,15 +284,20 @@ class WireService:
                 while not buf.endswith(b"\n"):
                     chunk = sock.recv(65536)
                     if not chunk:
-                        raise WireServiceError(f"wire daemon closed the connection during {request['op']}; "
-                                               f"see {self.run_dir / LOG_FILE}")
+                        raise WireServiceError(
+                            f"wire daemon closed the connection during {request['op']}; "
+                            f"see {self.run_dir / LOG_FILE}"
+                        )
                     buf += chunk
             except TimeoutError:
-                raise WireServiceError(f"wire daemon did not answer {request['op']} within {timeout:.0f}s; "
-                                       f"see {self.run_dir / LOG_FILE}") from None
+                raise WireServiceError(
+                    f"wire daemon did not answer {request['op']} within {timeout:.0f}s; "
+                    f"see {self.run_dir / LOG_FILE}"
+                ) from None
             except OSError as exc:
                 raise WireServiceError(
-                    f"wire daemon connection failed during {request['op']}: {exc}") from None
+                    f"wire daemon connection failed during {request['op']}: {exc}"
+                ) from None
         finally:
             sock.close()
         try:

@@ -117,8 +117,12 @@ class Daemon:
             with socket_path(sock_path) as addr:
                 control = await asyncio.start_unix_server(self._client, path=addr, limit=MAX_REQUEST)
             os.chmod(sock_path, 0o600)
-            LOG.info("wire daemon %d ready in %s serving %d target(s)", os.getpid(), self.run_dir,
-                     len(self.server.targets))
+            LOG.info(
+                "wire daemon %d ready in %s serving %d target(s)",
+                os.getpid(),
+                self.run_dir,
+                len(self.server.targets),
+            )
             await self.stopping.wait()
             LOG.info("wire daemon %d stopping", os.getpid())
         finally:
@@ -176,9 +180,11 @@ class Daemon:
                 with secretmask.handling_secrets(target.secrets()):
                     async with self.lock:
                         unbound = await self.server.publish(
-                            target, every_portal=bool(request.get("every_portal")))
-                        await asyncio.to_thread(write_private, target_file(self.run_dir, target.iqn),
-                                                target.to_json())
+                            target, every_portal=bool(request.get("every_portal"))
+                        )
+                        await asyncio.to_thread(
+                            write_private, target_file(self.run_dir, target.iqn), target.to_json()
+                        )
                 return {"ok": True, "unbound": unbound}
             if op == "sessions":
                 return {"ok": True, **self.server.session_initiators(str(request["iqn"]))}
@@ -209,11 +215,14 @@ def raise_nofile_limit() -> None:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m iscsi_helper.lab.wire",
-                                     description="Pure-Python iSCSI target daemon for the emulated targets.")
+    parser = argparse.ArgumentParser(
+        prog="python -m iscsi_helper.lab.wire",
+        description="Pure-Python iSCSI target daemon for the emulated targets.",
+    )
     parser.add_argument("--run-dir", required=True, type=Path)
-    parser.add_argument("--detach", action="store_true",
-                        help="fork into the background (the parent exits at once)")
+    parser.add_argument(
+        "--detach", action="store_true", help="fork into the background (the parent exits at once)"
+    )
     parser.add_argument("--debug", action="store_true")
     args = parser.parse_args(argv)
     run_dir: Path = args.run_dir.absolute()

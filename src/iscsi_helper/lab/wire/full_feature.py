@@ -83,12 +83,41 @@ _NO_LUN = bytes(8)
 class Command:
     """A SCSI command between its arrival and its response."""
 
-    __slots__ = ("itt", "lun", "lun_raw", "cdb", "edtl", "attribute", "entry", "blockers", "task",
-                 "expected", "chunks", "held", "unsolicited_end", "unsolicited_sn", "sequences",
-                 "r2t_end", "r2t_sn", "data_event", "done", "stream", "answered", "write")
+    __slots__ = (
+        "itt",
+        "lun",
+        "lun_raw",
+        "cdb",
+        "edtl",
+        "attribute",
+        "entry",
+        "blockers",
+        "task",
+        "expected",
+        "chunks",
+        "held",
+        "unsolicited_end",
+        "unsolicited_sn",
+        "sequences",
+        "r2t_end",
+        "r2t_sn",
+        "data_event",
+        "done",
+        "stream",
+        "answered",
+        "write",
+    )
 
-    def __init__(self, itt: int, lun: scsi.LunBackend | None, lun_raw: bytes, cdb: bytes, edtl: int,
-                 attribute: int, write: bool) -> None:
+    def __init__(
+        self,
+        itt: int,
+        lun: scsi.LunBackend | None,
+        lun_raw: bytes,
+        cdb: bytes,
+        edtl: int,
+        attribute: int,
+        write: bool,
+    ) -> None:
         self.itt = itt
         self.write = write
         self.lun = lun
@@ -213,8 +242,13 @@ class FullFeaturePhase:
         if pdu.immediate:
             return True
         if not (sn_le(conn.exp_cmd_sn, cmd_sn) and sn_le(cmd_sn, conn.max_cmd_sn)):
-            LOG.debug("%s: CmdSN %d outside window [%d, %d]; ignored", conn.peer, cmd_sn,
-                      conn.exp_cmd_sn, conn.max_cmd_sn)
+            LOG.debug(
+                "%s: CmdSN %d outside window [%d, %d]; ignored",
+                conn.peer,
+                cmd_sn,
+                conn.exp_cmd_sn,
+                conn.max_cmd_sn,
+            )
             return False
         conn.exp_cmd_sn = (cmd_sn + 1) & 0xFFFFFFFF
         return True
@@ -245,8 +279,14 @@ class FullFeaturePhase:
         lun = self.luns[lun_number] if 0 <= lun_number < len(self.luns) else None
         write = bool(flags & 0x20)
         conn.in_flight += 1
-        if not write and lun is not None and cdb[0] in scsi.READ_OPS and flags & 0x07 != ATTR_ORDERED \
-                and itt not in self.commands and self._fast_read(itt, lun, lun_raw, cdb, edtl):
+        if (
+            not write
+            and lun is not None
+            and cdb[0] in scsi.READ_OPS
+            and flags & 0x07 != ATTR_ORDERED
+            and itt not in self.commands
+            and self._fast_read(itt, lun, lun_raw, cdb, edtl)
+        ):
             conn.in_flight -= 1
             return
         command = Command(itt, lun, lun_raw, cdb, edtl, flags & 0x07, write)
@@ -265,8 +305,13 @@ class FullFeaturePhase:
         op = cdb[0]
         command.stream = op in scsi.WRITE_OPS
         extent, writes = scsi.extent_of(cdb)
-        if op in scsi.READ_OPS and not write and command.attribute != ATTR_ORDERED \
-                and lun.task_set.clear_for(extent, writes) and self._read_inline(command):
+        if (
+            op in scsi.READ_OPS
+            and not write
+            and command.attribute != ATTR_ORDERED
+            and lun.task_set.clear_for(extent, writes)
+            and self._read_inline(command)
+        ):
             return
         if op in scsi.BARRIER_OPS:
             command.attribute = ATTR_ORDERED
@@ -320,16 +365,32 @@ class FullFeaturePhase:
         except (SenseError, IndexError, struct.error):
             return False
         length = blocks * lun.block_size
-        if not 0 < length <= INLINE_READ_MAX or length > edtl \
-                or not lun.task_set.clear_for((lba, lba + blocks), False):
+        if (
+            not 0 < length <= INLINE_READ_MAX
+            or length > edtl
+            or not lun.task_set.clear_for((lba, lba + blocks), False)
+        ):
             return False
         data = lun.read_inline(lba, blocks)
         if data is None:
             return False
         conn = self.conn
-        header = _DATA_IN.pack(0x25, 0x81 | (0x02 if length < edtl else 0), 0, GOOD, length, lun_raw, itt,
-                               RESERVED_TAG, conn.stat_sn, conn.exp_cmd_sn,
-                               (conn.max_cmd_sn + 1) & 0xFFFFFFFF, 0, 0, edtl - length)
+        header = _DATA_IN.pack(
+            0x25,
+            0x81 | (0x02 if length < edtl else 0),
+            0,
+            GOOD,
+            length,
+            lun_raw,
+            itt,
+            RESERVED_TAG,
+            conn.stat_sn,
+            conn.exp_cmd_sn,
+            (conn.max_cmd_sn + 1) & 0xFFFFFFFF,
+            0,
+            0,
+            edtl - length,
+        )
         if length > self.params.initiator_max_recv_data or length > self.params.max_burst:
             return False
         conn.stat_sn = (conn.stat_sn + 1) & 0xFFFFFFFF
@@ -428,8 +489,13 @@ class FullFeaturePhase:
                 count = -(-size // bs)
                 chunk = lun.read_inline(first, count) or await lun.read_blocks(first, count)
                 last = offset + size >= to_send
-                data_sn = self._send_data_in(command, memoryview(chunk)[:size], offset, data_sn,
-                                             self._residual(command.edtl, length) if last else None)
+                data_sn = self._send_data_in(
+                    command,
+                    memoryview(chunk)[:size],
+                    offset,
+                    data_sn,
+                    self._residual(command.edtl, length) if last else None,
+                )
                 await self._drain_if_backed_up()
             finally:
                 self.budget.give(size)
@@ -456,8 +522,9 @@ class FullFeaturePhase:
             return 0x04, actual - edtl  # O: overflow
         return 0, 0
 
-    def _send_data_in(self, command: Command, data: memoryview, base: int, data_sn: int,
-                      status: tuple[int, int] | None) -> int:
+    def _send_data_in(
+        self, command: Command, data: memoryview, base: int, data_sn: int, status: tuple[int, int] | None
+    ) -> int:
         """Send ``data`` (at buffer offset ``base``) as Data-In PDUs; status rides on the last if given."""
         conn = self.conn
         seg = self.params.initiator_max_recv_data
@@ -474,22 +541,54 @@ class FullFeaturePhase:
             if last and status is not None:
                 flags |= 0x81 | status[0]
                 # The slot this command holds is free once its status is out.
-                header = _DATA_IN.pack(0x25, flags, 0, GOOD, length, command.lun_raw, command.itt,
-                                       RESERVED_TAG, conn.stat_sn, conn.exp_cmd_sn,
-                                       (conn.max_cmd_sn + 1) & 0xFFFFFFFF, data_sn, offset, status[1])
+                header = _DATA_IN.pack(
+                    0x25,
+                    flags,
+                    0,
+                    GOOD,
+                    length,
+                    command.lun_raw,
+                    command.itt,
+                    RESERVED_TAG,
+                    conn.stat_sn,
+                    conn.exp_cmd_sn,
+                    (conn.max_cmd_sn + 1) & 0xFFFFFFFF,
+                    data_sn,
+                    offset,
+                    status[1],
+                )
                 conn.stat_sn = (conn.stat_sn + 1) & 0xFFFFFFFF
             else:
                 if last:
                     flags |= 0x80
-                header = _DATA_IN.pack(0x25, flags, 0, 0, length, command.lun_raw, command.itt, RESERVED_TAG,
-                                       0, conn.exp_cmd_sn, conn.max_cmd_sn, data_sn, offset, 0)
-            write(header, data[pos:pos + length])
+                header = _DATA_IN.pack(
+                    0x25,
+                    flags,
+                    0,
+                    0,
+                    length,
+                    command.lun_raw,
+                    command.itt,
+                    RESERVED_TAG,
+                    0,
+                    conn.exp_cmd_sn,
+                    conn.max_cmd_sn,
+                    data_sn,
+                    offset,
+                    0,
+                )
+            write(header, data[pos : pos + length])
             data_sn += 1
             pos += length
         return data_sn
 
-    def _complete(self, command: Command, outcome: ScsiOutcome,
-                  residual: tuple[int, int] | None = None, exp_data_sn: int = 0) -> None:
+    def _complete(
+        self,
+        command: Command,
+        outcome: ScsiOutcome,
+        residual: tuple[int, int] | None = None,
+        exp_data_sn: int = 0,
+    ) -> None:
         """Send the SCSI Response (RFC 7143 11.4), after the command's data if it returns some."""
         if command.answered:
             return
@@ -508,9 +607,22 @@ class FullFeaturePhase:
                 residual = self._residual(command.edtl, len(data))
         sense = outcome.sense
         body = (len(sense).to_bytes(2, "big") + sense) if sense else b""
-        header = _SCSI_RSP.pack(0x21, 0x80 | residual[0], 0, outcome.status, len(body), _NO_LUN,
-                                command.itt, 0, conn.stat_sn, conn.exp_cmd_sn,
-                                (conn.max_cmd_sn + 1) & 0xFFFFFFFF, exp_data_sn, 0, residual[1])
+        header = _SCSI_RSP.pack(
+            0x21,
+            0x80 | residual[0],
+            0,
+            outcome.status,
+            len(body),
+            _NO_LUN,
+            command.itt,
+            0,
+            conn.stat_sn,
+            conn.exp_cmd_sn,
+            (conn.max_cmd_sn + 1) & 0xFFFFFFFF,
+            exp_data_sn,
+            0,
+            residual[1],
+        )
         conn.stat_sn = (conn.stat_sn + 1) & 0xFFFFFFFF
         self.stream.write_raw(header, body)
 
@@ -585,8 +697,22 @@ class FullFeaturePhase:
             if ttt == RESERVED_TAG:
                 ttt = next(self.ttt_counter) & 0xFFFFFFFF
             conn = self.conn
-            header = _R2T.pack(0x31, 0x80, 0, 0, 0, command.lun_raw, command.itt, ttt, conn.stat_sn,
-                               conn.exp_cmd_sn, conn.max_cmd_sn, command.r2t_sn, command.r2t_end, length)
+            header = _R2T.pack(
+                0x31,
+                0x80,
+                0,
+                0,
+                0,
+                command.lun_raw,
+                command.itt,
+                ttt,
+                conn.stat_sn,
+                conn.exp_cmd_sn,
+                conn.max_cmd_sn,
+                command.r2t_sn,
+                command.r2t_end,
+                length,
+            )
             self.stream.write_raw(header)
             command.sequences[ttt] = [0, command.r2t_end + length]
             command.r2t_sn += 1
@@ -657,8 +783,9 @@ class FullFeaturePhase:
             except SenseError as exc:
                 error = exc
         outcome = ScsiOutcome(GOOD) if error is None else ScsiOutcome(CHECK_CONDITION, b"", error.sense())
-        self._complete(command, outcome, residual=self._residual(command.edtl, needed),
-                       exp_data_sn=command.r2t_sn)
+        self._complete(
+            command, outcome, residual=self._residual(command.edtl, needed), exp_data_sn=command.r2t_sn
+        )
 
     async def _discard_data(self, command: Command) -> None:
         """A refused write: unsolicited data already on its way is read and dropped."""
@@ -681,7 +808,7 @@ class FullFeaturePhase:
         rsp.lun_raw = pdu.lun_raw
         rsp.set_u32(20, RESERVED_TAG)
         self.conn.stamp(rsp)
-        rsp.data = pdu.data[:self.params.initiator_max_recv_data]
+        rsp.data = pdu.data[: self.params.initiator_max_recv_data]
         self.stream.write(rsp)
 
     def _text(self, pdu: PDU) -> None:
@@ -711,8 +838,13 @@ class FullFeaturePhase:
         for key, value in pairs[:128]:
             if key == "SendTargets":
                 answers += conn.registry.send_targets(
-                    conn.portal, conn.local, conn.initiator_name, conn.discovery,
-                    conn.served.target.iqn if conn.served is not None else None, value)
+                    conn.portal,
+                    conn.local,
+                    conn.initiator_name,
+                    conn.discovery,
+                    conn.served.target.iqn if conn.served is not None else None,
+                    value,
+                )
             else:
                 answer = self.params.negotiate(key, value) if key not in SECURITY_KEYS else "Reject"
                 if answer is not None:
@@ -834,10 +966,10 @@ def _extended_cdb(ahs: bytes) -> bytes:
     out = b""
     pos = 0
     while pos + 3 <= len(ahs):
-        length = int.from_bytes(ahs[pos:pos + 2], "big")
+        length = int.from_bytes(ahs[pos : pos + 2], "big")
         ahs_type = ahs[pos + 2]
         if ahs_type == 0x01:  # extended CDB: one reserved byte, then the rest of the CDB
-            out += ahs[pos + 4:pos + 3 + length]
+            out += ahs[pos + 4 : pos + 3 + length]
         pos += 3 + length
         pos += (-pos) % 4
     return out

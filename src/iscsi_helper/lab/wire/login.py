@@ -50,8 +50,14 @@ MAX_KEY_NAME = 63  # RFC 7143 6.1
 MAX_VALUE = 255  # RFC 7143 6.1, unless a key says otherwise
 MAX_NAME = 223  # iSCSI names, RFC 3722 / RFC 7143 4.2.7.1
 MAX_CHAP_BINARY = 2 + 2 * 1024  # CHAP_C / CHAP_R as 0x-hex of at most 1024 bytes (RFC 7143 12.1.3)
-LONG_VALUES = {"CHAP_C": MAX_CHAP_BINARY, "CHAP_R": MAX_CHAP_BINARY, "InitiatorName": MAX_NAME,
-               "TargetName": MAX_NAME, "CHAP_N": MAX_VALUE, "InitiatorAlias": MAX_VALUE}
+LONG_VALUES = {
+    "CHAP_C": MAX_CHAP_BINARY,
+    "CHAP_R": MAX_CHAP_BINARY,
+    "InitiatorName": MAX_NAME,
+    "TargetName": MAX_NAME,
+    "CHAP_N": MAX_VALUE,
+    "InitiatorAlias": MAX_VALUE,
+}
 
 # Login status (class << 8 | detail), RFC 7143 11.13.5.
 LOGIN_SUCCESS = 0x0000
@@ -110,12 +116,16 @@ def check_text_bounds(pairs: list[tuple[str, str]]) -> None:
         raise LoginFailed(LOGIN_INITIATOR_ERROR, f"{len(pairs)} keys in one request (at most {MAX_KEYS})")
     for key, value in pairs:
         if len(key.encode()) > MAX_KEY_NAME:
-            raise LoginFailed(LOGIN_INITIATOR_ERROR, f"key name of {len(key.encode())} bytes "
-                                                     f"(at most {MAX_KEY_NAME}): {key[:32]!r}...")
+            raise LoginFailed(
+                LOGIN_INITIATOR_ERROR,
+                f"key name of {len(key.encode())} bytes (at most {MAX_KEY_NAME}): {key[:32]!r}...",
+            )
         limit = LONG_VALUES.get(key, MAX_VALUE)
         if len(value.encode()) > limit:
-            raise LoginFailed(LOGIN_INITIATOR_ERROR, f"value of {key[:63]} has {len(value.encode())} bytes "
-                                                     f"(at most {limit})")
+            raise LoginFailed(
+                LOGIN_INITIATOR_ERROR,
+                f"value of {key[:63]} has {len(value.encode())} bytes (at most {limit})",
+            )
 
 
 class LoginPhase:
@@ -158,8 +168,9 @@ class LoginPhase:
                 raise LoginFailed(LOGIN_UNSUPPORTED_VERSION, "unsupported iSCSI version")
             if state.pending is not None:
                 if pdu.data or cont:
-                    raise LoginFailed(LOGIN_INITIATOR_ERROR,
-                                      "text sent while a login response was being continued")
+                    raise LoginFailed(
+                        LOGIN_INITIATOR_ERROR, "text sent while a login response was being continued"
+                    )
                 return self._send_next_part()
             if len(state.text) + len(pdu.data) > MAX_LOGIN_TEXT:
                 raise LoginFailed(LOGIN_INITIATOR_ERROR, f"login text beyond {MAX_LOGIN_TEXT} bytes")
@@ -260,10 +271,15 @@ class LoginPhase:
         conn.stream.header_digest = conn.params.header_digest
         conn.stream.data_digest = conn.params.data_digest
         conn.stream.max_recv_data = OUR_MAX_RECV_DATA_SEGMENT
-        LOG.info("login: %s from %s to %s (%s), header digest %s, data digest %s",
-                 conn.initiator_name, conn.peer, conn.target_name(), format_portal(*conn.portal),
-                 "CRC32C" if conn.params.header_digest else "None",
-                 "CRC32C" if conn.params.data_digest else "None")
+        LOG.info(
+            "login: %s from %s to %s (%s), header digest %s, data digest %s",
+            conn.initiator_name,
+            conn.peer,
+            conn.target_name(),
+            format_portal(*conn.portal),
+            "CRC32C" if conn.params.header_digest else "None",
+            "CRC32C" if conn.params.data_digest else "None",
+        )
 
     def _respond(self, csg: int, nsg: int, transit: bool, data: bytes, cont: bool = False) -> None:
         conn = self.conn
@@ -333,8 +349,11 @@ class LoginPhase:
                 if str(chap.CHAP_MD5) not in keys["CHAP_A"].split(","):
                     raise LoginFailed(LOGIN_AUTH_FAILURE, "only CHAP with MD5 is supported")
                 state.chap_id, state.chap_challenge = chap.new_challenge()
-                answers += [("CHAP_A", str(chap.CHAP_MD5)), ("CHAP_I", str(state.chap_id)),
-                            ("CHAP_C", chap.encode_hex(state.chap_challenge))]
+                answers += [
+                    ("CHAP_A", str(chap.CHAP_MD5)),
+                    ("CHAP_I", str(state.chap_id)),
+                    ("CHAP_C", chap.encode_hex(state.chap_challenge)),
+                ]
                 state.chap_stage = "wait_r"
                 return
             if state.chap_stage == "wait_r":

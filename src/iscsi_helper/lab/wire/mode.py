@@ -125,7 +125,7 @@ class ModePages:
                 raise SenseError(ILLEGAL_REQUEST, INVALID_FIELD_IN_PARAM)
             if len(data) < pos + 8:  # a truncated descriptor (SPC-4 6.11)
                 raise SenseError(ILLEGAL_REQUEST, PARAM_LIST_LENGTH_ERROR)
-            if int.from_bytes(data[pos + 5:pos + 8], "big") != block_size:
+            if int.from_bytes(data[pos + 5 : pos + 8], "big") != block_size:
                 raise SenseError(ILLEGAL_REQUEST, INVALID_FIELD_IN_PARAM)
             pos += 8
         wce, swp = self.write_cache, self.software_write_protect
@@ -135,7 +135,7 @@ class ModePages:
             code, page_len = data[pos] & 0x3F, data[pos + 1]
             if data[pos] & 0x40:  # SPF: no subpages here
                 raise SenseError(ILLEGAL_REQUEST, INVALID_FIELD_IN_PARAM)
-            page = data[pos:pos + 2 + page_len]
+            page = data[pos : pos + 2 + page_len]
             if len(page) != 2 + page_len:
                 raise SenseError(ILLEGAL_REQUEST, PARAM_LIST_LENGTH_ERROR)
             if code == CACHING_PAGE and page_len == 0x12:

@@ -57,14 +57,24 @@ class WireLun:
                 raise ValueError(f"WireLun.{name} must be printable ASCII")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "read_only": self.read_only, "serial": self.serial,
-                "device_id": self.device_id, "wwn": self.wwn, "block_size": self.block_size,
-                "vendor": self.vendor, "product": self.product}
+        return {
+            "path": self.path,
+            "read_only": self.read_only,
+            "serial": self.serial,
+            "device_id": self.device_id,
+            "wwn": self.wwn,
+            "block_size": self.block_size,
+            "vendor": self.vendor,
+            "product": self.product,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WireLun:
-        known = {k: data[k] for k in ("path", "read_only", "serial", "device_id", "wwn",
-                                      "block_size", "vendor", "product") if k in data}
+        known = {
+            k: data[k]
+            for k in ("path", "read_only", "serial", "device_id", "wwn", "block_size", "vendor", "product")
+            if k in data
+        }
         lun = cls(**known)
         lun.validate()
         return lun

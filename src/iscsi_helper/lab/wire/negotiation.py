@@ -20,8 +20,15 @@ OUR_INITIAL_R2T = False
 OUR_IMMEDIATE_DATA = True
 SUPPORTED_DIGESTS = ("None", "CRC32C")
 
-DECLARATIVE = {"InitiatorName", "InitiatorAlias", "TargetName", "TargetAlias", "SessionType",
-               "TargetAddress", "TargetPortalGroupTag"}
+DECLARATIVE = {
+    "InitiatorName",
+    "InitiatorAlias",
+    "TargetName",
+    "TargetAlias",
+    "SessionType",
+    "TargetAddress",
+    "TargetPortalGroupTag",
+}
 SECURITY_KEYS = {"AuthMethod", "CHAP_A", "CHAP_I", "CHAP_C", "CHAP_N", "CHAP_R"}
 
 

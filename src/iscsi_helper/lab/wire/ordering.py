@@ -60,11 +60,13 @@ class TaskSet:
     def __init__(self) -> None:
         self.active: list[Entry] = []
 
-    def enter(self, extent: tuple[int, int] | None, writes: bool,
-              attribute: int) -> tuple[Entry, list[Entry]]:
+    def enter(
+        self, extent: tuple[int, int] | None, writes: bool, attribute: int
+    ) -> tuple[Entry, list[Entry]]:
         """Register a command; returns its entry and the earlier entries it must wait for."""
-        entry = Entry(extent, writes, ordered=attribute == ATTR_ORDERED,
-                      head_of_queue=attribute == ATTR_HEAD_OF_QUEUE)
+        entry = Entry(
+            extent, writes, ordered=attribute == ATTR_ORDERED, head_of_queue=attribute == ATTR_HEAD_OF_QUEUE
+        )
         if entry.head_of_queue:
             blockers: list[Entry] = []
         else:

@@ -116,20 +116,22 @@ class PDU:
         self.bhs[8:16] = value
 
     def u16(self, off: int) -> int:
-        return int.from_bytes(self.bhs[off:off + 2], "big")
+        return int.from_bytes(self.bhs[off : off + 2], "big")
 
     def set_u16(self, off: int, value: int) -> None:
-        self.bhs[off:off + 2] = (value & 0xFFFF).to_bytes(2, "big")
+        self.bhs[off : off + 2] = (value & 0xFFFF).to_bytes(2, "big")
 
     def u32(self, off: int) -> int:
-        return int.from_bytes(self.bhs[off:off + 4], "big")
+        return int.from_bytes(self.bhs[off : off + 4], "big")
 
     def set_u32(self, off: int, value: int) -> None:
-        self.bhs[off:off + 4] = (value & 0xFFFFFFFF).to_bytes(4, "big")
+        self.bhs[off : off + 4] = (value & 0xFFFFFFFF).to_bytes(4, "big")
 
     def __repr__(self) -> str:  # short: data may be large, and login data may hold CHAP responses
-        return (f"PDU(op=0x{self.opcode:02x}, flags=0x{self.flags:02x}, itt=0x{self.itt:08x}, "
-                f"dlen={len(self.data)})")
+        return (
+            f"PDU(op=0x{self.opcode:02x}, flags=0x{self.flags:02x}, itt=0x{self.itt:08x}, "
+            f"dlen={len(self.data)})"
+        )
 
 
 def new_pdu(opcode: int, flags: int = 0x80, itt: int = RESERVED_TAG) -> PDU:
@@ -190,8 +192,9 @@ class PDUStream:
         ahs_len = bhs[4] * 4
         data_len = int.from_bytes(bhs[5:8], "big")
         if data_len > self.max_recv_data:
-            raise PDUError(f"data segment of {data_len} bytes exceeds MaxRecvDataSegmentLength "
-                           f"{self.max_recv_data}")
+            raise PDUError(
+                f"data segment of {data_len} bytes exceeds MaxRecvDataSegmentLength {self.max_recv_data}"
+            )
         if ahs_len > MAX_AHS_BYTES:
             raise PDUError(f"additional header segments of {ahs_len} bytes")
         try:

@@ -44,8 +44,14 @@ WRITE_EXCLUSIVE_RO = 0x5
 EXCLUSIVE_ACCESS_RO = 0x6
 WRITE_EXCLUSIVE_AR = 0x7
 EXCLUSIVE_ACCESS_AR = 0x8
-TYPES = (WRITE_EXCLUSIVE, EXCLUSIVE_ACCESS, WRITE_EXCLUSIVE_RO, EXCLUSIVE_ACCESS_RO,
-         WRITE_EXCLUSIVE_AR, EXCLUSIVE_ACCESS_AR)
+TYPES = (
+    WRITE_EXCLUSIVE,
+    EXCLUSIVE_ACCESS,
+    WRITE_EXCLUSIVE_RO,
+    EXCLUSIVE_ACCESS_RO,
+    WRITE_EXCLUSIVE_AR,
+    EXCLUSIVE_ACCESS_AR,
+)
 REGISTRANTS_TYPES = (WRITE_EXCLUSIVE_RO, EXCLUSIVE_ACCESS_RO, WRITE_EXCLUSIVE_AR, EXCLUSIVE_ACCESS_AR)
 ALL_REGISTRANTS_TYPES = (WRITE_EXCLUSIVE_AR, EXCLUSIVE_ACCESS_AR)
 LU_SCOPE = 0x0
@@ -67,14 +73,44 @@ PROUT_PARAMETER_LENGTH = 24
 # WRITES change the medium or the device, FREE is always allowed.
 FREE, READS, WRITES, OTHER = range(4)
 ACCESS: dict[int, int] = {
-    0x12: FREE, 0xA0: FREE, 0x03: FREE, 0x5E: FREE, 0x5F: FREE, 0xA3: FREE, 0x00: FREE,
-    0x25: FREE, 0x9E: FREE,  # READ CAPACITY (16 and GET LBA STATUS share 0x9E; LBA STATUS is a read)
-    0x08: READS, 0x28: READS, 0xA8: READS, 0x88: READS, 0x2F: READS, 0xAF: READS, 0x8F: READS,
-    0x34: READS, 0x90: READS,
-    0x0A: WRITES, 0x2A: WRITES, 0xAA: WRITES, 0x8A: WRITES, 0x2E: WRITES, 0xAE: WRITES, 0x8E: WRITES,
-    0x41: WRITES, 0x93: WRITES, 0x42: WRITES, 0x89: WRITES, 0x8B: WRITES, 0x35: WRITES, 0x91: WRITES,
-    0x15: WRITES, 0x55: WRITES,
-    0x1A: OTHER, 0x5A: OTHER, 0x1B: OTHER, 0x1E: OTHER,
+    0x12: FREE,
+    0xA0: FREE,
+    0x03: FREE,
+    0x5E: FREE,
+    0x5F: FREE,
+    0xA3: FREE,
+    0x00: FREE,
+    0x25: FREE,
+    0x9E: FREE,  # READ CAPACITY (16 and GET LBA STATUS share 0x9E; LBA STATUS is a read)
+    0x08: READS,
+    0x28: READS,
+    0xA8: READS,
+    0x88: READS,
+    0x2F: READS,
+    0xAF: READS,
+    0x8F: READS,
+    0x34: READS,
+    0x90: READS,
+    0x0A: WRITES,
+    0x2A: WRITES,
+    0xAA: WRITES,
+    0x8A: WRITES,
+    0x2E: WRITES,
+    0xAE: WRITES,
+    0x8E: WRITES,
+    0x41: WRITES,
+    0x93: WRITES,
+    0x42: WRITES,
+    0x89: WRITES,
+    0x8B: WRITES,
+    0x35: WRITES,
+    0x91: WRITES,
+    0x15: WRITES,
+    0x55: WRITES,
+    0x1A: OTHER,
+    0x5A: OTHER,
+    0x1B: OTHER,
+    0x1E: OTHER,
 }
 # Commands an SPC-2 reservation held elsewhere still lets through (SPC-2 5.5.1).
 SPC2_ALLOWED = {0x12, 0xA0, 0x03, 0x17, 0x57, 0xA3, 0x25}  # PR IN/OUT: never (see below)
@@ -184,14 +220,21 @@ class Reservations:
         elif action == 0x01:  # READ RESERVATION
             body = b""
             if self.type:
-                key = (0 if self.type in ALL_REGISTRANTS_TYPES
-                       else self.registrations.get(self.holder or "", 0))
+                key = (
+                    0 if self.type in ALL_REGISTRANTS_TYPES else self.registrations.get(self.holder or "", 0)
+                )
                 body = be(key, 8) + bytes(4) + bytes([0, (LU_SCOPE << 4) | self.type]) + bytes(2)
             out = be(self.generation, 4) + be(len(body), 4) + body
         elif action == 0x02:  # REPORT CAPABILITIES (SPC-4 6.15.4)
             mask = 0
-            for bit, kind in ((15, WRITE_EXCLUSIVE_AR), (14, EXCLUSIVE_ACCESS_RO), (13, WRITE_EXCLUSIVE_RO),
-                              (11, EXCLUSIVE_ACCESS), (9, WRITE_EXCLUSIVE), (0, EXCLUSIVE_ACCESS_AR)):
+            for bit, kind in (
+                (15, WRITE_EXCLUSIVE_AR),
+                (14, EXCLUSIVE_ACCESS_RO),
+                (13, WRITE_EXCLUSIVE_RO),
+                (11, EXCLUSIVE_ACCESS),
+                (9, WRITE_EXCLUSIVE),
+                (0, EXCLUSIVE_ACCESS_AR),
+            ):
                 if kind in TYPES:
                     mask |= 1 << bit
             # CRH=1 (RESERVE/RELEASE meet PR as in 5.12.3), ATP_C=1 (one target port);
@@ -202,10 +245,15 @@ class Reservations:
             for holder_nexus, key in self.registrations.items():
                 holds = self.type and (self.type in ALL_REGISTRANTS_TYPES or holder_nexus == self.holder)
                 transport_id = _transport_id(holder_nexus)
-                descriptors += (be(key, 8) + bytes(4)
-                                + bytes([0x01 if holds else 0x00,
-                                         ((LU_SCOPE << 4) | self.type) if holds else 0])
-                                + bytes(4) + be(1, 2) + be(len(transport_id), 4) + transport_id)
+                descriptors += (
+                    be(key, 8)
+                    + bytes(4)
+                    + bytes([0x01 if holds else 0x00, ((LU_SCOPE << 4) | self.type) if holds else 0])
+                    + bytes(4)
+                    + be(1, 2)
+                    + be(len(transport_id), 4)
+                    + transport_id
+                )
             out = be(self.generation, 4) + be(len(descriptors), 4) + descriptors
         else:
             raise illegal()

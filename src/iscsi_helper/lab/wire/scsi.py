@@ -216,14 +216,16 @@ class LunBackend:
         try:
             self.fd = os.open(spec.path, flags)
         except OSError as exc:
-            raise OSError(exc.errno,
-                          f"cannot open LUN {index} backing store {spec.path}: {exc.strerror}") from None
+            raise OSError(
+                exc.errno, f"cannot open LUN {index} backing store {spec.path}: {exc.strerror}"
+            ) from None
         st = os.fstat(self.fd)
         self.is_block = stat.S_ISBLK(st.st_mode)
         if not (self.is_block or stat.S_ISREG(st.st_mode)):
             os.close(self.fd)
-            raise OSError(errno.EINVAL,
-                          f"LUN {index} backing store {spec.path} is neither a file nor a block device")
+            raise OSError(
+                errno.EINVAL, f"LUN {index} backing store {spec.path} is neither a file nor a block device"
+            )
         self.can_unmap = not spec.read_only and not self.is_block and self._probe_punch()
         self.task_set = TaskSet()
         self.modes = ModePages()
@@ -240,8 +242,12 @@ class LunBackend:
             punch_hole(self.fd, size + self.block_size * 1024, self.block_size)
             return True
         except OSError as exc:
-            LOG.info("LUN %d (%s): hole punching unavailable (%s); UNMAP not advertised",
-                     self.index, self.spec.path, exc.strerror)
+            LOG.info(
+                "LUN %d (%s): hole punching unavailable (%s); UNMAP not advertised",
+                self.index,
+                self.spec.path,
+                exc.strerror,
+            )
             return False
 
     def close(self) -> None:
@@ -278,7 +284,7 @@ class LunBackend:
             del self.unit_attentions[nexus]
         sense = fixed_sense(0x06, *condition)
         if cdb[0] == 0x03:
-            return ScsiOutcome(GOOD, sense[:cdb[4]])
+            return ScsiOutcome(GOOD, sense[: cdb[4]])
         return ScsiOutcome(CHECK_CONDITION, b"", sense)
 
     # --- checks ------------------------------------------------------------
@@ -387,7 +393,7 @@ class LunBackend:
             sense = bytes([0x72, 0, 0, 0, 0, 0, 0, 0])
         else:
             sense = fixed_sense(NO_SENSE, 0, 0)
-        return sense[:cdb[4]]
+        return sense[: cdb[4]]
 
     def inquiry(self, cdb: bytes, data: bytes, nexus: str) -> bytes:
         alloc = struct.unpack_from(">H", cdb, 3)[0]
@@ -416,12 +422,17 @@ class LunBackend:
         out[32:36] = _pad("0001", 4)
         # Version descriptors: SAM-5, iSCSI (no version), SPC-4, SBC-3.
         for i, code in enumerate((0x00A0, 0x0960, 0x0460, 0x04C0)):
-            out[58 + 2 * i:60 + 2 * i] = be(code, 2)
+            out[58 + 2 * i : 60 + 2 * i] = be(code, 2)
         return bytes(out)
 
     def _vpd_pages(self) -> dict[int, Callable[[], bytes]]:
-        pages = {0x00: self._vpd_supported, 0x80: self._vpd_serial, 0x83: self._vpd_devid,
-                 0xB0: self._vpd_block_limits, 0xB1: self._vpd_block_characteristics}
+        pages = {
+            0x00: self._vpd_supported,
+            0x80: self._vpd_serial,
+            0x83: self._vpd_devid,
+            0xB0: self._vpd_block_limits,
+            0xB1: self._vpd_block_characteristics,
+        }
         if self.can_unmap:
             pages[0xB2] = self._vpd_lbp
         return pages
@@ -599,7 +610,7 @@ class LunBackend:
             return b""
         stored = await self.read_blocks(lba, blocks)
         bs = self.block_size
-        expected = data[:blocks * bs] if bytchk == 1 else bytes(data[:bs]) * blocks
+        expected = data[: blocks * bs] if bytchk == 1 else bytes(data[:bs]) * blocks
         if len(expected) < len(stored):
             raise illegal()
         if stored != expected:
@@ -655,7 +666,7 @@ class LunBackend:
         done = 0
         while done < blocks:
             n = min(chunk_blocks, blocks - done)
-            await self.write_chunks((lba + done) * bs, [memoryview(pattern)[:n * bs]])
+            await self.write_chunks((lba + done) * bs, [memoryview(pattern)[: n * bs]])
             done += n
         if not self.modes.write_cache:
             await self.sync()
@@ -674,7 +685,7 @@ class LunBackend:
             raise illegal(PARAM_LIST_LENGTH_ERROR)
         data = data[:plen]
         bd_len = struct.unpack_from(">H", data, 2)[0]
-        descs = data[8:8 + bd_len]
+        descs = data[8 : 8 + bd_len]
         if len(descs) // 16 > MAX_UNMAP_DESCRIPTORS:
             raise illegal(INVALID_FIELD_IN_PARAM)
         extents = []
@@ -713,8 +724,11 @@ class LunBackend:
         if stored != data[:need]:
             offset = next(i for i in range(need) if stored[i] != data[i])
             raise SenseError(MISCOMPARE, MISCOMPARE_DURING_VERIFY, information=offset)
-        await self.write_chunks(lba * self.block_size, [memoryview(data)[need:2 * need]],
-                                sync=bool(cdb[1] & 0x08) or not self.modes.write_cache)
+        await self.write_chunks(
+            lba * self.block_size,
+            [memoryview(data)[need : 2 * need]],
+            sync=bool(cdb[1] & 0x08) or not self.modes.write_cache,
+        )
         return b""
 
     async def orwrite(self, cdb: bytes, data: bytes, nexus: str) -> bytes:
@@ -737,8 +751,9 @@ class LunBackend:
         stored = await self.read_blocks(lba, blocks)
         merged_bits = int.from_bytes(stored, "little") | int.from_bytes(data[:need], "little")
         merged = merged_bits.to_bytes(need, "little")
-        await self.write_chunks(lba * self.block_size, [merged],
-                                sync=bool(cdb[1] & 0x08) or not self.modes.write_cache)
+        await self.write_chunks(
+            lba * self.block_size, [merged], sync=bool(cdb[1] & 0x08) or not self.modes.write_cache
+        )
         return b""
 
 
@@ -748,22 +763,31 @@ _SYNC_HANDLERS: dict[int, SyncHandler] = {
     0x12: LunBackend.inquiry,
     0x25: LunBackend.read_capacity10,
     0x9E: LunBackend.service_action_in16,
-    0x34: LunBackend.prefetch, 0x90: LunBackend.prefetch,
-    0x1A: LunBackend.mode_sense, 0x5A: LunBackend.mode_sense,
-    0x15: LunBackend.mode_select, 0x55: LunBackend.mode_select,
+    0x34: LunBackend.prefetch,
+    0x90: LunBackend.prefetch,
+    0x1A: LunBackend.mode_sense,
+    0x5A: LunBackend.mode_sense,
+    0x15: LunBackend.mode_select,
+    0x55: LunBackend.mode_select,
     0x1B: LunBackend.start_stop_unit,
     0x1E: LunBackend.prevent_allow,
     0xA3: LunBackend.maintenance_in,
     0x5E: LunBackend.persistent_reserve_in,
     0x5F: LunBackend.persistent_reserve_out,
-    0x16: LunBackend.reserve, 0x56: LunBackend.reserve,
-    0x17: LunBackend.release, 0x57: LunBackend.release,
+    0x16: LunBackend.reserve,
+    0x56: LunBackend.reserve,
+    0x17: LunBackend.release,
+    0x57: LunBackend.release,
 }
 
 _ASYNC_HANDLERS: dict[int, AsyncHandler] = {
-    0x2F: LunBackend.verify, 0xAF: LunBackend.verify, 0x8F: LunBackend.verify,
-    0x35: LunBackend.synchronize_cache, 0x91: LunBackend.synchronize_cache,
-    0x41: LunBackend.write_same, 0x93: LunBackend.write_same,
+    0x2F: LunBackend.verify,
+    0xAF: LunBackend.verify,
+    0x8F: LunBackend.verify,
+    0x35: LunBackend.synchronize_cache,
+    0x91: LunBackend.synchronize_cache,
+    0x41: LunBackend.write_same,
+    0x93: LunBackend.write_same,
     0x42: LunBackend.unmap,
     0x89: LunBackend.compare_and_write,
     0x8B: LunBackend.orwrite,
@@ -791,7 +815,7 @@ def no_such_lun(cdb: bytes) -> ScsiOutcome:
         out[2], out[3], out[4] = 0x06, 0x02, 31
         return ScsiOutcome(GOOD, bytes(out)[:alloc])
     if op == 0x03:
-        return ScsiOutcome(GOOD, fixed_sense(ILLEGAL_REQUEST, *LUN_NOT_SUPPORTED)[:cdb[4]])
+        return ScsiOutcome(GOOD, fixed_sense(ILLEGAL_REQUEST, *LUN_NOT_SUPPORTED)[: cdb[4]])
     return ScsiOutcome(CHECK_CONDITION, b"", fixed_sense(ILLEGAL_REQUEST, *LUN_NOT_SUPPORTED))
 
 

@@ -73,10 +73,18 @@ class TargetRegistry(Protocol):
 
     def lookup(self, iqn: str, portal: Portal) -> ServedTarget | None: ...
 
-    def session_started(self, conn: SessionHandle, initiator: str, isid: bytes,
-                        served: ServedTarget) -> None: ...
+    def session_started(
+        self, conn: SessionHandle, initiator: str, isid: bytes, served: ServedTarget
+    ) -> None: ...
 
     def connection_closed(self, conn: SessionHandle, served: ServedTarget | None) -> None: ...
 
-    def send_targets(self, portal: Portal, local: Portal, initiator: str, discovery: bool,
-                     own_target: str | None, value: str) -> list[tuple[str, str]]: ...
+    def send_targets(
+        self,
+        portal: Portal,
+        local: Portal,
+        initiator: str,
+        discovery: bool,
+        own_target: str | None,
+        value: str,
+    ) -> list[tuple[str, str]]: ...

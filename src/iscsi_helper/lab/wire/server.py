@@ -29,6 +29,7 @@ LOG = logging.getLogger(__name__)
 class PortalUnavailable(OSError):
     """A publish that needs every portal found one it cannot listen on; nothing was changed."""
 
+
 # Connections one daemon serves at once, and how many of them may still be
 # logging in (unauthenticated); beyond either, a new connection is closed at
 # once, so no flood of sockets can take more than a bounded amount of memory.
@@ -81,8 +82,9 @@ class WireServer:
             failed = await self._bind_portals(target)
             if failed:
                 self._close_idle_listeners()
-                raise PortalUnavailable("cannot listen on " + ", ".join(
-                    f"{portal} ({why})" for portal, why in failed))
+                raise PortalUnavailable(
+                    "cannot listen on " + ", ".join(f"{portal} ({why})" for portal, why in failed)
+                )
         if old is not None and old.target.to_dict() == target.to_dict():
             return [portal for portal, _why in await self._bind_portals(target)]
         luns = open_luns(target)
@@ -93,9 +95,13 @@ class WireServer:
         for portal in target.portals:
             self.by_portal.setdefault(portal, set()).add(target.iqn)
         unbound = [portal for portal, _why in await self._bind_portals(target)]
-        LOG.info("serving %s: %d LUN(s) on %s%s", target.iqn, len(luns),
-                 ", ".join(format_portal(*p) for p in target.portals) or "no portal",
-                 f" (unbound: {', '.join(unbound)})" if unbound else "")
+        LOG.info(
+            "serving %s: %d LUN(s) on %s%s",
+            target.iqn,
+            len(luns),
+            ", ".join(format_portal(*p) for p in target.portals) or "no portal",
+            f" (unbound: {', '.join(unbound)})" if unbound else "",
+        )
         return unbound
 
     async def withdraw(self, iqn: str, keep: Collection[str] = ()) -> bool:
@@ -118,9 +124,12 @@ class WireServer:
         """Initiator names of the sessions on ``iqn``: served now, and withdrawn but still running."""
         self._prune(iqn)
         served = self.targets.get(iqn)
-        return {"served": sorted(initiator_of(c) for c in served.connections) if served else [],
-                "lingering": sorted(initiator_of(c) for old in self.lingering.get(iqn, [])
-                                    for c in old.connections)}
+        return {
+            "served": sorted(initiator_of(c) for c in served.connections) if served else [],
+            "lingering": sorted(
+                initiator_of(c) for old in self.lingering.get(iqn, []) for c in old.connections
+            ),
+        }
 
     def _prune(self, iqn: str) -> None:
         left = [old for old in self.lingering.get(iqn, []) if old.connections]
@@ -158,8 +167,12 @@ class WireServer:
                 self.listeners[portal] = await self._listen(portal)
                 LOG.info("listening on %s", format_portal(*portal))
             except OSError as exc:
-                LOG.warning("cannot listen on portal %s of %s: %s; skipped",
-                            format_portal(*portal), target.iqn, exc.strerror or exc)
+                LOG.warning(
+                    "cannot listen on portal %s of %s: %s; skipped",
+                    format_portal(*portal),
+                    target.iqn,
+                    exc.strerror or exc,
+                )
                 unbound.append((format_portal(*portal), str(exc.strerror or exc)))
         return unbound
 
@@ -176,9 +189,14 @@ class WireServer:
             if len(self.connections) >= MAX_CONNECTIONS or logging_in >= MAX_LOGINS_IN_PROGRESS:
                 self.refused_connections += 1
                 if self.refused_connections % 100 == 1:
-                    LOG.warning("refusing connection from %s: %d connections, %d logging in "
-                                "(limits %d and %d)", writer.get_extra_info("peername"),
-                                len(self.connections), logging_in, MAX_CONNECTIONS, MAX_LOGINS_IN_PROGRESS)
+                    LOG.warning(
+                        "refusing connection from %s: %d connections, %d logging in (limits %d and %d)",
+                        writer.get_extra_info("peername"),
+                        len(self.connections),
+                        logging_in,
+                        MAX_CONNECTIONS,
+                        MAX_LOGINS_IN_PROGRESS,
+                    )
                 writer.close()
                 return
             conn = Connection(self, portal, reader, writer)
@@ -189,8 +207,14 @@ class WireServer:
                 self.connections.discard(conn)
 
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        return await asyncio.start_server(on_connect, host=host or None, port=port, family=family,
-                                          reuse_address=True, limit=READ_BUFFER_LIMIT)
+        return await asyncio.start_server(
+            on_connect,
+            host=host or None,
+            port=port,
+            family=family,
+            reuse_address=True,
+            limit=READ_BUFFER_LIMIT,
+        )
 
     async def close(self) -> None:
         for served in list(self.targets.values()):
@@ -232,8 +256,15 @@ class WireServer:
         if key is not None and self.sessions.get(key) is conn:
             del self.sessions[key]
 
-    def send_targets(self, portal: Portal, local: Portal, initiator: str, discovery: bool,
-                     own_target: str | None, value: str) -> list[tuple[str, str]]:
+    def send_targets(
+        self,
+        portal: Portal,
+        local: Portal,
+        initiator: str,
+        discovery: bool,
+        own_target: str | None,
+        value: str,
+    ) -> list[tuple[str, str]]:
         """SendTargets answer: targets visible on the session's portal, allowed for its initiator."""
         if value == "All":
             if not discovery:

@@ -25,8 +25,13 @@ LOG = logging.getLogger(__name__)
 class Connection:
     """Serves one TCP connection until logout, error, or withdrawal of its target."""
 
-    def __init__(self, registry: TargetRegistry, portal: Portal,
-                 reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self,
+        registry: TargetRegistry,
+        portal: Portal,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
         self.state = ConnectionState(registry, portal, reader, writer)
         self.state.session = self
         self.registry = registry
@@ -57,8 +62,14 @@ class Connection:
             try:
                 await asyncio.wait_for(LoginPhase(state).run(), LOGIN_TIMEOUT)
             except LoginFailed as exc:
-                LOG.info("login from %s (%s) to %s refused: %s (status 0x%04x)", state.peer,
-                         state.initiator_name[:64] or "?", state.target_name(), exc, exc.status)
+                LOG.info(
+                    "login from %s (%s) to %s refused: %s (status 0x%04x)",
+                    state.peer,
+                    state.initiator_name[:64] or "?",
+                    state.target_name(),
+                    exc,
+                    exc.status,
+                )
                 return
             except TimeoutError:
                 LOG.info("login from %s timed out", state.peer)

@@ -1,4 +1,7 @@
-"""Loaded only in the Cinder venv's pytest (tests/lab/emulators/test_chiscsi_cxtadm.py starts it): eventlet's noise filtered."""
+"""Loaded only in the Cinder venv's pytest (tests/lab/emulators/test_chiscsi_cxtadm.py starts it).
+
+Eventlet's noise is filtered here.
+"""
 
 from __future__ import annotations
 

@@ -47,8 +47,12 @@ class FakeConfiguration:
     """What CxtAdm reads of a backend's configuration (see cinder's targets_fixture)."""
 
     def __init__(self, root: Path, port: int) -> None:
-        self.values = {"volumes_dir": str(root / "volumes"), "chiscsi_conf": str(root / "chiscsi.conf"),
-                       "target_prefix": PREFIX, "target_protocol": "iscsi"}
+        self.values = {
+            "volumes_dir": str(root / "volumes"),
+            "chiscsi_conf": str(root / "chiscsi.conf"),
+            "target_prefix": PREFIX,
+            "target_protocol": "iscsi",
+        }
         self.target_prefix = PREFIX
         self.target_ip_address = "127.0.0.1"
         self.target_secondary_ip_addresses: list[str] = []
@@ -107,7 +111,9 @@ def block_device(tmp_path: Path) -> Iterator[str]:
     if not can_make_loop_devices():
         pytest.skip("needs root and losetup for a block device (CxtAdm writes no LUN class: BLK)")
     backing = regular_file(tmp_path, "lv.img")
-    made = subprocess.run(["losetup", "--find", "--show", backing], capture_output=True, text=True, timeout=30)
+    made = subprocess.run(
+        ["losetup", "--find", "--show", backing], capture_output=True, text=True, timeout=30
+    )
     if made.returncode != 0:
         pytest.skip(f"losetup failed: {made.stderr.strip()}")
     device = made.stdout.strip()
@@ -115,7 +121,9 @@ def block_device(tmp_path: Path) -> Iterator[str]:
     subprocess.run(["losetup", "--detach", device], capture_output=True, timeout=30)
 
 
-def test_create_and_remove_on_a_block_device_work(cinder_host: tuple[cxt.CxtAdm, Path], block_device: str) -> None:
+def test_create_and_remove_on_a_block_device_work(
+    cinder_host: tuple[cxt.CxtAdm, Path], block_device: str
+) -> None:
     target, state = cinder_host
     vol = volume("volume-" + str(uuid.uuid4()))
     data = target.create_export(None, vol, block_device)
@@ -143,8 +151,9 @@ def test_create_on_a_regular_file_fails_as_blk(cinder_host: tuple[cxt.CxtAdm, Pa
     assert not (Path(target.volumes_dir) / vol["name"]).exists()  # CxtAdm removed its file
 
 
-def test_another_iscsictl_holding_the_lock_fails_the_create_at_once(cinder_host: tuple[cxt.CxtAdm, Path],
-                                                                    tmp_path: Path) -> None:
+def test_another_iscsictl_holding_the_lock_fails_the_create_at_once(
+    cinder_host: tuple[cxt.CxtAdm, Path], tmp_path: Path
+) -> None:
     target, state = cinder_host
     state.mkdir(parents=True, exist_ok=True)
     fd = os.open(state / "iscsictl.pid", os.O_WRONLY | os.O_CREAT, 0o644)
@@ -159,15 +168,18 @@ def test_another_iscsictl_holding_the_lock_fails_the_create_at_once(cinder_host:
     assert not (Path(target.volumes_dir) / "volume-locked").exists()
 
 
-def test_substring_match_gives_volume_1_the_tid_of_volume_10(cinder_host: tuple[cxt.CxtAdm, Path],
-                                                            block_device: str, tmp_path: Path) -> None:
+def test_substring_match_gives_volume_1_the_tid_of_volume_10(
+    cinder_host: tuple[cxt.CxtAdm, Path], block_device: str, tmp_path: Path
+) -> None:
     target, state = cinder_host
     first = target.create_export(None, volume("volume-10"), block_device)
     assert first["location"].split(" ")[0].endswith(",1")
     # volume-1 needs a block device of its own: a second loop device over another file
 
     backing = regular_file(tmp_path, "lv2.img")
-    made = subprocess.run(["losetup", "--find", "--show", backing], capture_output=True, text=True, timeout=30)
+    made = subprocess.run(
+        ["losetup", "--find", "--show", backing], capture_output=True, text=True, timeout=30
+    )
     if made.returncode != 0:
         pytest.skip(f"losetup failed: {made.stderr.strip()}")
     try:
@@ -199,8 +211,9 @@ def _seed(state: Path, count: int, port: int, tmp_path: Path) -> list[str]:
     return names
 
 
-def test_past_the_listing_cut_create_fails_and_remove_is_skipped(cinder_host: tuple[cxt.CxtAdm, Path],
-                                                                 tmp_path: Path) -> None:
+def test_past_the_listing_cut_create_fails_and_remove_is_skipped(
+    cinder_host: tuple[cxt.CxtAdm, Path], tmp_path: Path
+) -> None:
     target, state = cinder_host
     names = _seed(state, 1900, target.configuration.target_port, tmp_path)
     with pytest.raises(processutils.ProcessExecutionError) as failed:
@@ -209,7 +222,7 @@ def test_past_the_listing_cut_create_fails_and_remove_is_skipped(cinder_host: tu
     # remove of a target past the cut: CxtAdm's show_target lists ALL, fails, and skips
     last = names[-1]
     Path(target.volumes_dir).mkdir(parents=True, exist_ok=True)
-    (Path(target.volumes_dir) / last[len(PREFIX):]).write_text("target:\n")
-    vol = {"id": "x", "name": last[len(PREFIX):], "provider_location": f"127.0.0.1:3260,1 {last} 0"}
+    (Path(target.volumes_dir) / last[len(PREFIX) :]).write_text("target:\n")
+    vol = {"id": "x", "name": last[len(PREFIX) :], "provider_location": f"127.0.0.1:3260,1 {last} 0"}
     target.remove_export(None, vol)
     assert live.live_target(state, last) is not None  # still exported

@@ -20,4 +20,5 @@ def run(scenario: Callable[[], Awaitable[None]]) -> None:
     async def guarded() -> None:
         # The timeout only stops a hang; no outcome depends on it.
         await asyncio.wait_for(scenario(), timeout=30)
+
     asyncio.run(guarded())

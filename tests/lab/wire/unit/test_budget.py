@@ -49,6 +49,7 @@ def start_take(conn: ConnectionBudget, n: int, log: list[str], name: str) -> asy
     async def take() -> None:
         await conn.take(n)
         log.append(name)
+
     return asyncio.get_running_loop().create_task(take())
 
 
@@ -62,6 +63,7 @@ def test_a_reservation_that_fits_is_granted_at_once() -> None:
         assert not conn.over()
         await conn.below_limit()  # returns at once: nothing to wait for
         consistent(daemon, conn)
+
     run(scenario)
 
 
@@ -83,6 +85,7 @@ def test_past_the_connection_share_a_reservation_waits_until_the_connection_give
         assert log == ["second"] and conn.used == 40
         await waiting
         consistent(daemon, conn)
+
     run(scenario)
 
 
@@ -106,6 +109,7 @@ def test_waiting_reservations_of_one_connection_are_granted_in_arrival_order() -
         await asyncio.gather(big, small)
         assert conn.used == 35
         consistent(daemon, conn)
+
     run(scenario)
 
 
@@ -113,7 +117,7 @@ def test_past_the_daemon_pool_a_reservation_waits_for_another_connection_to_end(
     async def scenario() -> None:
         daemon = pool()
         hogs = [ConnectionBudget(daemon) for _ in range(3)]
-        for hog, n in zip(hogs, (40, 40, 15)):
+        for hog, n in zip(hogs, (40, 40, 15), strict=True):
             await hog.take(n)
         newcomer = ConnectionBudget(daemon)
         log: list[str] = []
@@ -126,6 +130,7 @@ def test_past_the_daemon_pool_a_reservation_waits_for_another_connection_to_end(
         await waiting
         assert hogs[2].used == 0
         consistent(daemon, newcomer, *hogs)
+
     run(scenario)
 
 
@@ -145,6 +150,7 @@ def test_a_reservation_larger_than_every_limit_is_granted_when_nothing_else_is_h
         assert conn.over()
         conn.give(5 * POOL)
         consistent(daemon, conn, other)
+
     run(scenario)
 
 
@@ -171,6 +177,7 @@ def test_unsolicited_data_is_charged_past_the_limit_and_reading_resumes_once_und
         assert resumed == ["reading"]
         await task
         consistent(daemon, conn)
+
     run(scenario)
 
 
@@ -186,6 +193,7 @@ def test_a_full_pool_stops_reading_on_every_connection_that_holds_something() ->
         b.release_all()
         assert not a.over()
         consistent(daemon, a, b, idle)
+
     run(scenario)
 
 
@@ -207,6 +215,7 @@ def test_a_cancelled_reservation_charges_nothing_and_lets_the_next_one_go() -> N
         assert log == ["second"] and conn.used == 40
         await second
         consistent(daemon, conn)
+
     run(scenario)
 
 
@@ -225,8 +234,11 @@ def test_giving_back_more_than_is_held_never_drives_the_accounting_negative() ->
     consistent(daemon, a, b)
 
 
-operation = st.tuples(st.sampled_from(["take", "try_take", "force", "give", "release_all"]),
-                      st.integers(0, 2), st.integers(0, 2 * POOL))
+operation = st.tuples(
+    st.sampled_from(["take", "try_take", "force", "give", "release_all"]),
+    st.integers(0, 2),
+    st.integers(0, 2 * POOL),
+)
 
 
 @settings(max_examples=200, deadline=None)
@@ -234,6 +246,7 @@ operation = st.tuples(st.sampled_from(["take", "try_take", "force", "give", "rel
 def test_accounting_stays_consistent_whatever_the_connections_do(ops: list[tuple[str, int, int]]) -> None:
     """Any sequence of charges and releases keeps every count at or above zero and the pool
     equal to the sum of the shares; a ``take`` never leaves the waiter queue stuck."""
+
     async def scenario() -> None:
         daemon = pool()
         conns = [ConnectionBudget(daemon) for _ in range(3)]
@@ -263,4 +276,5 @@ def test_accounting_stays_consistent_whatever_the_connections_do(ops: list[tuple
             conn.release_all()
         consistent(daemon, *conns)
         assert daemon.used == 0
+
     run(scenario)

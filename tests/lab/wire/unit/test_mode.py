@@ -33,8 +33,9 @@ def mode_sense6(page: int, pc: int = CURRENT, subpage: int = 0, dbd: bool = Fals
     return bytes([0x1A, 0x08 if dbd else 0, (pc << 6) | page, subpage, alloc, 0])
 
 
-def mode_sense10(page: int, pc: int = CURRENT, subpage: int = 0, dbd: bool = False, llbaa: bool = False,
-                 alloc: int = 4096) -> bytes:
+def mode_sense10(
+    page: int, pc: int = CURRENT, subpage: int = 0, dbd: bool = False, llbaa: bool = False, alloc: int = 4096
+) -> bytes:
     flags = (0x08 if dbd else 0) | (0x10 if llbaa else 0)
     return bytes([0x5A, flags, (pc << 6) | page, subpage, 0, 0, 0]) + alloc.to_bytes(2, "big") + b"\0"
 
@@ -44,7 +45,11 @@ def mode_select6(length: int, pf: bool = True, sp: bool = False) -> bytes:
 
 
 def mode_select10(length: int, pf: bool = True, sp: bool = False) -> bytes:
-    return bytes([0x55, (0x10 if pf else 0) | (0x01 if sp else 0), 0, 0, 0, 0, 0]) + length.to_bytes(2, "big") + b"\0"
+    return (
+        bytes([0x55, (0x10 if pf else 0) | (0x01 if sp else 0), 0, 0, 0, 0, 0])
+        + length.to_bytes(2, "big")
+        + b"\0"
+    )
 
 
 def short_descriptor(blocks: int = BLOCKS, block_size: int = BLOCK_SIZE) -> bytes:
@@ -71,7 +76,7 @@ def pages_of(data: bytes, header_len: int, descriptor_len: int) -> dict[int, byt
     pos = header_len + descriptor_len
     while pos < len(data):
         code, length = data[pos] & 0x3F, data[pos + 1]
-        out[code] = data[pos:pos + 2 + length]
+        out[code] = data[pos : pos + 2 + length]
         pos += 2 + length
     assert pos == len(data)
     return out
@@ -122,8 +127,11 @@ def test_llbaa_gives_the_long_lba_descriptor() -> None:
     assert set(pages_of(data, 8, 16)) == {CACHING_PAGE}
 
 
-@pytest.mark.parametrize("cdb, header", [(mode_sense6(ALL_PAGES, dbd=True), 4),
-                                         (mode_sense10(ALL_PAGES, dbd=True, llbaa=True), 8)], ids=["6", "10"])
+@pytest.mark.parametrize(
+    "cdb, header",
+    [(mode_sense6(ALL_PAGES, dbd=True), 4), (mode_sense10(ALL_PAGES, dbd=True, llbaa=True), 8)],
+    ids=["6", "10"],
+)
 def test_dbd_returns_no_block_descriptor(cdb: bytes, header: int) -> None:
     data = sense(ModePages(), cdb)
     length = data[3] if header == 4 else struct.unpack_from(">H", data, 6)[0]
@@ -156,9 +164,14 @@ def test_all_pages_come_in_ascending_page_code_order(subpage: int) -> None:
 
 
 def test_caching_page_reports_write_cache_enable() -> None:
-    """SBC-3 caching mode page: 08h, PAGE LENGTH 12h, WCE byte 2 bit 2; RCD (bit 0) clear: reads are cached."""
+    """SBC-3 caching mode page: 08h, PAGE LENGTH 12h, WCE byte 2 bit 2.
+
+    RCD (bit 0) clear: reads are cached.
+    """
     for wce in (True, False):
-        page = pages_of(sense(ModePages(write_cache=wce), mode_sense6(CACHING_PAGE, dbd=True)), 4, 0)[CACHING_PAGE]
+        page = pages_of(sense(ModePages(write_cache=wce), mode_sense6(CACHING_PAGE, dbd=True)), 4, 0)[
+            CACHING_PAGE
+        ]
         assert page[0] == CACHING_PAGE and page[1] == 0x12 and len(page) == 20
         assert bool(page[2] & 0x04) == wce
         assert page[2] & 0x01 == 0
@@ -189,8 +202,11 @@ def test_changeable_values_mark_only_wce_and_swp() -> None:
 def test_default_values_stay_the_defaults_after_a_mode_select() -> None:
     """SPC-4 6.13 (PC 10b): the default values, not the current ones."""
     modes = ModePages()
-    assert modes.select(mode_select10(len(flipped := list10(caching_page(wce=False), control_page(swp=True)))),
-                        flipped, BLOCK_SIZE)
+    assert modes.select(
+        mode_select10(len(flipped := list10(caching_page(wce=False), control_page(swp=True)))),
+        flipped,
+        BLOCK_SIZE,
+    )
     pages = pages_of(sense(modes, mode_sense10(ALL_PAGES, pc=DEFAULT, dbd=True)), 8, 0)
     assert pages[CACHING_PAGE][2] & 0x04
     assert not pages[CONTROL_PAGE][4] & 0x08
@@ -201,13 +217,19 @@ def test_default_values_stay_the_defaults_after_a_mode_select() -> None:
 def test_saved_values_are_not_supported() -> None:
     """SPC-4 6.13 (PC 11b): SAVING PARAMETERS NOT SUPPORTED when there are no saved values."""
     assert sense_of(lambda: sense(ModePages(), mode_sense6(CACHING_PAGE, pc=SAVED))) == (
-        ILLEGAL_REQUEST, *SAVING_PARAMS_NOT_SUPPORTED)
+        ILLEGAL_REQUEST,
+        *SAVING_PARAMS_NOT_SUPPORTED,
+    )
 
 
 @pytest.mark.parametrize("page, subpage", [(0x01, 0), (0x1C, 0), (CACHING_PAGE, 0x01), (ALL_PAGES, 0x05)])
-def test_a_page_or_subpage_that_is_not_implemented_is_an_invalid_field_in_the_cdb(page: int, subpage: int) -> None:
+def test_a_page_or_subpage_that_is_not_implemented_is_an_invalid_field_in_the_cdb(
+    page: int, subpage: int
+) -> None:
     assert sense_of(lambda: sense(ModePages(), mode_sense10(page, subpage=subpage))) == (
-        ILLEGAL_REQUEST, *INVALID_FIELD_IN_CDB)
+        ILLEGAL_REQUEST,
+        *INVALID_FIELD_IN_CDB,
+    )
 
 
 # --- MODE SELECT --------------------------------------------------------------------------------
@@ -263,7 +285,9 @@ def test_page_format_zero_is_an_invalid_field_in_the_cdb() -> None:
     """PF=0 asks for vendor-specific pages, of which there are none."""
     modes = ModePages()
     assert sense_of(lambda: select(modes, list10(caching_page(wce=False)), pf=False)) == (
-        ILLEGAL_REQUEST, *INVALID_FIELD_IN_CDB)
+        ILLEGAL_REQUEST,
+        *INVALID_FIELD_IN_CDB,
+    )
     assert state(modes) == (True, False)
 
 
@@ -273,22 +297,33 @@ def test_save_pages_is_an_invalid_field_in_the_cdb_without_saved_pages(ten: bool
     to one, then the command shall be terminated with ... INVALID FIELD IN CDB"."""
     modes = ModePages()
     params = list10(caching_page(wce=False)) if ten else list6(caching_page(wce=False))
-    assert sense_of(lambda: select(modes, params, ten=ten, sp=True)) == (ILLEGAL_REQUEST, *INVALID_FIELD_IN_CDB)
+    assert sense_of(lambda: select(modes, params, ten=ten, sp=True)) == (
+        ILLEGAL_REQUEST,
+        *INVALID_FIELD_IN_CDB,
+    )
     assert state(modes) == (True, False)
 
 
-@pytest.mark.parametrize("params, length", [
-    (list10(caching_page()), 7),  # cuts the header
-    (list10(caching_page()), 8 + 1),  # cuts the page header
-    (list10(caching_page()), 8 + 10),  # cuts the page
-    (list10(caching_page(), descriptor=short_descriptor()), 8 + 4),  # cuts the block descriptor
-    (list10(caching_page()), 8 + 20 + 4),  # longer than the data sent
-], ids=["header", "page-header", "page", "descriptor", "beyond-data"])
-def test_a_list_that_truncates_a_header_descriptor_or_page_is_a_length_error(params: bytes, length: int) -> None:
+@pytest.mark.parametrize(
+    "params, length",
+    [
+        (list10(caching_page()), 7),  # cuts the header
+        (list10(caching_page()), 8 + 1),  # cuts the page header
+        (list10(caching_page()), 8 + 10),  # cuts the page
+        (list10(caching_page(), descriptor=short_descriptor()), 8 + 4),  # cuts the block descriptor
+        (list10(caching_page()), 8 + 20 + 4),  # longer than the data sent
+    ],
+    ids=["header", "page-header", "page", "descriptor", "beyond-data"],
+)
+def test_a_list_that_truncates_a_header_descriptor_or_page_is_a_length_error(
+    params: bytes, length: int
+) -> None:
     """SPC-4 6.11: truncation of any header, descriptor or page is PARAMETER LIST LENGTH ERROR."""
     modes = ModePages()
     assert sense_of(lambda: modes.select(mode_select10(length), params, BLOCK_SIZE)) == (
-        ILLEGAL_REQUEST, *PARAM_LIST_LENGTH_ERROR)
+        ILLEGAL_REQUEST,
+        *PARAM_LIST_LENGTH_ERROR,
+    )
     assert state(modes) == (True, False)
 
 
@@ -298,14 +333,18 @@ def _with(page: bytes, index: int, value: int) -> bytes:
     return bytes(changed)
 
 
-@pytest.mark.parametrize("page", [
-    _with(caching_page(), 2, 0x04 | 0x01),  # RCD
-    _with(caching_page(), 12, 0x80),  # FSW and friends
-    _with(control_page(), 2, 0x04),  # D_SENSE (descriptor sense is not produced)
-    _with(control_page(), 3, 0x10),  # QUEUE ALGORITHM MODIFIER 1
-    _with(control_page(), 2, 0x20),  # TST 001b
-    _with(control_page(), 9, 0x00),  # BUSY TIMEOUT PERIOD
-], ids=["RCD", "caching-byte12", "D_SENSE", "QAM", "TST", "busy-timeout"])
+@pytest.mark.parametrize(
+    "page",
+    [
+        _with(caching_page(), 2, 0x04 | 0x01),  # RCD
+        _with(caching_page(), 12, 0x80),  # FSW and friends
+        _with(control_page(), 2, 0x04),  # D_SENSE (descriptor sense is not produced)
+        _with(control_page(), 3, 0x10),  # QUEUE ALGORITHM MODIFIER 1
+        _with(control_page(), 2, 0x20),  # TST 001b
+        _with(control_page(), 9, 0x00),  # BUSY TIMEOUT PERIOD
+    ],
+    ids=["RCD", "caching-byte12", "D_SENSE", "QAM", "TST", "busy-timeout"],
+)
 def test_changing_a_field_that_is_not_changeable_is_refused_and_nothing_is_applied(page: bytes) -> None:
     """SPC-4 6.11: a field whose changeable mask is zero must carry its current value, else
     INVALID FIELD IN PARAMETER LIST. The whole list is checked before any of it is applied
@@ -316,11 +355,15 @@ def test_changing_a_field_that_is_not_changeable_is_refused_and_nothing_is_appli
     assert state(modes) == (True, False)
 
 
-@pytest.mark.parametrize("page", [
-    bytes([0x01, 0x0A]) + bytes(10),  # read-write error recovery page: not implemented
-    caching_page()[:1] + bytes([0x10]) + caching_page()[2:18],  # caching page with a wrong PAGE LENGTH
-    bytes([0x40 | CONTROL_PAGE, 0x01, 0x00, 0x1C]) + bytes(28),  # SPF: a subpage
-], ids=["unknown-page", "wrong-page-length", "subpage"])
+@pytest.mark.parametrize(
+    "page",
+    [
+        bytes([0x01, 0x0A]) + bytes(10),  # read-write error recovery page: not implemented
+        caching_page()[:1] + bytes([0x10]) + caching_page()[2:18],  # caching page with a wrong PAGE LENGTH
+        bytes([0x40 | CONTROL_PAGE, 0x01, 0x00, 0x1C]) + bytes(28),  # SPF: a subpage
+    ],
+    ids=["unknown-page", "wrong-page-length", "subpage"],
+)
 def test_a_page_that_is_not_supported_as_sent_is_an_invalid_field_in_the_parameter_list(page: bytes) -> None:
     modes = ModePages()
     assert sense_of(lambda: select(modes, list10(page))) == (ILLEGAL_REQUEST, *INVALID_FIELD_IN_PARAM)
@@ -333,7 +376,9 @@ def test_a_block_descriptor_must_keep_the_block_length() -> None:
     modes = ModePages()
     other = short_descriptor(block_size=4096)
     assert sense_of(lambda: select(modes, list10(caching_page(wce=False), descriptor=other))) == (
-        ILLEGAL_REQUEST, *INVALID_FIELD_IN_PARAM)
+        ILLEGAL_REQUEST,
+        *INVALID_FIELD_IN_PARAM,
+    )
     assert state(modes) == (True, False)
     assert select(modes, list10(caching_page(wce=False), descriptor=short_descriptor(blocks=0)))
     assert state(modes) == (False, False)

@@ -42,8 +42,9 @@ from iscsi_helper.lab.wire.ordering import (
 
 from .loop import run, settle
 
-SIMPLE_LIKE = pytest.mark.parametrize("simple", [ATTR_SIMPLE, ATTR_UNTAGGED, ATTR_ACA],
-                                      ids=["SIMPLE", "UNTAGGED", "ACA"])
+SIMPLE_LIKE = pytest.mark.parametrize(
+    "simple", [ATTR_SIMPLE, ATTR_UNTAGGED, ATTR_ACA], ids=["SIMPLE", "UNTAGGED", "ACA"]
+)
 
 
 def blocked_by(blockers: list[Entry]) -> set[int]:
@@ -121,8 +122,11 @@ def test_a_command_never_waits_for_a_later_one(simple: int) -> None:
 @SIMPLE_LIKE
 def test_ordered_waits_for_every_earlier_command_whatever_it_touches(simple: int) -> None:
     tasks = TaskSet()
-    earlier = [tasks.enter((0, 8), False, simple)[0], tasks.enter((900, 908), True, simple)[0],
-               tasks.enter(None, False, simple)[0]]
+    earlier = [
+        tasks.enter((0, 8), False, simple)[0],
+        tasks.enter((900, 908), True, simple)[0],
+        tasks.enter(None, False, simple)[0],
+    ]
     _, blockers = tasks.enter((5000, 5001), False, ATTR_ORDERED)
     assert blocked_by(blockers) == ids(*earlier)
 
@@ -248,6 +252,7 @@ def test_a_waiting_command_starts_exactly_when_its_last_blocker_leaves() -> None
         cmds.complete("w2")
         await settle()
         assert cmds.order[-1] == "r"
+
     run(scenario)
 
 
@@ -270,6 +275,7 @@ def test_ordered_runs_alone_between_what_came_before_and_what_comes_after() -> N
         cmds.complete("barrier")
         await settle()
         assert sorted(cmds.order[3:]) == ["c", "inquiry"]
+
     run(scenario)
 
 
@@ -289,12 +295,14 @@ def test_head_of_queue_starts_at_once_past_a_waiting_barrier_and_holds_back_what
         cmds.complete("urgent")
         await settle()
         assert cmds.order[-1] == "after"
+
     run(scenario)
 
 
 def test_a_cancelled_command_releases_the_commands_that_waited_for_it() -> None:
     """ABORT TASK of a write that is itself waiting: the read that waited only for it may go,
     though the first write still runs."""
+
     async def scenario() -> None:
         cmds = Started(TaskSet())
         cmds.submit("w1", (0, 8), True, ATTR_SIMPLE)
@@ -307,6 +315,7 @@ def test_a_cancelled_command_releases_the_commands_that_waited_for_it() -> None:
         await settle()
         assert cmds.order == ["w1", "r"]
         assert cmds.running["w2"].cancelled()
+
     run(scenario)
 
 
@@ -322,6 +331,7 @@ def test_a_cancelled_barrier_releases_what_it_held_back() -> None:
         cmds.complete("barrier")
         await settle()
         assert cmds.order == ["slow", "later"]
+
     run(scenario)
 
 
@@ -359,4 +369,5 @@ def test_many_commands_each_start_only_after_all_their_blockers_left() -> None:
             cmds.complete(str(last))
             completed.add(last)
         assert sorted(int(n) for n in cmds.order) == list(range(len(specs)))
+
     run(scenario)

@@ -54,8 +54,14 @@ KEY_A, KEY_B, KEY_C = 0xA1, 0xB2, 0xC3
 GOOD = "GOOD"
 CONFLICT = "RESERVATION CONFLICT"
 INVALID_RELEASE = (0x26, 0x04)  # INVALID RELEASE OF PERSISTENT RESERVATION (SPC-4 table 49)
-ALL_TYPES = (WRITE_EXCLUSIVE, EXCLUSIVE_ACCESS, WRITE_EXCLUSIVE_RO, EXCLUSIVE_ACCESS_RO,
-             WRITE_EXCLUSIVE_AR, EXCLUSIVE_ACCESS_AR)
+ALL_TYPES = (
+    WRITE_EXCLUSIVE,
+    EXCLUSIVE_ACCESS,
+    WRITE_EXCLUSIVE_RO,
+    EXCLUSIVE_ACCESS_RO,
+    WRITE_EXCLUSIVE_AR,
+    EXCLUSIVE_ACCESS_AR,
+)
 RO_TYPES = (WRITE_EXCLUSIVE_RO, EXCLUSIVE_ACCESS_RO)
 AR_TYPES = (WRITE_EXCLUSIVE_AR, EXCLUSIVE_ACCESS_AR)
 
@@ -108,9 +114,21 @@ class Unit:
         except SenseError as exc:
             return (exc.key, exc.asc, exc.ascq)
 
-    def prout(self, nexus: str, action: int, key: int = 0, sark: int = 0, kind: int = 0, scope: int = 0,
-              aptpl: bool = False, spec_i_pt: bool = False, length: int = 24) -> object:
-        return self.run(nexus, prout_cdb(action, kind, scope, length), prout_data(key, sark, aptpl, spec_i_pt))
+    def prout(
+        self,
+        nexus: str,
+        action: int,
+        key: int = 0,
+        sark: int = 0,
+        kind: int = 0,
+        scope: int = 0,
+        aptpl: bool = False,
+        spec_i_pt: bool = False,
+        length: int = 24,
+    ) -> object:
+        return self.run(
+            nexus, prout_cdb(action, kind, scope, length), prout_data(key, sark, aptpl, spec_i_pt)
+        )
 
     def register(self, nexus: str, key: int) -> None:
         assert self.prout(nexus, SA_REGISTER, sark=key) == GOOD
@@ -119,7 +137,9 @@ class Unit:
         return self.prout(nexus, SA_RESERVE, key=key, kind=kind)
 
     def prin(self, nexus: str, action: int, alloc: int = 4096) -> bytes:
-        assert self.run(nexus, bytes([0x5E, action, 0, 0, 0, 0, 0]) + alloc.to_bytes(2, "big") + b"\0") == GOOD
+        assert (
+            self.run(nexus, bytes([0x5E, action, 0, 0, 0, 0, 0]) + alloc.to_bytes(2, "big") + b"\0") == GOOD
+        )
         return self.data_in
 
     def keys(self) -> tuple[int, list[int]]:
@@ -255,7 +275,8 @@ def test_a_registrant_that_is_not_the_holder_cannot_reserve(lu: Unit, kind: int)
 
 @pytest.mark.parametrize("kind", AR_TYPES)
 def test_all_registrants_reservations_are_held_by_every_registrant_and_report_key_zero(
-        lu: Unit, kind: int) -> None:
+    lu: Unit, kind: int
+) -> None:
     """5.12.10: every registered nexus holds an all-registrants reservation; 6.15.3: its key reads 0."""
     lu.register(A, KEY_A)
     lu.register(B, KEY_B)
@@ -286,7 +307,7 @@ def test_read_full_status_describes_every_registration_and_marks_the_holder(lu: 
         key = struct.unpack_from(">Q", data, pos)[0]
         holder, scope_type = data[pos + 12] & 0x01, data[pos + 13]
         tid_len = struct.unpack_from(">I", data, pos + 20)[0]
-        tid = data[pos + 24:pos + 24 + tid_len]
+        tid = data[pos + 24 : pos + 24 + tid_len]
         assert tid[0] == 0x45  # FORMAT CODE 01b (initiator port), PROTOCOL IDENTIFIER 5 (iSCSI)
         name_len = struct.unpack_from(">H", tid, 2)[0]
         assert name_len % 4 == 0 and name_len >= 20 and len(tid) == 4 + name_len
@@ -310,8 +331,15 @@ def test_report_capabilities_says_what_is_supported(lu: Unit) -> None:
 
 # --- which commands a nexus may run (table 50; SBC-3 for the medium commands) -------------
 
-ALWAYS_ALLOWED = [TEST_UNIT_READY, REQUEST_SENSE, INQUIRY, REPORT_LUNS, READ_CAPACITY_10, READ_CAPACITY_16,
-                  bytes([0x5E, 0, 0, 0, 0, 0, 0, 0, 8, 0])]
+ALWAYS_ALLOWED = [
+    TEST_UNIT_READY,
+    REQUEST_SENSE,
+    INQUIRY,
+    REPORT_LUNS,
+    READ_CAPACITY_10,
+    READ_CAPACITY_16,
+    bytes([0x5E, 0, 0, 0, 0, 0, 0, 0, 8, 0]),
+]
 READS = [READ_10, READ_16]
 WRITES = [WRITE_10, WRITE_16, MODE_SELECT_6]
 
@@ -332,7 +360,9 @@ def test_the_holder_runs_everything(lu: Unit, kind: int) -> None:
 
 @pytest.mark.parametrize("kind", ALL_TYPES)
 @pytest.mark.parametrize("registered", [False, True], ids=["unregistered", "registered"])
-def test_commands_a_nexus_that_does_not_hold_the_reservation_may_run(lu: Unit, kind: int, registered: bool) -> None:
+def test_commands_a_nexus_that_does_not_hold_the_reservation_may_run(
+    lu: Unit, kind: int, registered: bool
+) -> None:
     """Table 50: WRITE EXCLUSIVE lets others read, EXCLUSIVE ACCESS lets them do neither; the
     REGISTRANTS ONLY and ALL REGISTRANTS variants give every registered nexus full access and
     treat the others like their base type. Registered nexuses under plain WE/EA are "others"."""
@@ -376,7 +406,9 @@ def test_the_holder_releasing_with_another_type_is_an_invalid_release(lu: Unit) 
 
 
 @pytest.mark.parametrize("kind", (WRITE_EXCLUSIVE, EXCLUSIVE_ACCESS, *RO_TYPES))
-def test_release_from_a_registrant_that_does_not_hold_the_reservation_does_nothing(lu: Unit, kind: int) -> None:
+def test_release_from_a_registrant_that_does_not_hold_the_reservation_does_nothing(
+    lu: Unit, kind: int
+) -> None:
     _reserved_by_a(lu, kind, register_b=True)
     assert lu.prout(B, SA_RELEASE, key=KEY_B, kind=kind) == GOOD
     assert lu.reservation() == (KEY_A, 0, kind)
@@ -390,7 +422,8 @@ def test_release_without_a_reservation_is_good(lu: Unit) -> None:
 
 @pytest.mark.parametrize("kind", ALL_TYPES)
 def test_release_by_the_holder_ends_it_and_tells_the_other_registrants_for_shared_types(
-        lu: Unit, kind: int) -> None:
+    lu: Unit, kind: int
+) -> None:
     """RESERVATIONS RELEASED goes to every other registered nexus for the registrants-only and
     all-registrants types, and to nobody for WRITE EXCLUSIVE / EXCLUSIVE ACCESS."""
     _reserved_by_a(lu, kind, register_b=True)
@@ -484,7 +517,8 @@ def test_preempting_the_holder_takes_over_the_reservation(lu: Unit, action: int)
 
 @PREEMPTS
 def test_preempt_that_changes_the_type_tells_the_remaining_registrants_it_was_released(
-        lu: Unit, action: int) -> None:
+    lu: Unit, action: int
+) -> None:
     """5.12.11.2.4.3 f): with a new type, every nexus still registered (but the preempting one)
     gets RESERVATIONS RELEASED; the preempted one gets REGISTRATIONS PREEMPTED."""
     _reserved_by_a(lu, WRITE_EXCLUSIVE_RO, register_b=True)
@@ -502,7 +536,9 @@ def test_preempt_that_keeps_the_type_raises_no_reservations_released(lu: Unit, a
 
 
 @PREEMPTS
-def test_preempt_removes_every_registration_with_the_key_but_the_preempting_one(lu: Unit, action: int) -> None:
+def test_preempt_removes_every_registration_with_the_key_but_the_preempting_one(
+    lu: Unit, action: int
+) -> None:
     lu.register(A, KEY_A)
     lu.register(C, KEY_A)  # two nexuses may share a key
     lu.register(B, KEY_A)
@@ -524,7 +560,8 @@ def test_the_holder_may_preempt_itself_to_change_the_type(lu: Unit) -> None:
 
 @PREEMPTS
 def test_preempting_a_key_that_does_not_hold_the_reservation_only_removes_registrations(
-        lu: Unit, action: int) -> None:
+    lu: Unit, action: int
+) -> None:
     """5.12.11.2.4.4: the reservation stays as it is (SCOPE and TYPE ignored)."""
     _reserved_by_a(lu, WRITE_EXCLUSIVE, register_b=True)
     lu.register(C, KEY_C)
@@ -535,7 +572,9 @@ def test_preempting_a_key_that_does_not_hold_the_reservation_only_removes_regist
 
 
 @PREEMPTS
-def test_preempt_without_a_reservation_removes_registrations_and_reserves_nothing(lu: Unit, action: int) -> None:
+def test_preempt_without_a_reservation_removes_registrations_and_reserves_nothing(
+    lu: Unit, action: int
+) -> None:
     lu.register(A, KEY_A)
     lu.register(B, KEY_B)
     assert lu.prout(B, action, key=KEY_B, sark=KEY_A, kind=EXCLUSIVE_ACCESS) == GOOD
@@ -545,7 +584,8 @@ def test_preempt_without_a_reservation_removes_registrations_and_reserves_nothin
 
 @PREEMPTS
 def test_removing_registrations_tells_every_nexus_that_lost_one_but_the_preempting_one(
-        lu: Unit, action: int) -> None:
+    lu: Unit, action: int
+) -> None:
     """5.12.11.2.4.4 a) and d): every registration with the key goes, the sender's own too when it
     shares the key, and each nexus that lost one but the sender gets REGISTRATIONS PREEMPTED."""
     lu.register(A, KEY_A)
@@ -576,7 +616,8 @@ def test_preempt_with_key_zero_is_refused_unless_all_registrants_hold_it(lu: Uni
 @PREEMPTS
 @pytest.mark.parametrize("kind", AR_TYPES)
 def test_preempt_with_key_zero_takes_an_all_registrants_reservation_from_everyone(
-        lu: Unit, action: int, kind: int) -> None:
+    lu: Unit, action: int, kind: int
+) -> None:
     _reserved_by_a(lu, kind, register_b=True)
     lu.register(C, KEY_C)
     assert lu.prout(B, action, key=KEY_B, sark=0, kind=WRITE_EXCLUSIVE) == GOOD
@@ -622,8 +663,9 @@ def test_aptpl_is_ignored_by_the_other_service_actions(lu: Unit) -> None:
 def test_spec_i_pt_is_refused(lu: Unit, action: int) -> None:
     """SIP_C=0; and SPEC_I_PT with any service action but REGISTER is always invalid."""
     lu.register(A, KEY_A)
-    assert lu.prout(A, action, key=KEY_A, sark=KEY_A, kind=WRITE_EXCLUSIVE,
-                    spec_i_pt=True) == sense(INVALID_FIELD_IN_PARAM)
+    assert lu.prout(A, action, key=KEY_A, sark=KEY_A, kind=WRITE_EXCLUSIVE, spec_i_pt=True) == sense(
+        INVALID_FIELD_IN_PARAM
+    )
     assert lu.reservation() is None
 
 
@@ -650,7 +692,9 @@ def test_registrations_and_the_reservation_outlive_nexus_loss_and_resets(lu: Uni
 # --- SPC-2 RESERVE / RELEASE (SPC-2 5.5.1, 7.21, 7.16) --------------------------------------
 
 
-@pytest.mark.parametrize("reserve, release", [(RESERVE_6, RELEASE_6), (RESERVE_10, RELEASE_10)], ids=["6", "10"])
+@pytest.mark.parametrize(
+    "reserve, release", [(RESERVE_6, RELEASE_6), (RESERVE_10, RELEASE_10)], ids=["6", "10"]
+)
 def test_reserve_gives_one_nexus_the_logical_unit(lu: Unit, reserve: bytes, release: bytes) -> None:
     assert lu.run(A, reserve) == GOOD
     assert lu.run(A, reserve) == GOOD  # the holder may reserve again
@@ -686,7 +730,8 @@ def test_third_party_reserve_and_release_are_refused(lu: Unit) -> None:
 
 @pytest.mark.parametrize("nexus", [A, B], ids=["holder", "other"])
 def test_persistent_reserve_commands_conflict_with_an_spc2_reservation_whoever_sends_them(
-        lu: Unit, nexus: str) -> None:
+    lu: Unit, nexus: str
+) -> None:
     """SPC-2 5.5.1: while a RESERVE holds the unit, every PERSISTENT RESERVE IN and OUT conflicts,
     regardless of initiator or service action."""
     assert lu.run(A, RESERVE_6) == GOOD
@@ -708,7 +753,9 @@ def test_reserve_and_release_conflict_while_registrations_exist(lu: Unit, cdb: b
 
 
 @pytest.mark.parametrize("kind", ALL_TYPES)
-def test_reserve_and_release_from_the_persistent_holder_are_good_and_change_nothing(lu: Unit, kind: int) -> None:
+def test_reserve_and_release_from_the_persistent_holder_are_good_and_change_nothing(
+    lu: Unit, kind: int
+) -> None:
     """SPC-4 5.12.3 a): no SPC-2 reservation is made and the persistent one is not released."""
     _reserved_by_a(lu, kind, register_b=False)
     assert lu.run(A, RESERVE_6) == GOOD
@@ -720,7 +767,8 @@ def test_reserve_and_release_from_the_persistent_holder_are_good_and_change_noth
 
 @pytest.mark.parametrize("kind", RO_TYPES + AR_TYPES)
 def test_reserve_and_release_from_a_registrant_of_a_shared_type_are_good_and_change_nothing(
-        lu: Unit, kind: int) -> None:
+    lu: Unit, kind: int
+) -> None:
     """SPC-4 5.12.3 b): a registered nexus under a registrants-only or all-registrants reservation."""
     _reserved_by_a(lu, kind, register_b=True)
     assert lu.run(B, RESERVE_10) == GOOD
@@ -730,7 +778,9 @@ def test_reserve_and_release_from_a_registrant_of_a_shared_type_are_good_and_cha
 
 
 @pytest.mark.parametrize("kind", (WRITE_EXCLUSIVE, EXCLUSIVE_ACCESS))
-def test_reserve_from_a_registrant_that_does_not_hold_a_plain_reservation_conflicts(lu: Unit, kind: int) -> None:
+def test_reserve_from_a_registrant_that_does_not_hold_a_plain_reservation_conflicts(
+    lu: Unit, kind: int
+) -> None:
     _reserved_by_a(lu, kind, register_b=True)
     assert lu.run(B, RESERVE_6) == CONFLICT
     assert lu.run(C, RESERVE_6) == CONFLICT

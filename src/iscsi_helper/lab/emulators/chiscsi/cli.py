@@ -64,9 +64,17 @@ def _grab(args: list[str], idx: int, minimum: int, into: list[str], err: TextIO)
     return idx, True
 
 
-_COMMANDS = {"c": commands.CONFIG_GET, "F": commands.TARGET_FLUSH, "g": commands.DRV_GET,
-             "G": commands.DRV_SET, "s": commands.TARGET_REMOVE, "S": commands.TARGET_ADD,
-             "W": commands.CONFIG_FILE_WRITE, "r": commands.DBGDUMP, "D": commands.DROP_SESSION}
+_COMMANDS = {
+    "c": commands.CONFIG_GET,
+    "F": commands.TARGET_FLUSH,
+    "g": commands.DRV_GET,
+    "G": commands.DRV_SET,
+    "s": commands.TARGET_REMOVE,
+    "S": commands.TARGET_ADD,
+    "W": commands.CONFIG_FILE_WRITE,
+    "r": commands.DBGDUMP,
+    "D": commands.DROP_SESSION,
+}
 _GRAB_MIN = {"c": 0, "F": 0, "G": 1, "s": 1, "S": 0, "r": 1}
 
 

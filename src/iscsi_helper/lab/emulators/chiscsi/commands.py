@@ -101,7 +101,7 @@ class Commands:
             return self._get_one(data[name_start:], outhndl is not None, outhndl)
         rv = 0
         for kv in parsed.lists:
-            for name in (kv.names if not kv.all else ["(null)"]):
+            for name in kv.names if not kv.all else ["(null)"]:
                 rv = self._get_one(name, True, outhndl)
         return rv
 
@@ -187,7 +187,7 @@ class Commands:
             return -1
         rv = 0
         for kv in parsed.lists:
-            for name in (["ALL"] if kv.all else kv.names):
+            for name in ["ALL"] if kv.all else kv.names:
                 reply = self.dev.remove(name)
                 if reply.message:
                     self.err.write(reply.message)
@@ -221,10 +221,16 @@ class Commands:
         self.err.write(luns.messages)
         if luns.failed:
             return -1
-        name_list = [n for kv in names.lists for n in kv.names] if names.lists and not names.lists[0].all \
-            and names.lists[0].names else []
-        lun_list = [n for kv in luns.lists for n in kv.names] if luns.lists and not luns.lists[0].all \
-            and luns.lists[0].names else []
+        name_list = (
+            [n for kv in names.lists for n in kv.names]
+            if names.lists and not names.lists[0].all and names.lists[0].names
+            else []
+        )
+        lun_list = (
+            [n for kv in luns.lists for n in kv.names]
+            if luns.lists and not luns.lists[0].all and luns.lists[0].names
+            else []
+        )
         rv = 0
         pairs: list[tuple[str, str, str]] = []
         if not name_list and not lun_list:
@@ -234,8 +240,11 @@ class Commands:
         elif not lun_list:
             pairs = [(name, "", f"ERROR: target {name} flush lun failed.\n") for name in name_list]
         else:
-            pairs = [(name, lun, f"ERROR: {name} flush lun {lun} failed.\n") for name in name_list
-                     for lun in lun_list]
+            pairs = [
+                (name, lun, f"ERROR: {name} flush lun {lun} failed.\n")
+                for name in name_list
+                for lun in lun_list
+            ]
         for name, lun, failure in pairs:
             reply = self.dev.flush(name, lun)
             if reply.message:
@@ -322,8 +331,9 @@ class Commands:
         if inv.cmd == CONFIG_FILE_WRITE:
             return self.write_config(inv)
         if inv.cmd == DROP_SESSION:
-            self.err.write("iscsictl (emulator): -D is not modelled "
-                           "(the kernel dereferences the handle given)\n")
+            self.err.write(
+                "iscsictl (emulator): -D is not modelled (the kernel dereferences the handle given)\n"
+            )
             return -1
         self.err.write(f"ERROR: UNKNOWN command {inv.cmd}.\n")
         return -1

@@ -52,10 +52,10 @@ def _fgets_lines(data: str) -> list[str]:
     while pos < len(data):
         end = data.find("\n", pos, pos + limit)
         if end >= 0:
-            lines.append(data[pos:end + 1])
+            lines.append(data[pos : end + 1])
             pos = end + 1
         else:
-            lines.append(data[pos:pos + limit])
+            lines.append(data[pos : pos + limit])
             pos += limit
     return lines
 

@@ -32,8 +32,9 @@ class KvResult:
     messages: str
 
 
-def parse(args: list[str], allowed: tuple[str, ...], allow_null: bool, allow_all: bool,
-          allow_list: bool) -> KvResult:
+def parse(
+    args: list[str], allowed: tuple[str, ...], allow_null: bool, allow_all: bool, allow_list: bool
+) -> KvResult:
     """``str_list_parse_kv_pair`` over the arguments grabbed for one option."""
     lists: list[KvList] = []
     messages = ""

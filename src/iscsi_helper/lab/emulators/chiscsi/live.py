@@ -45,14 +45,20 @@ class LiveTarget:
 def _view(node: Node) -> LiveTarget:
     chap = node.chap
     return LiveTarget(
-        name=node.name, tid=node.id, offline=node.offline,
-        luns=tuple(LiveLun(lun.path, lun.lclass, lun.read_only, lun.sn, lun.scsi_id, lun.wwn, lun.size)
-                   for lun in node.luns),
+        name=node.name,
+        tid=node.id,
+        offline=node.offline,
+        luns=tuple(
+            LiveLun(lun.path, lun.lclass, lun.read_only, lun.sn, lun.scsi_id, lun.wwn, lun.size)
+            for lun in node.luns
+        ),
         portals=tuple((socket_host(p.ip), p.port, p.tag) for p in node.started_portals),
-        auth_method=chap.displayed_method, chap_policy=chap.policy,
+        auth_method=chap.displayed_method,
+        chap_policy=chap.policy,
         initiator_credentials=tuple((c.user, c.secret) for c in chap.initiators) if chap.chap_enabled else (),
-        target_credential=((chap.targets[0].user, chap.targets[0].secret)
-                           if chap.chap_enabled and chap.targets else None),
+        target_credential=(
+            (chap.targets[0].user, chap.targets[0].secret) if chap.chap_enabled and chap.targets else None
+        ),
         acl_enabled=node.acl_enabled,
         acl_initiators=frozenset(n for a in node.acls for n in a.inames) if node.acl_enabled else frozenset(),
     )

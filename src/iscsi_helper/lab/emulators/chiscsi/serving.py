@@ -62,9 +62,17 @@ def wire_spec(node: Node, settings: Settings, state_root: Path) -> dict[str, Any
     luns = []
     for index, lun in enumerate(node.luns):
         path = str(ramdisk_path(state_root, node, index)) if lun.lclass == "MEM" else lun.path
-        luns.append({"path": path, "read_only": lun.read_only or acl_read_only, "serial": lun.sn,
-                     "device_id": lun.scsi_id, "wwn": lun.wwn, "vendor": settings.target_vendor_id,
-                     "product": lun.prod[:16]})
+        luns.append(
+            {
+                "path": path,
+                "read_only": lun.read_only or acl_read_only,
+                "serial": lun.sn,
+                "device_id": lun.scsi_id,
+                "wwn": lun.wwn,
+                "vendor": settings.target_vendor_id,
+                "product": lun.prod[:16],
+            }
+        )
     started = node.started_portals
     chap_config = node.chap
     if chap_config.chap_enabled:
@@ -82,10 +90,14 @@ def wire_spec(node: Node, settings: Settings, state_root: Path) -> dict[str, Any
         target_credential = (UNCONFIGURED_USER, secrets.token_hex(16))
     tag = started[0].tag if started else 1
     return {
-        "iqn": node.name, "luns": luns,
+        "iqn": node.name,
+        "luns": luns,
         "portals": [(socket_host(p.ip), p.port & 0xFFFF) for p in started],
-        "auth_method": auth, "chap_policy": policy, "initiator_credentials": initiators,
-        "target_credential": target_credential, "acl": acl_names,
+        "auth_method": auth,
+        "chap_policy": policy,
+        "initiator_credentials": initiators,
+        "target_credential": target_credential,
+        "acl": acl_names,
         "tpgt": tag if 0 < tag < 65536 else 1,
     }
 

@@ -68,8 +68,9 @@ class KernelState:
         self.ramdisk_dir = self.root / "ramdisk"
         self.wire_dir = self.root / "wire"
         self._cache: dict[int, Node | None] = {}
-        self._counters = CounterFile(self.root / "counter.json", {"next_id": 1, "default_node": 0},
-                                     durable=True)
+        self._counters = CounterFile(
+            self.root / "counter.json", {"next_id": 1, "default_node": 0}, durable=True
+        )
 
     # -- setup -------------------------------------------------------------
 
@@ -126,8 +127,9 @@ class KernelState:
             raise StateError(f"corrupt {self.root / 'settings.json'}") from None
 
     def save_settings(self, settings: Settings) -> None:
-        write_atomic(self.root / "settings.json", json.dumps(settings.to_dict(), sort_keys=True) + "\n",
-                     durable=True)
+        write_atomic(
+            self.root / "settings.json", json.dumps(settings.to_dict(), sort_keys=True) + "\n", durable=True
+        )
 
     # -- node records --------------------------------------------------------
 
@@ -251,8 +253,9 @@ class KernelState:
         return sorted(holders)
 
     def device_held_exclusively(self, rdev: int) -> bool:
-        return any(lun.rdev == rdev and lun.exclusive
-                   for node in self._live("rdevs", str(rdev)) for lun in node.luns)
+        return any(
+            lun.rdev == rdev and lun.exclusive for node in self._live("rdevs", str(rdev)) for lun in node.luns
+        )
 
     def commit_new(self, node: Node) -> None:
         self._index_node(node)
@@ -268,8 +271,10 @@ class KernelState:
         offline = Node.from_dict(node.to_dict())
         offline.offline = True
         offline.luns = []
-        offline.portals = [portal_mod.TargetPortal(p.ip, p.port, p.tag, p.timeout, False, list(p.flags),
-                                                   list(p.redirect_to)) for p in node.portals]
+        offline.portals = [
+            portal_mod.TargetPortal(p.ip, p.port, p.tag, p.timeout, False, list(p.flags), list(p.redirect_to))
+            for p in node.portals
+        ]
         self._save_node(offline)
         self._unindex(node)
         node.offline = True

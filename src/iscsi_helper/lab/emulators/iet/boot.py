@@ -72,16 +72,32 @@ def parse_config(text: str, path: str = "ietd.conf") -> list[list[Command]]:
             if len(words) != 2:
                 raise ConfigSyntaxError(f"{where}: 'Target' takes one name")
             tid += 1
-            groups.append([Command(number, ["--op", "new", f"--tid={tid}",
-                                            "--params", f"Name={words[1]}"], opens_target=True)])
+            groups.append(
+                [
+                    Command(
+                        number,
+                        ["--op", "new", f"--tid={tid}", "--params", f"Name={words[1]}"],
+                        opens_target=True,
+                    )
+                ]
+            )
             continue
         if keyword in _ACCOUNT_KEYS:
             if len(words) != 3:
                 raise ConfigSyntaxError(f"{where}: '{words[0]}' takes a user and a secret")
             tid_option = [f"--tid={tid}"] if tid else []
-            groups[-1].append(Command(number, ["--op", "new", *tid_option, "--user",
-                                               f"--params={_ACCOUNT_KEYS[keyword]}={words[1]},"
-                                               f"Password={words[2]}"]))
+            groups[-1].append(
+                Command(
+                    number,
+                    [
+                        "--op",
+                        "new",
+                        *tid_option,
+                        "--user",
+                        f"--params={_ACCOUNT_KEYS[keyword]}={words[1]},Password={words[2]}",
+                    ],
+                )
+            )
             continue
         if not tid:
             if keyword in _IGNORED_GLOBAL_KEYS:
@@ -90,13 +106,15 @@ def parse_config(text: str, path: str = "ietd.conf") -> list[list[Command]]:
         if keyword == "lun":
             if len(words) != 3 or not words[1].isdigit():
                 raise ConfigSyntaxError(f"{where}: 'Lun' takes a number and Path=...[,Type=...]")
-            groups[-1].append(Command(number, ["--op", "new", f"--tid={tid}", f"--lun={words[1]}",
-                                               "--params", words[2]]))
+            groups[-1].append(
+                Command(number, ["--op", "new", f"--tid={tid}", f"--lun={words[1]}", "--params", words[2]])
+            )
             continue
         if len(words) != 2:
             raise ConfigSyntaxError(f"{where}: {words[0]!r} takes one value")
-        groups[-1].append(Command(number, ["--op", "update", f"--tid={tid}",
-                                           f"--params={words[0]}={words[1]}"]))
+        groups[-1].append(
+            Command(number, ["--op", "update", f"--tid={tid}", f"--params={words[0]}={words[1]}"])
+        )
     return groups
 
 
@@ -121,8 +139,8 @@ def start_ietd(state: State, conf_path: Path) -> BootReport:
     live = state.tids()
     if live:
         raise EmulatorConfigError(
-            f"ietd is already running ({len(live)} targets live); stop it first "
-            "(ietadm --op delete)")
+            f"ietd is already running ({len(live)} targets live); stop it first (ietadm --op delete)"
+        )
     booting = _BootState(state.root, state.proc_dir)
     handler = Ietadm(booting, lambda _text: None)
     report = BootReport()
@@ -143,8 +161,10 @@ def start_ietd(state: State, conf_path: Path) -> BootReport:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m iscsi_helper.lab.emulators.iet --start-ietd",
-                                     description="Emulator-only: start ietd, loading ietd.conf.")
+    parser = argparse.ArgumentParser(
+        prog="python -m iscsi_helper.lab.emulators.iet --start-ietd",
+        description="Emulator-only: start ietd, loading ietd.conf.",
+    )
     parser.add_argument("--start-ietd", action="store_true", required=True)
     parser.add_argument("--config", required=True, type=Path, help="ietd.conf to load")
     args = parser.parse_args(argv)

@@ -55,8 +55,17 @@ _LONG: dict[str, tuple[str, bool]] = {  # name -> (key, takes an argument)
     "version": ("version", False),
     "help": ("help", False),
 }
-_SHORT: dict[str, str] = {"o": "op", "t": "tid", "s": "sid", "c": "cid", "l": "lun",
-                          "p": "params", "u": "user", "v": "version", "h": "help"}
+_SHORT: dict[str, str] = {
+    "o": "op",
+    "t": "tid",
+    "s": "sid",
+    "c": "cid",
+    "l": "lun",
+    "p": "params",
+    "u": "user",
+    "v": "version",
+    "h": "help",
+}
 _OPS = ("new", "delete", "update", "show")
 
 USAGE = f"""Usage: {PROGRAM} [OPTION]
@@ -112,7 +121,7 @@ def parse_args(argv: Sequence[str]) -> Args:
     while i < len(argv):
         arg = argv[i]
         if arg == "--":
-            args.positional.extend(argv[i + 1:])
+            args.positional.extend(argv[i + 1 :])
             break
         if arg.startswith("--"):
             name, eq, value = arg[2:].partition("=")
@@ -142,7 +151,7 @@ def parse_args(argv: Sequence[str]) -> Args:
                 if short is None:
                     raise IetadmUsageError(f"invalid option -- '{chars[j]}'")
                 if _LONG[short][1]:
-                    value = chars[j + 1:]
+                    value = chars[j + 1 :]
                     if not value:
                         i += 1
                         if i >= len(argv):
@@ -225,8 +234,7 @@ class Ietadm:
             raise enoent(f"no target with tid {tid}")
         return record
 
-    def _commit(self, before: TargetRecord | None, after: TargetRecord, *,
-                proc_changed: bool = True) -> None:
+    def _commit(self, before: TargetRecord | None, after: TargetRecord, *, proc_changed: bool = True) -> None:
         # The data path first: when it cannot serve the target, the command fails unchanged.
         serving.on_change(self.state.root, before, after)
         self.state.save_target(after)
@@ -242,8 +250,10 @@ class Ietadm:
         elif op == "delete":
             record = self._target(args.tid)
             if record["sessions"]:
-                raise ebusy(f"target {record['tid']} still has sessions; close them first "
-                            "(--op delete --tid --sid --cid)")
+                raise ebusy(
+                    f"target {record['tid']} still has sessions; close them first "
+                    "(--op delete --tid --sid --cid)"
+                )
             self.state.remove_target(record)
             self.state.update_proc(record["tid"], None)
             serving.on_change(self.state.root, record, None)
@@ -256,8 +266,10 @@ class Ietadm:
         else:
             record = self._target(args.tid)
             values = iet_params.effective(record["params"])
-            self.out(iet_params.render(iet_params.TARGET_KEYS, values)
-                     + iet_params.render(iet_params.SESSION_KEYS, values))
+            self.out(
+                iet_params.render(iet_params.TARGET_KEYS, values)
+                + iet_params.render(iet_params.SESSION_KEYS, values)
+            )
 
     def _target_new(self, tid: int, params: str | None) -> None:
         key, sep, name = (params or "").partition("=")
@@ -481,8 +493,16 @@ def _parse_lun(lun: int, params: str | None) -> LunRecord:
     if not path:
         raise einval('missing "Path" param')
     size = _backing_size(path, iotype, read_only=iomode == "ro")
-    return LunRecord(lun=lun, path=path, type=iotype, iomode=iomode, blocks=size // block_size,
-                     blocksize=block_size, scsi_id=scsi_id, scsi_sn=scsi_sn)
+    return LunRecord(
+        lun=lun,
+        path=path,
+        type=iotype,
+        iomode=iomode,
+        blocks=size // block_size,
+        blocksize=block_size,
+        scsi_id=scsi_id,
+        scsi_sn=scsi_sn,
+    )
 
 
 def _backing_size(path: str, iotype: str, *, read_only: bool) -> int:
@@ -529,6 +549,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"{PROGRAM}: {exc}\n")
         return USAGE_EXIT
     except IetError as exc:
-        sys.stderr.write(f"{PROGRAM}: {exc.message} ({errno.errorcode.get(exc.errno, '?')}, "
-                         f"exit {exc.exit_status})\n")
+        sys.stderr.write(
+            f"{PROGRAM}: {exc.message} ({errno.errorcode.get(exc.errno, '?')}, exit {exc.exit_status})\n"
+        )
         return exc.exit_status

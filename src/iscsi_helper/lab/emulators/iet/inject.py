@@ -28,8 +28,16 @@ from iscsi_helper.lab.emulators.iet.state import State
 ISID_BASE = 0x023D_0000_0000  # an ISID of the "random" type (0b00 qualifier), as initiators use
 
 
-def inject_session(state: State, tid: int, initiator: str, ip: str, *, cid: int = 0,
-                   sid: int | None = None, digest: str = "none") -> int:
+def inject_session(
+    state: State,
+    tid: int,
+    initiator: str,
+    ip: str,
+    *,
+    cid: int = 0,
+    sid: int | None = None,
+    digest: str = "none",
+) -> int:
     """Add one session with one active connection to target ``tid``; returns its sid."""
     try:
         ipaddress.ip_address(ip)
@@ -55,8 +63,10 @@ def inject_session(state: State, tid: int, initiator: str, ip: str, *, cid: int 
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m iscsi_helper.lab.emulators.iet --inject-session",
-                                     description="Emulator-only: add a fake logged-in session.")
+    parser = argparse.ArgumentParser(
+        prog="python -m iscsi_helper.lab.emulators.iet --inject-session",
+        description="Emulator-only: add a fake logged-in session.",
+    )
     parser.add_argument("--inject-session", action="store_true", required=True)
     parser.add_argument("--tid", type=int, required=True)
     parser.add_argument("--initiator", required=True)
@@ -66,8 +76,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--digest", choices=("none", "crc32c"), default="none")
     args = parser.parse_args(argv)
     try:
-        sid = inject_session(State.from_env(), args.tid, args.initiator, args.ip, cid=args.cid,
-                             sid=args.sid, digest=args.digest)
+        sid = inject_session(
+            State.from_env(),
+            args.tid,
+            args.initiator,
+            args.ip,
+            cid=args.cid,
+            sid=args.sid,
+            digest=args.digest,
+        )
     except EmulatorConfigError as exc:
         sys.stderr.write(f"inject-session: {exc}\n")
         return 255

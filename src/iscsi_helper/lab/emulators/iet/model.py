@@ -46,5 +46,6 @@ class TargetRecord(TypedDict):
 
 
 def new_target(tid: int, name: str, seq: int) -> TargetRecord:
-    return TargetRecord(tid=tid, name=name, seq=seq, params={}, luns=[], incoming=[],
-                        outgoing=[], sessions=[])
+    return TargetRecord(
+        tid=tid, name=name, seq=seq, params={}, luns=[], incoming=[], outgoing=[], sessions=[]
+    )

@@ -71,9 +71,16 @@ def served_luns(record: TargetRecord) -> list[dict[str, Any]]:
     number = 0
     while number in by_number:
         lun = by_number[number]
-        result.append({"path": lun["path"], "read_only": lun["iomode"] == "ro",
-                       "serial": lun["scsi_sn"], "device_id": lun["scsi_id"], "wwn": None,
-                       "block_size": lun["blocksize"]})
+        result.append(
+            {
+                "path": lun["path"],
+                "read_only": lun["iomode"] == "ro",
+                "serial": lun["scsi_sn"],
+                "device_id": lun["scsi_id"],
+                "wwn": None,
+                "block_size": lun["blocksize"],
+            }
+        )
         number += 1
     return result
 

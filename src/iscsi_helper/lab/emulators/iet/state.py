@@ -61,7 +61,8 @@ class State:
         if not root:
             raise EmulatorConfigError(
                 f"{STATE_ENV} is not set: the ietadm emulator needs a state directory "
-                "(the stand-in for a running ietd)")
+                "(the stand-in for a running ietd)"
+            )
         proc_dir = env.get(PROC_ENV)
         state = cls(Path(root), Path(proc_dir) if proc_dir else None)
         state.prepare()
@@ -192,10 +193,8 @@ class State:
     def rebuild_proc(self) -> None:
         """Regenerate both files from every target file: the slow, always-right path."""
         records = self.all_targets()
-        write_atomic(self.proc_dir / "volume", "".join(map(proc.volume_block, records)),
-                     mode=PROC_MODE)
-        write_atomic(self.proc_dir / "session", "".join(map(proc.session_block, records)),
-                     mode=PROC_MODE)
+        write_atomic(self.proc_dir / "volume", "".join(map(proc.volume_block, records)), mode=PROC_MODE)
+        write_atomic(self.proc_dir / "session", "".join(map(proc.session_block, records)), mode=PROC_MODE)
 
     def ensure_proc(self) -> None:
         """Create empty proc files on first use, so readers never meet a missing file."""

@@ -55,8 +55,12 @@ class AclEntry:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AclEntry:
-        return cls([str(x) for x in data["inames"]], [str(x) for x in data["sips"]],
-                   [str(x) for x in data["dips"]], int(data["flag"]))
+        return cls(
+            [str(x) for x in data["inames"]],
+            [str(x) for x in data["sips"]],
+            [str(x) for x in data["dips"]],
+            int(data["flag"]),
+        )
 
     @property
     def writable(self) -> bool:
@@ -77,7 +81,7 @@ def _check_inames(names: list[str], ebuf: Ebuf) -> None:
             ebuf.put(f"ERR! ACL iname invalid: {name}.\n")
             raise KernelError("acl")
     for i, name in enumerate(names):
-        if name in names[i + 1:]:
+        if name in names[i + 1 :]:
             ebuf.put(f"ERR! ACL dup iname: {name}.\n")
             raise KernelError("acl")
 
@@ -193,7 +197,7 @@ def decode_acl(value: str, ebuf: Ebuf) -> AclValue:
         start, end = fields["lun"]
         # The copy takes one character past the value (iscsi_config_keys.c
         # 639-648): a ';' after lun=... becomes part of the permission.
-        lun_text = buf[start:end + 1]
+        lun_text = buf[start : end + 1]
         flag = _check_lunmask(lun_text, ebuf)
     else:
         flag = FLAG_ALLRW
@@ -213,8 +217,14 @@ def configure(values: list[AclValue], enabled: bool, started_ips: list[bytes], e
         flag = v.lun_flag
         if flag & FLAG_ALLW:
             flag |= FLAG_ALLR
-        entries.append(AclEntry(list(v.inames), [_parse_ip(ip, ebuf) for ip in v.sips],
-                                [_parse_ip(ip, ebuf) for ip in v.dips], flag))
+        entries.append(
+            AclEntry(
+                list(v.inames),
+                [_parse_ip(ip, ebuf) for ip in v.sips],
+                [_parse_ip(ip, ebuf) for ip in v.dips],
+                flag,
+            )
+        )
     for entry in entries:
         for dip in entry.dips:
             if bytes.fromhex(dip) not in started_ips:

@@ -65,7 +65,7 @@ def string_to_ipv4(text: str, ebuf: Ebuf) -> bytes:
     for i, ch in enumerate(text):
         if ch == ".":
             dots += 1
-            if text[i + 1:i + 2] == ".":
+            if text[i + 1 : i + 2] == ".":
                 bad += 1
         elif not isdigit(ch) and ch not in ",;":
             bad += 1
@@ -93,7 +93,7 @@ def string_to_ipv4(text: str, ebuf: Ebuf) -> bytes:
 def in6_pton(text: str, delim: str | None) -> bytes | None:
     """Linux ``in6_pton``: parse up to ``delim`` (or the end); None if malformed."""
     if delim is not None and delim in text:
-        text = text[:text.index(delim)]
+        text = text[: text.index(delim)]
     if not text or any(not (isxdigit(c) or c in ":.") for c in text):
         return None
     try:

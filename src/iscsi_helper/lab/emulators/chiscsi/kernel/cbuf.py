@@ -49,4 +49,4 @@ class CBuf:
         l2 = len(self.s(end))
         if l2 >= l1:
             return False
-        return sub in self.s(start)[:l1 - l2]
+        return sub in self.s(start)[: l1 - l2]

@@ -49,7 +49,7 @@ def decode_pair(value: str, ebuf: Ebuf) -> Credential:
         ebuf.add("ERR! chap id missing 2nd double quote.\n")
         raise KernelError("chap")
     user = value[1:end]
-    rest = value[end + 1:]
+    rest = value[end + 1 :]
     if not rest.startswith(":"):
         ebuf.add("ERR! chap pair missing seperator :.\n")
         raise KernelError("chap")
@@ -135,17 +135,25 @@ class ChapConfig:
         return "None"
 
     def to_dict(self) -> dict[str, object]:
-        return {"methods": self.methods, "configured": self.configured,
-                "targets": [[c.user, c.secret] for c in self.targets],
-                "initiators": [[c.user, c.secret] for c in self.initiators],
-                "challenge_length": self.challenge_length, "policy": self.policy}
+        return {
+            "methods": self.methods,
+            "configured": self.configured,
+            "targets": [[c.user, c.secret] for c in self.targets],
+            "initiators": [[c.user, c.secret] for c in self.initiators],
+            "challenge_length": self.challenge_length,
+            "policy": self.policy,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ChapConfig:
-        return cls([str(m) for m in data["methods"]], bool(data["configured"]),
-                   [Credential(u, s) for u, s in data["targets"]],
-                   [Credential(u, s) for u, s in data["initiators"]],
-                   int(data["challenge_length"]), str(data["policy"]))
+        return cls(
+            [str(m) for m in data["methods"]],
+            bool(data["configured"]),
+            [Credential(u, s) for u, s in data["targets"]],
+            [Credential(u, s) for u, s in data["initiators"]],
+            int(data["challenge_length"]),
+            str(data["policy"]),
+        )
 
 
 def check_node(config: ChapConfig, ebuf: Ebuf) -> None:
@@ -163,8 +171,10 @@ def check_node(config: ChapConfig, ebuf: Ebuf) -> None:
 def settings_display(config: ChapConfig) -> str:
     """``chiscsi_chap_settings_sprintf``."""
     if config.chap_enabled:
-        return (f"\tAuthMethod={config.displayed_method}\n\tAuth_CHAP_Policy={config.policy}\n"
-                f"\tAuth_CHAP_ChallengeLength={config.challenge_length}\n")
+        return (
+            f"\tAuthMethod={config.displayed_method}\n\tAuth_CHAP_Policy={config.policy}\n"
+            f"\tAuth_CHAP_ChallengeLength={config.challenge_length}\n"
+        )
     return "\tAuthMethod=None\n"
 
 

@@ -58,14 +58,14 @@ def simple_strtoul(text: str, base: int, start: int = 0) -> tuple[int, int]:
     """
     i = start
     if base == 0:
-        if text[i:i + 1] == "0":
-            if text[i + 1:i + 2] in ("x", "X") and isxdigit(text[i + 2:i + 3]):
+        if text[i : i + 1] == "0":
+            if text[i + 1 : i + 2] in ("x", "X") and isxdigit(text[i + 2 : i + 3]):
                 base = 16
             else:
                 base = 8
         else:
             base = 10
-    if base == 16 and text[i:i + 1] == "0" and text[i + 1:i + 2] in ("x", "X"):
+    if base == 16 and text[i : i + 1] == "0" and text[i + 1 : i + 2] in ("x", "X"):
         i += 2
     value = 0
     while i < len(text):

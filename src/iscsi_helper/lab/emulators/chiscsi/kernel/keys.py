@@ -106,8 +106,14 @@ def decode_iscsi_name(value: str, ebuf: Ebuf) -> str:
         raise KernelError("name")
     for ch in name:
         code = ord(ch)
-        if (code <= 0x2C or code >= 0x80 or code == 0x2F or 0x3B <= code <= 0x40
-                or 0x5B <= code <= 0x60 or 0x7B <= code <= 0x7F):
+        if (
+            code <= 0x2C
+            or code >= 0x80
+            or code == 0x2F
+            or 0x3B <= code <= 0x40
+            or 0x5B <= code <= 0x60
+            or 0x7B <= code <= 0x7F
+        ):
             ebuf.add(f"iSCSI name {name} contains prohibited ASCII '{ch}' (0x{code:04x}).\n")
             raise KernelError("name")
     return name
@@ -230,8 +236,12 @@ CHAP_TABLE = (
     KeyDef("Auth_CHAP_Policy", chap.decode_policy, default="Oneway"),
 )
 
-NUMERIC_KEYS = {k.name for t in (CONFIG_TABLE, SESSION_TABLE, CONNECTION_TABLE, CHAP_TABLE)
-                for k in t if k.vmin is not None}
+NUMERIC_KEYS = {
+    k.name
+    for t in (CONFIG_TABLE, SESSION_TABLE, CONNECTION_TABLE, CHAP_TABLE)
+    for k in t
+    if k.vmin is not None
+}
 
 
 # --------------------------------------------------------------------------

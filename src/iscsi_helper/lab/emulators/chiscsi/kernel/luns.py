@@ -59,7 +59,7 @@ class Lun:
     def field(self, offset: int) -> str:
         data = bytes.fromhex(self.region)
         end = data.find(b"\0", offset)
-        return data[offset:end if end >= 0 else len(data)].decode("latin-1")
+        return data[offset : end if end >= 0 else len(data)].decode("latin-1")
 
     @property
     def prod(self) -> str:
@@ -86,15 +86,28 @@ class Lun:
         return "NONEXCL" not in self.flags
 
     def to_dict(self) -> dict[str, object]:
-        return {"path": self.path, "class": self.lclass, "flags": list(self.flags), "region": self.region,
-                "size": self.size, "rdev": self.rdev, "dif_type": self.dif_type}
+        return {
+            "path": self.path,
+            "class": self.lclass,
+            "flags": list(self.flags),
+            "region": self.region,
+            "size": self.size,
+            "rdev": self.rdev,
+            "dif_type": self.dif_type,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Lun:
         rdev = data.get("rdev")
-        return cls(str(data["path"]), str(data["class"]), [str(f) for f in data["flags"]],
-                   str(data["region"]), int(data["size"]), None if rdev is None else int(rdev),
-                   int(data.get("dif_type", 0)))
+        return cls(
+            str(data["path"]),
+            str(data["class"]),
+            [str(f) for f in data["flags"]],
+            str(data["region"]),
+            int(data["size"]),
+            None if rdev is None else int(rdev),
+            int(data.get("dif_type", 0)),
+        )
 
 
 class _Region:
@@ -106,14 +119,14 @@ class _Region:
     def strcpy(self, offset: int, text: str) -> None:
         raw = text.encode("latin-1") + b"\0"
         room = REGION_END - offset
-        self.data[offset:offset + min(len(raw), room)] = raw[:room]
+        self.data[offset : offset + min(len(raw), room)] = raw[:room]
 
     def first(self, offset: int) -> int:
         return self.data[offset]
 
     def read(self, offset: int) -> str:
         end = self.data.find(b"\0", offset)
-        return self.data[offset:end if end >= 0 else REGION_END].decode("latin-1")
+        return self.data[offset : end if end >= 0 else REGION_END].decode("latin-1")
 
 
 def _signed_char(value: int) -> int:

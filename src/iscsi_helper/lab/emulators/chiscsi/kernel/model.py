@@ -15,11 +15,17 @@ from iscsi_helper.lab.emulators.chiscsi.kernel import acl, chap, luns, portals
 from iscsi_helper.lab.emulators.chiscsi.kernel.portals import TargetPortal
 
 SESSION_FIELDS = (
-    ("ErrorRecoveryLevel", "erl"), ("InitialR2T", "initial_r2t"), ("ImmediateData", "immediate_data"),
-    ("DataPDUInOrder", "data_pdu_in_order"), ("DataSequenceInOrder", "data_sequence_in_order"),
-    ("MaxConnections", "max_conns"), ("MaxOutstandingR2T", "max_r2t"),
-    ("FirstBurstLength", "first_burst"), ("MaxBurstLength", "max_burst"),
-    ("DefaultTime2Wait", "time2wait"), ("DefaultTime2Retain", "time2retain"),
+    ("ErrorRecoveryLevel", "erl"),
+    ("InitialR2T", "initial_r2t"),
+    ("ImmediateData", "immediate_data"),
+    ("DataPDUInOrder", "data_pdu_in_order"),
+    ("DataSequenceInOrder", "data_sequence_in_order"),
+    ("MaxConnections", "max_conns"),
+    ("MaxOutstandingR2T", "max_r2t"),
+    ("FirstBurstLength", "first_burst"),
+    ("MaxBurstLength", "max_burst"),
+    ("DefaultTime2Wait", "time2wait"),
+    ("DefaultTime2Retain", "time2retain"),
 )
 BOOLEAN_SESSION = {"initial_r2t", "immediate_data", "data_pdu_in_order", "data_sequence_in_order"}
 
@@ -48,25 +54,41 @@ class Node:
 
     def to_dict(self) -> dict[str, object]:
         return {
-            "id": self.id, "name": self.name, "alias": self.alias, "offline": self.offline,
-            "session": self.session, "header_digest": self.header_digest, "data_digest": self.data_digest,
-            "max_recv_data_segment": self.max_recv_data_segment, "chap": self.chap.to_dict(),
-            "acl_enabled": self.acl_enabled, "isns_register": self.isns_register,
-            "shadow_mode": self.shadow_mode, "sess_max_cmds": self.sess_max_cmds,
-            "portals": [p.to_dict() for p in self.portals], "luns": [lun.to_dict() for lun in self.luns],
-            "acls": [a.to_dict() for a in self.acls], "redirect_on": self.redirect_on,
+            "id": self.id,
+            "name": self.name,
+            "alias": self.alias,
+            "offline": self.offline,
+            "session": self.session,
+            "header_digest": self.header_digest,
+            "data_digest": self.data_digest,
+            "max_recv_data_segment": self.max_recv_data_segment,
+            "chap": self.chap.to_dict(),
+            "acl_enabled": self.acl_enabled,
+            "isns_register": self.isns_register,
+            "shadow_mode": self.shadow_mode,
+            "sess_max_cmds": self.sess_max_cmds,
+            "portals": [p.to_dict() for p in self.portals],
+            "luns": [lun.to_dict() for lun in self.luns],
+            "acls": [a.to_dict() for a in self.acls],
+            "redirect_on": self.redirect_on,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Node:
         return cls(
-            id=int(data["id"]), name=str(data["name"]), alias=str(data["alias"]),
-            offline=bool(data["offline"]), session={str(k): int(v) for k, v in data["session"].items()},
-            header_digest=list(data["header_digest"]), data_digest=list(data["data_digest"]),
+            id=int(data["id"]),
+            name=str(data["name"]),
+            alias=str(data["alias"]),
+            offline=bool(data["offline"]),
+            session={str(k): int(v) for k, v in data["session"].items()},
+            header_digest=list(data["header_digest"]),
+            data_digest=list(data["data_digest"]),
             max_recv_data_segment=int(data["max_recv_data_segment"]),
             chap=chap.ChapConfig.from_dict(data["chap"]),
-            acl_enabled=bool(data["acl_enabled"]), isns_register=bool(data["isns_register"]),
-            shadow_mode=bool(data["shadow_mode"]), sess_max_cmds=int(data["sess_max_cmds"]),
+            acl_enabled=bool(data["acl_enabled"]),
+            isns_register=bool(data["isns_register"]),
+            shadow_mode=bool(data["shadow_mode"]),
+            sess_max_cmds=int(data["sess_max_cmds"]),
             portals=[portals.TargetPortal.from_dict(p) for p in data["portals"]],
             luns=[luns.Lun.from_dict(lun) for lun in data["luns"]],
             acls=[acl.AclEntry.from_dict(a) for a in data["acls"]],

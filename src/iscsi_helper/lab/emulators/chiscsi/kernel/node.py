@@ -112,6 +112,7 @@ def _has_standalone_portal(groups: list[list[portals.PortalValue]]) -> bool:
 
 def _validate_session(decoded: dict[str, list[Any]], ebuf: Ebuf) -> bool:
     """``iscsi_session_keys_validate_value``: its messages replace earlier ones."""
+
     def value(name: str) -> int:
         return int(keys.value_or_default(keys.SESSION_TABLE, decoded, name)[0])
 
@@ -194,8 +195,9 @@ def read_config(entries: list[tuple[str, str]], kernel: Kernel, ebuf: Ebuf, chec
     node.session = _session_settings(session)
     node.header_digest = (connection.get("HeaderDigest") or ["None"])[:2]
     node.data_digest = (connection.get("DataDigest") or ["None"])[:2]
-    node.max_recv_data_segment = keys.value_or_default(keys.CONNECTION_TABLE, connection,
-                                                       "MaxRecvDataSegmentLength")[0]
+    node.max_recv_data_segment = keys.value_or_default(
+        keys.CONNECTION_TABLE, connection, "MaxRecvDataSegmentLength"
+    )[0]
     node.chap = chap_config
     node.acl_enabled = bool(keys.value_or_default(keys.CONFIG_TABLE, config, "ACL_Enable")[0])
     node.isns_register = bool(keys.value_or_default(keys.CONFIG_TABLE, config, "RegisteriSNS")[0])
@@ -217,8 +219,9 @@ def read_config(entries: list[tuple[str, str]], kernel: Kernel, ebuf: Ebuf, chec
         node.redirect_on = started.redirect_on
         device_values = config.get("TargetDevice", [])
         parse_luns = True
-        if node.shadow_mode and not any(p.started and portals.FLAG_REDIRECT_FROM not in p.flags
-                                        for p in node.portals):
+        if node.shadow_mode and not any(
+            p.started and portals.FLAG_REDIRECT_FROM not in p.flags for p in node.portals
+        ):
             parse_luns = False
             if device_values:
                 ebuf.put(f"{name} ShadowMode on, TargetDevice ignored.\n")
@@ -228,8 +231,9 @@ def read_config(entries: list[tuple[str, str]], kernel: Kernel, ebuf: Ebuf, chec
             if len(node.luns) > luns.NODE_MAX_LUN_COUNT:
                 ebuf.put(f"{name} exeeds max lun allowed {len(node.luns)} > {luns.NODE_MAX_LUN_COUNT}.\n")
                 raise KernelError("too many luns")
-        node.acls = acl.configure(config.get("ACL", []), node.acl_enabled,
-                                  [p.ip for p in node.started_portals], ebuf)
+        node.acls = acl.configure(
+            config.get("ACL", []), node.acl_enabled, [p.ip for p in node.started_portals], ebuf
+        )
     except KernelError:
         kernel.release_portals(acquired)
         raise
@@ -283,8 +287,9 @@ def _no_serving(node: Node) -> None:
     """Without a data path there is nothing to serve."""
 
 
-def add(entries: list[tuple[str, str]], kernel: Kernel, ebuf: Ebuf,
-        serve: Callable[[Node], None] = _no_serving) -> Node:
+def add(
+    entries: list[tuple[str, str]], kernel: Kernel, ebuf: Ebuf, serve: Callable[[Node], None] = _no_serving
+) -> Node:
     """``iscsi_node_add``. ``serve`` starts the data path just before the node is recorded."""
     node = read_config(entries, kernel, ebuf, check_dup=True)
     try:
@@ -300,8 +305,13 @@ def add(entries: list[tuple[str, str]], kernel: Kernel, ebuf: Ebuf,
     return node
 
 
-def reconfig(old: Node, entries: list[tuple[str, str]], kernel: Kernel, ebuf: Ebuf,
-             serve: Callable[[Node], None] = _no_serving) -> Node:
+def reconfig(
+    old: Node,
+    entries: list[tuple[str, str]],
+    kernel: Kernel,
+    ebuf: Ebuf,
+    serve: Callable[[Node], None] = _no_serving,
+) -> Node:
     """``iscsi_node_reconfig``: the old node takes the new settings and keeps its id."""
     new = read_config(entries, kernel, ebuf, check_dup=False)
     old_by_path = {lun.path: lun for lun in old.luns}

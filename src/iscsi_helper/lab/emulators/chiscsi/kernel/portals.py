@@ -65,14 +65,27 @@ class TargetPortal:
         return portal_key(self.ip, self.port)
 
     def to_dict(self) -> dict[str, object]:
-        return {"ip": self.ip.hex(), "port": self.port, "tag": self.tag, "timeout": self.timeout,
-                "started": self.started, "flags": list(self.flags), "redirect_to": list(self.redirect_to)}
+        return {
+            "ip": self.ip.hex(),
+            "port": self.port,
+            "tag": self.tag,
+            "timeout": self.timeout,
+            "started": self.started,
+            "flags": list(self.flags),
+            "redirect_to": list(self.redirect_to),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TargetPortal:
-        return cls(bytes.fromhex(str(data["ip"])), int(data["port"]), int(data["tag"]),
-                   int(data["timeout"]), bool(data["started"]), list(data["flags"]),
-                   [int(t) for t in data["redirect_to"]])
+        return cls(
+            bytes.fromhex(str(data["ip"])),
+            int(data["port"]),
+            int(data["tag"]),
+            int(data["timeout"]),
+            bool(data["started"]),
+            list(data["flags"]),
+            [int(t) for t in data["redirect_to"]],
+        )
 
 
 def portal_key(ip: bytes, port: int) -> str:
@@ -226,8 +239,9 @@ class PortalsResult:
     redirect_on: bool
 
 
-def start_portals(values: list[PortalValue], name: str, shadow: bool, ebuf: Ebuf,
-                  acquire: Callable[[bytes, int], bool]) -> PortalsResult:
+def start_portals(
+    values: list[PortalValue], name: str, shadow: bool, ebuf: Ebuf, acquire: Callable[[bytes, int], bool]
+) -> PortalsResult:
     """``iscsi_target_portals_update`` (iscsi_target_portal.c 333-468).
 
     ``acquire(ip, port)`` starts (or shares) a listener and returns whether it
@@ -276,11 +290,12 @@ def start_portals(values: list[PortalValue], name: str, shadow: bool, ebuf: Ebuf
         raise KernelError("no portal")
     if redirect_on:
         _correlate_redirects(slots[:total], redirect_strs, shadow, ebuf)
-    return PortalsResult(slots[:total - failed], redirect_on)
+    return PortalsResult(slots[: total - failed], redirect_on)
 
 
-def _correlate_redirects(slots: list[TargetPortal], redirect_strs: dict[int, str], shadow: bool,
-                         ebuf: Ebuf) -> None:
+def _correlate_redirects(
+    slots: list[TargetPortal], redirect_strs: dict[int, str], shadow: bool, ebuf: Ebuf
+) -> None:
     """``it_portal_redirect_correlate`` (iscsi_target_portal.c 230-300)."""
     for i, text in redirect_strs.items():
         tags: list[int] = []
@@ -292,7 +307,7 @@ def _correlate_redirects(slots: list[TargetPortal], redirect_strs: dict[int, str
                 # a hung ioctl. The emulator refuses instead; see the assumptions.
                 ebuf.put(f"emulator: redirect list [{text}] would hang the kernel (non-digit)\n")
                 raise KernelError("hang")
-            pos = end + 1 if text[end:end + 1] == "," else end
+            pos = end + 1 if text[end : end + 1] == "," else end
             tags.append(tag & 0xFFFFFFFF)
             found = False
             for tp2 in slots:

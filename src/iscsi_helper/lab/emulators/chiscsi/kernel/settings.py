@@ -91,8 +91,9 @@ def apply(settings: Settings, request: str, ebuf: Ebuf) -> None:
             raise KernelError("length")
         settings.target_vendor_id = val
     elif key == "iscsi_offload_mode":
-        settings.offload_mode = _choice(val, ("AUTO", "ULP", "CRC"),
-                                        f"Invalid {val}, must be AUTO/ULP.\n", ebuf)
+        settings.offload_mode = _choice(
+            val, ("AUTO", "ULP", "CRC"), f"Invalid {val}, must be AUTO/ULP.\n", ebuf
+        )
     elif key == "iscsi_login_complete_time":
         number = as_int(simple_strtoul(val, 0)[0])
         if number < 0 or number > 3600:
@@ -128,11 +129,13 @@ def apply(settings: Settings, request: str, ebuf: Ebuf) -> None:
                 settings.msg_level |= 1 << MSG_DEBUG_BIT
         ebuf.put(f"iscsi_verbose_level=0x{settings.msg_level:x},0x{settings.msg_debug_level:x}\n")
     elif key == "DISC_AuthMethod":
-        settings.disc_auth_method = _choice(val, ("None", "CHAP"),
-                                            f"Invalid {val}, must be None/CHAP.\n", ebuf)
+        settings.disc_auth_method = _choice(
+            val, ("None", "CHAP"), f"Invalid {val}, must be None/CHAP.\n", ebuf
+        )
     elif key == "DISC_Auth_CHAP_Policy":
-        settings.disc_auth_chap_policy = _choice(val, ("Oneway", "Mutual"),
-                                                 f"Invalid {val}, must be Oneway/Mutual.\n", ebuf)
+        settings.disc_auth_chap_policy = _choice(
+            val, ("Oneway", "Mutual"), f"Invalid {val}, must be Oneway/Mutual.\n", ebuf
+        )
     elif key == "DISC_Auth_CHAP_Target":
         settings.disc_auth_chap_target = val
     elif key == "DISC_Auth_CHAP_Initiator":
