@@ -488,12 +488,23 @@ REJECTED_ON_FAKE: Check = (BEHAVIOUR, "rejected_input and fake")
 
 
 def rule(
-    name: str, path: str, old: str, new: str, cases: Iterable[str], rejected: Iterable[str] = ()
+    name: str,
+    path: str,
+    old: str,
+    new: str,
+    cases: Iterable[str],
+    rejected: Iterable[str] = (),
+    helper: str = "fake",
 ) -> Mutation:
     """One refusal rule knocked out; the corpus cases (and the behaviour suite's rejected-input
-    cases, by test id) that name it must fail."""
+    cases, by test id) that name it must fail.
+
+    The corpus runs on the fake helper (no tool, fast) unless the rule is one helper's own
+    (IET's ietd.conf path, tgt's bsoflags, chiscsi's ACL name kinds): then on that helper.
+    """
     must_fail = frozenset(f"test_rejected_input_changes_nothing[fake-{r}]" for r in rejected)
-    checks = (HOSTILE_ON_FAKE, REJECTED_ON_FAKE) if must_fail else (HOSTILE_ON_FAKE,)
+    hostile: Check = (HOSTILE, f"hostile_input_is_refused and {helper}")
+    checks = (hostile, REJECTED_ON_FAKE) if must_fail else (hostile,)
     return Mutation(
         f"rule-{name}",
         f"hostile input: the {name} rule",
@@ -594,7 +605,7 @@ CORPUS: list[Mutation] = [
         '    raise InvalidInput(\n        field=field, value=_show(name), reason="must be an iqn., eui.',
         "    return name\n    raise InvalidInput(\n"
         '        field=field, value=_show(name), reason="must be an iqn., eui.',
-        ["prefix-no-iqn", "prefix-eui-short", "prefix-eui-lower", "prefix-naa"],
+        ["prefix-no-iqn", "prefix-eui-short", "prefix-eui-lower", "prefix-naa", "initiator-not-iscsi"],
     ),
     rule(
         "chap-empty",
@@ -843,6 +854,30 @@ CORPUS: list[Mutation] = [
         '        if kind == "directory" and not os.path.isdir(path):\n',
         "        if False:\n",
         ["conf-volumes-dir-file", "conf-lock-path-file"],
+    ),
+    rule(
+        "path-not-directory",
+        CONFCHECK,
+        '        if kind == "file" and os.path.isdir(path):\n',
+        "        if False:\n",
+        ["conf-iet-conf-directory"],
+        helper="iet",
+    ),
+    rule(
+        "tgt-bsoflags",
+        TGT,
+        "        if flags and flags not in BSOFLAGS:\n",
+        "        if False:\n",
+        ["conf-bsoflags"],
+        helper="tgt",
+    ),
+    rule(
+        "acl-name-kinds",
+        REFUSALS,
+        "        if self.supports_acl and not initiator.startswith(self.acl_name_kinds):\n",
+        "        if False:\n",
+        ["initiator-naa-chiscsi"],
+        helper="chiscsi",
     ),
 ]
 
