@@ -22,11 +22,12 @@ import pytest
 from oslo_rootwrap import filters as rw_filters
 from oslo_rootwrap import wrapper
 
-from iscsi_helper import options, registry
+from iscsi_helper import registry
 from iscsi_helper.exception import CommandNotFound
 from iscsi_helper.executor import Executor
 from iscsi_helper.lab.emulators import chiscsi as emulator
 from iscsi_helper.lab.emulators.shims import install_shims
+from tests.support.emulators import chiscsi_config
 
 REPO = Path(__file__).resolve().parents[2]
 FILTERS_DIR = REPO / "etc" / "iscsi-helper" / "rootwrap.d"
@@ -45,16 +46,7 @@ def env(tmp_path, monkeypatch):
 
 
 def chiscsi(tmp_path: Path, root_helper: str, calls: list) -> object:
-    conf = options.new_config(
-        overrides={
-            "target_helper": "chiscsi",
-            "state_path": str(tmp_path / "state"),
-            "target_ip_address": "127.0.0.1",
-            "chiscsi_conf": str(tmp_path / "chiscsi.conf"),
-            "oslo_concurrency.lock_path": str(tmp_path / "locks"),
-            "root_helper": root_helper,
-        }
-    )
+    conf = chiscsi_config(tmp_path, root_helper=root_helper)
     return registry.get_helper(conf, Executor(root_helper=conf.root_helper, observers=[calls.append]))
 
 

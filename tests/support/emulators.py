@@ -6,7 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
+from oslo_config import cfg
 
+from iscsi_helper import options
 from iscsi_helper.lab.emulators import chiscsi
 from iscsi_helper.lab.emulators.shims import install_shims
 
@@ -23,3 +25,21 @@ def use_chiscsi_emulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
     monkeypatch.setenv(chiscsi.STATE_ENV, str(state))
     monkeypatch.setenv("CHISCSI_EMULATOR_WIRE", "0")
     return state
+
+
+def chiscsi_config(root: Path, **overrides: object) -> cfg.ConfigOpts:
+    """The chiscsi helper's configuration with all its files under ``root`` (a test's tmp_path).
+
+    State, chiscsi.conf and locks live under ``root`` and the portal is loopback,
+    so a test touches nothing of the host's; ``overrides`` set any other option.
+    """
+    return options.new_config(
+        overrides={
+            "target_helper": "chiscsi",
+            "state_path": str(root / "state"),
+            "target_ip_address": "127.0.0.1",
+            "chiscsi_conf": str(root / "chiscsi.conf"),
+            "oslo_concurrency.lock_path": str(root / "locks"),
+            **overrides,
+        }
+    )

@@ -25,10 +25,10 @@ import warnings
 import pytest
 from oslo_config import cfg
 
-from iscsi_helper import options, registry
+from iscsi_helper import registry
 from iscsi_helper.executor import Executor
 from iscsi_helper.lab.emulators import chiscsi as emulator
-from tests.support.emulators import use_chiscsi_emulator
+from tests.support.emulators import chiscsi_config, use_chiscsi_emulator
 
 #: eventlet's warning on fork, for each helper command these tests run (see above).
 EVENTLET_FORK_WARNING = r"Using fork\(\) is a bad idea"
@@ -54,16 +54,7 @@ def env(tmp_path, monkeypatch):
 
 
 def connection_info(tmp_path, device, *, multipath: bool, **overrides) -> dict:
-    conf = options.new_config(
-        overrides={
-            "target_helper": "chiscsi",
-            "state_path": str(tmp_path / "state"),
-            "target_ip_address": "127.0.0.1",
-            "chiscsi_conf": str(tmp_path / "chiscsi.conf"),
-            "oslo_concurrency.lock_path": str(tmp_path / "locks"),
-            **overrides,
-        }
-    )
+    conf = chiscsi_config(tmp_path, **overrides)
     target = registry.get_helper(conf, Executor())
     volume = {"id": "7", "name": "volume-7"}
     model = target.create_export(None, volume, device)

@@ -22,7 +22,7 @@ import threading
 
 import pytest
 
-from iscsi_helper import options, registry
+from iscsi_helper import registry
 from iscsi_helper.adapters.iscsictl import LOCK_REFUSAL, parse_details, parse_summaries
 from iscsi_helper.codecs import chiscsi as codec
 from iscsi_helper.exception import InvalidInput, Refused, TargetCreateFailed
@@ -33,7 +33,7 @@ from iscsi_helper.lab.emulators.chiscsi import cli as emulator_cli
 from iscsi_helper.lab.rig import InProcessExecutor, run_main
 from iscsi_helper.model import ExportSpec
 from tests.support.devices import make_device
-from tests.support.emulators import use_chiscsi_emulator
+from tests.support.emulators import chiscsi_config, use_chiscsi_emulator
 
 PREFIX = "iqn.2010-10.org.openstack:"
 
@@ -56,16 +56,7 @@ def env(tmp_path, monkeypatch):
 
 
 def conf_of(tmp_path, **overrides):
-    return options.new_config(
-        overrides={
-            "target_helper": "chiscsi",
-            "state_path": str(tmp_path / "state"),
-            "target_ip_address": "127.0.0.1",
-            "chiscsi_conf": str(tmp_path / "chiscsi.conf"),
-            "oslo_concurrency.lock_path": str(tmp_path / "locks"),
-            **overrides,
-        }
-    )
+    return chiscsi_config(tmp_path, **overrides)
 
 
 def make_target(tmp_path, calls=None, executor=None, **overrides):

@@ -17,12 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from iscsi_helper import options, registry
+from iscsi_helper import registry
 from iscsi_helper.codecs import chiscsi as codec
 from iscsi_helper.exception import TargetBusy, TargetRemoveFailed
 from iscsi_helper.executor import CommandResult, Executor
 from iscsi_helper.formats import ChapCredentials, Portal
 from iscsi_helper.model import ExportSpec
+from tests.support.emulators import chiscsi_config
 
 PREFIX = "iqn.2010-10.org.openstack:"
 
@@ -138,16 +139,7 @@ def kernel() -> ScriptedChiscsi:
 
 
 def helper(tmp_path, kernel, **overrides):
-    conf = options.new_config(
-        overrides={
-            "target_helper": "chiscsi",
-            "state_path": str(tmp_path / "state"),
-            "target_ip_address": "127.0.0.1",
-            "chiscsi_conf": str(tmp_path / "chiscsi.conf"),
-            "oslo_concurrency.lock_path": str(tmp_path / "locks"),
-            **overrides,
-        }
-    )
+    conf = chiscsi_config(tmp_path, **overrides)
     return registry.get_helper(conf, kernel)
 
 
