@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,15 +68,9 @@ class RecordingExecutor(Executor):
 
     results: list[CallResult] = field(default_factory=list)
 
-    def run(
-        self,
-        *argv: str,
-        ok_codes: Sequence[int] = (0,),
-        stdin: str | None = None,
-        secrets: Sequence[str] = (),
-    ) -> CommandResult:
+    def run(self, *argv: str, **options: Any) -> CommandResult:
         try:
-            result = super().run(*argv, ok_codes=ok_codes, stdin=stdin, secrets=secrets)
+            result = super().run(*argv, **options)
         except CommandFailed as err:
             self.results.append((tuple(argv), err.exit_code))
             raise

@@ -7,11 +7,11 @@ from collections.abc import Sequence
 import pytest
 
 from iscsi_helper.exception import CommandFailed
-from iscsi_helper.executor import CommandResult, Executor
+from iscsi_helper.lab.rig import AnsweringExecutor
 from iscsi_helper.rootfiles import RootFile
 
 
-class Scripted(Executor):
+class Scripted(AnsweringExecutor):
     """Runs each step for real, in-process, except the one told to fail; records argv and stdin."""
 
     def __init__(self, fail: str | None = None) -> None:
@@ -19,20 +19,16 @@ class Scripted(Executor):
         self.fail = fail
         self.seen: list[tuple[tuple[str, ...], str | None]] = []
 
-    def run(
-        self,
-        *argv: str,
-        ok_codes: Sequence[int] = (0,),
-        stdin: str | None = None,
-        secrets: Sequence[str] = (),
-    ) -> CommandResult:
+    def answer(
+        self, argv: tuple[str, ...], *, stdin: str | None, ok_codes: Sequence[int], secrets: Sequence[str]
+    ) -> tuple[int, str, str]:
         import subprocess
 
         self.seen.append((argv, stdin))
         if argv[0] == self.fail:
-            raise CommandFailed(command=argv[0], exit_code=1, stdout="", stderr="injected")
+            return 1, "", "injected"
         done = subprocess.run(list(argv), input=stdin, capture_output=True, text=True, check=True)
-        return CommandResult(argv, 0, done.stdout, done.stderr)
+        return 0, done.stdout, done.stderr
 
 
 def test_write_replaces_the_file_atomically_with_mode_0600(tmp_path):
@@ -71,10 +67,10 @@ def test_read_is_in_process_when_it_may_and_none_without_a_file(tmp_path):
 
 def test_mktemp_answering_another_directory_is_refused(tmp_path):
     class Liar(Scripted):
-        def run(self, *argv, ok_codes=(0,), stdin=None, secrets=()):
+        def answer(self, argv, **call):
             if argv[0] == "mktemp":
-                return CommandResult(argv, 0, "/etc/passwd\n", "")
-            return super().run(*argv, ok_codes=ok_codes, stdin=stdin, secrets=secrets)
+                return 0, "/etc/passwd\n", ""
+            return super().answer(argv, **call)
 
     with pytest.raises(ValueError, match="not a file in"):
         RootFile(tmp_path / "ietd.conf", Liar()).write("x")

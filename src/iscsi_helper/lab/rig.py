@@ -92,7 +92,37 @@ def run_main(main: Main, args: Sequence[str]) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-class InProcessExecutor(Executor):
+class AnsweringExecutor(Executor):
+    """The real executor's contract (argv, observers, ok codes, CommandFailed) with Python as the tool.
+
+    A subclass says what the tool answers (:meth:`answer`); everything a helper
+    relies on around that (observers see each argv first, an exit code outside
+    ``ok_codes`` raises :class:`CommandFailed` as the real executor does) is
+    here once, so every double of a tool keeps the executor's contract.
+    """
+
+    def run(
+        self,
+        *argv: str,
+        ok_codes: Sequence[int] = (0,),
+        stdin: str | None = None,
+        secrets: Sequence[str] = (),
+    ) -> CommandResult:
+        for observer in self.observers:
+            observer(tuple(argv))
+        code, out, err = self.answer(tuple(argv), stdin=stdin, ok_codes=ok_codes, secrets=secrets)
+        if code not in ok_codes:
+            raise CommandFailed(command=" ".join(argv[:2]), exit_code=code, stdout=out, stderr=err)
+        return CommandResult(tuple(argv), code, out, err)
+
+    def answer(
+        self, argv: tuple[str, ...], *, stdin: str | None, ok_codes: Sequence[int], secrets: Sequence[str]
+    ) -> tuple[int, str, str]:
+        """(exit code, stdout, stderr) of the tool for ``argv``."""
+        raise NotImplementedError
+
+
+class InProcessExecutor(AnsweringExecutor):
     """The real executor's contract (argv, observers, ok codes, CommandFailed) on an in-process main.
 
     The helper issues the same argv and the observers see the same calls, so
@@ -108,19 +138,10 @@ class InProcessExecutor(Executor):
         """One run of the main; a benchmark overrides it to time the tool's share."""
         return run_main(self.main, args)
 
-    def run(
-        self,
-        *argv: str,
-        ok_codes: Sequence[int] = (0,),
-        stdin: str | None = None,
-        secrets: Sequence[str] = (),
-    ) -> CommandResult:
-        for observer in self.observers:
-            observer(tuple(argv))
-        code, out, err = self.call(list(argv[1:]))
-        if code not in ok_codes:
-            raise CommandFailed(command=" ".join(argv[:2]), exit_code=code, stdout=out, stderr=err)
-        return CommandResult(tuple(argv), code, out, err)
+    def answer(
+        self, argv: tuple[str, ...], *, stdin: str | None, ok_codes: Sequence[int], secrets: Sequence[str]
+    ) -> tuple[int, str, str]:
+        return self.call(list(argv[1:]))
 
 
 # ------------------------------------------------------------------ tgtd

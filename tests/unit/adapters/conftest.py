@@ -6,11 +6,10 @@ from collections.abc import Sequence
 
 import pytest
 
-from iscsi_helper.exception import CommandFailed
-from iscsi_helper.executor import CommandResult, Executor
+from iscsi_helper.lab.rig import AnsweringExecutor
 
 
-class ScriptedExecutor(Executor):
+class ScriptedExecutor(AnsweringExecutor):
     """Records each argv (with the secrets declared for it) and answers with the next scripted reply.
 
     A reply is (exit code, stdout, stderr); an unscripted call succeeds
@@ -26,19 +25,12 @@ class ScriptedExecutor(Executor):
     def reply(self, exit_code: int, stdout: str = "", stderr: str = "") -> None:
         self.replies.append((exit_code, stdout, stderr))
 
-    def run(
-        self,
-        *argv: str,
-        ok_codes: Sequence[int] = (0,),
-        stdin: str | None = None,
-        secrets: Sequence[str] = (),
-    ) -> CommandResult:
+    def answer(
+        self, argv: tuple[str, ...], *, stdin: str | None, ok_codes: Sequence[int], secrets: Sequence[str]
+    ) -> tuple[int, str, str]:
         self.argvs.append(argv)
         self.secrets.append(tuple(secrets))
-        exit_code, stdout, stderr = self.replies.pop(0) if self.replies else (0, "", "")
-        if exit_code in ok_codes:
-            return CommandResult(argv, exit_code, stdout, stderr)
-        raise CommandFailed(command=" ".join(argv[:2]), exit_code=exit_code, stdout=stdout, stderr=stderr)
+        return self.replies.pop(0) if self.replies else (0, "", "")
 
 
 @pytest.fixture

@@ -27,8 +27,8 @@ from iscsi_helper.adapters.iscsictl import (
     parse_summaries,
 )
 from iscsi_helper.exception import CommandFailed, CommandLockBusy, InvalidInput, ToolOutputError
-from iscsi_helper.executor import CommandResult, Executor
 from iscsi_helper.formats import Portal
+from iscsi_helper.lab.rig import AnsweringExecutor
 
 IQN = "iqn.2010-10.org.openstack:volume-1"
 IQN2 = "iqn.2010-10.org.openstack:volume-10"
@@ -214,7 +214,7 @@ def test_names_that_would_change_the_query_are_refused(bad):
 # ----------------------------------------------------------- the tool, scripted
 
 
-class ScriptedExecutor(Executor):
+class ScriptedExecutor(AnsweringExecutor):
     """Answers each call from a script of (exit code, stdout, stderr), recording the argv."""
 
     def __init__(self, answers: list[tuple[int, str, str]]) -> None:
@@ -222,17 +222,13 @@ class ScriptedExecutor(Executor):
         self.answers = answers
         self.argvs: list[tuple[str, ...]] = []
 
-    def run(
-        self,
-        *argv: str,
-        ok_codes: Sequence[int] = (0,),
-        stdin: str | None = None,
-        secrets: Sequence[str] = (),
-    ) -> CommandResult:
+    def answer(
+        self, argv: tuple[str, ...], *, stdin: str | None, ok_codes: Sequence[int], secrets: Sequence[str]
+    ) -> tuple[int, str, str]:
         self.argvs.append(argv)
         code, out, err = self.answers.pop(0)
-        assert code in ok_codes
-        return CommandResult(argv, code, out, err)
+        assert code in ok_codes, f"the script answers {code}, which the adapter does not accept here"
+        return code, out, err
 
 
 class FakeClock:

@@ -20,8 +20,9 @@ import pytest
 from iscsi_helper import registry
 from iscsi_helper.codecs import chiscsi as codec
 from iscsi_helper.exception import TargetBusy, TargetRemoveFailed
-from iscsi_helper.executor import CommandResult, Executor
+from iscsi_helper.executor import CommandResult
 from iscsi_helper.formats import ChapCredentials, Portal
+from iscsi_helper.lab.rig import AnsweringExecutor
 from iscsi_helper.model import ExportSpec
 from tests.support.emulators import chiscsi_config
 
@@ -38,7 +39,7 @@ class Node:
 
 
 @dataclass
-class ScriptedChiscsi(Executor):
+class ScriptedChiscsi(AnsweringExecutor):
     """Enough of chiscsi's kernel and iscsictl for the helper's decisions."""
 
     names_buffer: int = 131072
@@ -51,13 +52,9 @@ class ScriptedChiscsi(Executor):
     def _find(self, name: str) -> Node | None:
         return next((n for n in self.nodes if n.name == name and not n.offline), None)
 
-    def run(
-        self,
-        *argv: str,
-        ok_codes: Sequence[int] = (0,),
-        stdin: str | None = None,
-        secrets: Sequence[str] = (),
-    ) -> CommandResult:
+    def answer(
+        self, argv: tuple[str, ...], *, stdin: str | None, ok_codes: Sequence[int], secrets: Sequence[str]
+    ) -> tuple[int, str, str]:
         self.argvs.append(argv)
         option, value = argv[1], argv[2].removeprefix("target=")
         out, err, code = "", "", 0
@@ -127,7 +124,7 @@ class ScriptedChiscsi(Executor):
                     f"\tTargetDevice={spec.device_path},{node.block.device_class}\n\n"
                 )
         assert code in ok_codes
-        return CommandResult(argv, code, out, err)
+        return code, out, err
 
     def live(self) -> list[str]:
         return [n.name for n in self.nodes if not n.offline]
