@@ -19,7 +19,7 @@ from iscsi_helper.lab.emulators import chiscsi as chiscsi_emulator
 from iscsi_helper.lab.emulators.iet import serving as iet_serving
 from iscsi_helper.lab.rig import free_port
 from iscsi_helper.lab.wire.control import WireService
-from tests.support.cli import Cli, one_line
+from tests.support.cli import Cli, one_line, private_args
 
 
 @pytest.fixture
@@ -61,14 +61,7 @@ def test_export_fails_when_the_port_is_held_and_works_once_it_is_free(tmp_path, 
     env, port = lab
     cli = Cli(
         [
-            "--target-helper",
-            helper,
-            "--state-path",
-            str(tmp_path / "state"),
-            "--lock-path",
-            str(tmp_path / "locks"),
-            "--target-ip-address",
-            "127.0.0.1",
+            *private_args(tmp_path, helper),
             "--target-port",
             str(port),
             "--chiscsi-conf",

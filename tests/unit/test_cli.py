@@ -13,25 +13,14 @@ import pytest
 
 from iscsi_helper import cli as cli_module
 from iscsi_helper import fileutil
-from tests.support.cli import Cli, console_script, one_line
+from tests.support.cli import Cli, console_script, one_line, private_args
 
 INITIATOR = "iqn.1993-08.org.debian:01:a"
 
 
 @pytest.fixture
 def cli(tmp_path):
-    return Cli(
-        [
-            "--target-helper",
-            "fake",
-            "--state-path",
-            str(tmp_path / "state"),
-            "--lock-path",
-            str(tmp_path / "locks"),
-            "--target-ip-address",
-            "127.0.0.1",
-        ]
-    )
+    return Cli(private_args(tmp_path, "fake"))
 
 
 @pytest.fixture
@@ -357,16 +346,7 @@ def test_connection_info_with_an_initiator_the_acl_cannot_take_touches_nothing(t
     """chiscsi's ACL takes iqn./eui. names: a naa. initiator is refused first, exit 2,
     before the export is even looked up (and before any lock or tool)."""
     cli = Cli(
-        [
-            "--target-helper",
-            "chiscsi",
-            "--state-path",
-            str(tmp_path / "state"),
-            "--lock-path",
-            str(tmp_path / "locks"),
-            "--target-ip-address",
-            "127.0.0.1",
-        ],
+        private_args(tmp_path, "chiscsi"),
         env={**os.environ, "PATH": "/usr/bin:/bin"},
     )  # no iscsictl at all
     done = cli.run("connection-info", "1", "--initiator", "naa.52004567BA64678D", expect=2)

@@ -10,7 +10,7 @@ import pytest
 
 from iscsi_helper.lab.emulators import chiscsi as chiscsi_emulator
 from iscsi_helper.lab.emulators.shims import install_shims
-from tests.support.cli import Cli, one_line
+from tests.support.cli import Cli, one_line, private_args
 
 
 @pytest.fixture
@@ -35,14 +35,7 @@ def lying_iscsictl(tmp_path):
 def test_a_create_the_target_never_made_is_exit_1_with_the_state_left(tmp_path, lying_iscsictl, device):
     cli = Cli(
         [
-            "--target-helper",
-            "chiscsi",
-            "--state-path",
-            str(tmp_path / "state"),
-            "--lock-path",
-            str(tmp_path / "locks"),
-            "--target-ip-address",
-            "127.0.0.1",
+            *private_args(tmp_path, "chiscsi"),
             "--chiscsi-conf",
             str(tmp_path / "chiscsi.conf"),
         ],
