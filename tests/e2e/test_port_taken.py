@@ -17,9 +17,9 @@ import pytest
 
 from iscsi_helper.lab.emulators import chiscsi as chiscsi_emulator
 from iscsi_helper.lab.emulators.iet import serving as iet_serving
-from iscsi_helper.lab.rig import free_port
+from iscsi_helper.lab.rig import free_port, private_args
 from iscsi_helper.lab.wire.control import WireService
-from tests.support.cli import Cli, one_line, private_args
+from tests.support.cli import Cli, one_line
 
 
 @pytest.fixture

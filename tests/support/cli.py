@@ -49,24 +49,6 @@ def open_to_all(path: Path) -> Path:
     return path
 
 
-def private_args(root: Path, helper: str) -> list[str]:
-    """The global options that keep a CLI run's files under ``root`` (a test's tmp_path).
-
-    Helper, state, locks and a loopback portal: what every CLI test sets so it
-    touches nothing of the host's; a test appends what else it needs.
-    """
-    return [
-        "--target-helper",
-        helper,
-        "--state-path",
-        str(root / "state"),
-        "--lock-path",
-        str(root / "locks"),
-        "--target-ip-address",
-        "127.0.0.1",
-    ]
-
-
 class Cli:
     """``run(*args, expect=0)`` the console script; fails the test on another exit code."""
 

@@ -13,7 +13,8 @@ import pytest
 
 from iscsi_helper import cli as cli_module
 from iscsi_helper import fileutil
-from tests.support.cli import Cli, console_script, one_line, private_args
+from iscsi_helper.lab.rig import private_args
+from tests.support.cli import Cli, console_script, one_line
 
 INITIATOR = "iqn.1993-08.org.debian:01:a"
 

@@ -10,7 +10,8 @@ import pytest
 
 from iscsi_helper.lab.emulators import chiscsi as chiscsi_emulator
 from iscsi_helper.lab.emulators.shims import install_shims
-from tests.support.cli import Cli, one_line, private_args
+from iscsi_helper.lab.rig import private_args
+from tests.support.cli import Cli, one_line
 
 
 @pytest.fixture

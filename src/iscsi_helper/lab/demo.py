@@ -18,7 +18,7 @@ from iscsi_helper import cli, options, registry
 from iscsi_helper.lab.emulators import chiscsi as emulator
 from iscsi_helper.lab.emulators.shims import install_shims
 from iscsi_helper.lab.initiator import Initiator, InitiatorError
-from iscsi_helper.lab.rig import free_port
+from iscsi_helper.lab.rig import free_port, private_args
 
 VOLUME_ID = "8d1c2a5e-0f7b-4c3e-9a61-3e2d7f00c0de"
 INITIATOR = "iqn.1993-08.org.debian:01:demo-compute-1"
@@ -41,14 +41,7 @@ def run(workdir: Path | None = None) -> int:
     os.environ["CHISCSI_EMULATOR_WIRE"] = "1"
     port = free_port()
     flags = [
-        "--target-helper",
-        "chiscsi",
-        "--state-path",
-        str(root / "state"),
-        "--lock-path",
-        str(root / "locks"),
-        "--target-ip-address",
-        "127.0.0.1",
+        *private_args(root, "chiscsi"),
         "--target-port",
         str(port),
         "--chiscsi-conf",

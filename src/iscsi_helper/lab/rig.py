@@ -81,6 +81,27 @@ def free_tgtd_control_port() -> int:
     raise RuntimeError("no free tgtd control port found")
 
 
+# ------------------------------------------------------------ the CLI
+
+
+def private_args(root: Path, helper: str) -> list[str]:
+    """The ``iscsi-helper`` global options that keep a run's files under ``root``.
+
+    Helper, state, locks and a loopback portal: what every CLI test and the
+    demo set so they touch nothing of the host's; a caller appends the rest.
+    """
+    return [
+        "--target-helper",
+        helper,
+        "--state-path",
+        str(root / "state"),
+        "--lock-path",
+        str(root / "locks"),
+        "--target-ip-address",
+        "127.0.0.1",
+    ]
+
+
 # ------------------------------------------------------------ emulators in process
 
 
