@@ -4,8 +4,9 @@ The emulator tests (tests/unit/targets/test_chiscsi.py) prove the helper on the
 rebuilt ``iscsictl``; these pin the convergence logic itself on situations
 that are slow or awkward to stage there: a target that stays busy, a name
 buffer cut at a chosen count, a tool that says "removed" and keeps the
-target. The script answers in chiscsi's layouts (the adapter's parsers are
-tested on those in tests/unit/adapters/test_iscsictl.py) and keeps what chiscsi keeps:
+target. The script answers in chiscsi's layouts (the codec's parsers are
+tested on those in tests/unit/codecs/test_iscsictl_output.py) and keeps what
+chiscsi keeps:
 an ordered node queue with offline nodes, one id counter, devices by path.
 """
 
