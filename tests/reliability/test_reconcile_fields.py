@@ -23,7 +23,7 @@ import pytest
 from iscsi_helper.adapters.tgtadm import parse_show
 
 from . import figures
-from .conftest import IQN_PREFIX, make_device, volume
+from .conftest import IQN_PREFIX, make_device, tool_names, volume
 
 INITIATOR = "iqn.1993-08.org.debian:01:fields"
 IQN = IQN_PREFIX + "volume-1"
@@ -108,9 +108,9 @@ def test_reconcile_names_the_differing_fields_and_fix_puts_back_the_record(h):
 
 
 def test_a_repair_the_tool_only_pretended_to_make_is_not_called_fixed(h):
-    from .test_lying_tools import Liar, _tool_names
+    from .test_lying_tools import Liar
 
-    tools = _tool_names(h)
+    tools = tool_names(h)
     if not tools:
         pytest.skip(f"{h.name} runs no target tool")
     liar = Liar(h, tools)
