@@ -5,7 +5,9 @@ from __future__ import annotations
 import ast
 import inspect
 
-from iscsi_helper import cli
+import pytest
+
+from iscsi_helper import cli, cliargs, clisupport, cliviews
 from iscsi_helper.targets.base import TargetHelper
 
 
@@ -23,8 +25,9 @@ def _private_attributes(source: str) -> list[str]:
     )
 
 
-def test_the_cli_reaches_no_private_attribute():
-    assert _private_attributes(inspect.getsource(cli)) == []
+@pytest.mark.parametrize("module", [cli, cliargs, cliviews, clisupport], ids=lambda m: m.__name__)
+def test_the_cli_reaches_no_private_attribute(module):
+    assert _private_attributes(inspect.getsource(module)) == []
 
 
 def test_the_check_sees_a_private_call():
