@@ -34,6 +34,7 @@ READERS: dict[str, str] = {
     "targets/bulk.py": "every iSCSI helper",
     "targets/iet_conf.py": "iet helper",
     "targets/iet_live.py": "iet helper",
+    "targets/iet_steps.py": "iet helper",
     "targets/chiscsi_devices.py": "chiscsi helper",
     "targets/chiscsi_live.py": "chiscsi helper",
     "confcheck.py": "every helper (checked when it is made)",
